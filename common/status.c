@@ -1,0 +1,27 @@
+#include "status.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+cs_status cs_errf(char *err, size_t errlen, cs_status st, const char *fmt, ...) {
+    if (err && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+const char *cs_status_str(cs_status st) {
+    switch (st) {
+    case CS_OK: return "ok";
+    case CS_ERR_IO: return "i/o error";
+    case CS_ERR_FORMAT: return "bad format";
+    case CS_ERR_UNSUPPORTED: return "unsupported";
+    case CS_ERR_NOT_FOUND: return "not found";
+    case CS_ERR_NOMEM: return "out of memory";
+    case CS_ERR_INVALID: return "invalid argument";
+    }
+    return "unknown status";
+}
