@@ -49,6 +49,10 @@ cs_status cs_tokenizer_from_gguf(const struct cs_gguf *g, cs_tokenizer **out, ch
 // token names) may be NULL. Both are file paths.
 cs_status cs_tokenizer_from_hf(const char *tokenizer_json, const char *tokenizer_config_json,
                                cs_tokenizer **out, char *err, size_t errlen);
+// Same from the files' contents in memory (config may be NULL); for tests and the fuzzer.
+cs_status cs_tokenizer_from_hf_json_mem(const char *json, size_t len, const char *config,
+                                        size_t config_len, cs_tokenizer **out, char *err,
+                                        size_t errlen);
 void cs_tokenizer_free(cs_tokenizer *tok);
 
 cs_tok_kind cs_tokenizer_kind(const cs_tokenizer *tok);
@@ -66,6 +70,9 @@ const char *cs_tokenizer_chat_template(const cs_tokenizer *tok);
 int32_t cs_tokenizer_find(const cs_tokenizer *tok, const char *piece, size_t len);
 // The stored vocabulary string of id (not the decoded bytes), or NULL when out of range.
 const char *cs_tokenizer_piece(const cs_tokenizer *tok, int32_t id, size_t *len);
+
+// Longest decoded text of one token, in bytes.
+size_t cs_tokenizer_max_token_bytes(const cs_tokenizer *tok);
 
 // Encodes len bytes of UTF-8 text. Writes at most cap ids and returns how many the text needs
 // (call again with a larger buffer if that is > cap), or a negative cs_status.
@@ -85,7 +92,9 @@ typedef struct cs_detok {
     bool started; // SPM: the first piece's leading space is dropped
 } cs_detok;
 
-// Appends the text of id; returns bytes written to out (cap >= 64 is always enough).
+// Appends the text of id; returns bytes written to out. cap >= 3 * max_token_bytes + 3 is
+// always enough; a push that would not fit in cap writes nothing, keeps the state as it was
+// and returns the size it needs (> cap). Ids out of range give 0 bytes.
 size_t cs_detok_push(cs_detok *d, const cs_tokenizer *tok, int32_t id, char *out, size_t cap);
 // At the end of a stream: flushes held bytes (an incomplete character becomes U+FFFD).
 size_t cs_detok_flush(cs_detok *d, char *out, size_t cap);

@@ -13,6 +13,10 @@
 #include <stdint.h>
 #include <stdbool.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum cs_dtype {
     CS_DTYPE_F32,
     CS_DTYPE_F16,
@@ -52,5 +56,9 @@ float cs_fp16_to_f32(uint16_t h);
 uint16_t cs_f32_to_fp16(float f); // round to nearest even
 float cs_bf16_to_f32(uint16_t h);
 uint16_t cs_f32_to_bf16(float f); // round to nearest even, NaN kept NaN
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

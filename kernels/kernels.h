@@ -1,15 +1,66 @@
 // The backend interface. Every kernel has a plain C reference in kernels/cpu/ (the oracle and
-// the CPU path) and, where it pays, a CUDA version in kernels/cuda/ with the same arguments.
-// Shapes are given row-major with the innermost dimension last in comments: x (n, k).
+// the CPU path) and, where it pays, a CUDA version in kernels/cuda/ taking the same data
+// arguments (the CPU versions take a thread pool where the CUDA ones take a stream).
+// Shapes in comments are row-major, innermost last: x (n, dim) is n rows of dim floats.
 #ifndef CS_KERNELS_H
 #define CS_KERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
+#include "../common/thread_pool.h"
 #include "dtype.h"
 
 // Dequantises n elements of one row stored as type t into fp32. n must be a multiple of
 // cs_dtype_block_elems(t). Exact: the result is the value the format defines, computed in fp32.
 void cs_cpu_dequant_row(cs_dtype t, const void *src, float *dst, int64_t n);
+
+// out (n, dim) = rows ids of the embedding table (vocab, dim) stored as type t.
+void cs_cpu_embed(float *out, const void *table, cs_dtype t, const int32_t *ids, int n, int dim);
+
+// out (n, dim) = x / sqrt(mean(x^2) + eps) * w (dim). out may equal x.
+void cs_cpu_rmsnorm(float *out, const float *x, const float *w, int n, int dim, float eps);
+
+// out (m, n) = x (m, k) @ W^T + bias (n, may be NULL), W (n, k) rows stored as wt.
+// scratch: cs_cpu_matmul_scratch(k, threads of pool) bytes, 32-byte aligned.
+void cs_cpu_matmul(float *out, const float *x, const void *w, cs_dtype wt, const float *bias,
+                   int m, int n, int k, float *scratch, cs_pool *pool);
+size_t cs_cpu_matmul_scratch(int k, int n_threads);
+
+// Rotates x (n_tok, n_heads, head_dim) in place at positions pos (n_tok), the first rope_dim
+// dims of each head, with the table cos_sin (max_pos, rope_dim / 2, 2) = (cos, sin) of
+// pos * freq_i. neox: dim i pairs with i + rope_dim/2; else with its neighbour (2i, 2i+1).
+void cs_cpu_rope(float *x, const int32_t *pos, int n_tok, int n_heads, int head_dim,
+                 int rope_dim, const float *cos_sin, int neox);
+
+// Writes k, v (n_tok, kv_dim) into the caches (slots, kv_dim) at slots[i] = block * block_size
+// + offset.
+void cs_cpu_kv_write(float *k_cache, float *v_cache, const float *k, const float *v,
+                     const int32_t *slots, int n_tok, int kv_dim);
+
+// A ragged batch as attention sees it. Sequence s has q_len(s) = q_start[s+1] - q_start[s]
+// new tokens, which are the last q_len(s) of its kv_len[s] cached positions; its KV lives in
+// blocks block_table[bt_start[s] .. bt_start[s+1]) of block_size slots each.
+typedef struct cs_attn_batch {
+    int n_seqs;
+    const int32_t *q_start;     // (n_seqs + 1)
+    const int32_t *kv_len;      // (n_seqs)
+    const int32_t *bt_start;    // (n_seqs + 1)
+    const int32_t *block_table; // (bt_start[n_seqs])
+    int block_size;
+} cs_attn_batch;
+
+// out (n_tok, n_head, head_dim) = causal softmax(q k^T * scale) v over each sequence's paged
+// KV; GQA: query head h reads kv head h / (n_head / n_kv). fp32 throughout.
+// scratch: cs_cpu_attention_scratch(max kv_len, threads) bytes.
+void cs_cpu_attention(float *out, const float *q, const float *k_cache, const float *v_cache,
+                      const cs_attn_batch *b, int n_head, int n_kv, int head_dim, float scale,
+                      float *scratch, cs_pool *pool);
+size_t cs_cpu_attention_scratch(int max_kv_len, int n_threads);
+
+// out (n) = silu(gate) * up. out may alias gate.
+void cs_cpu_swiglu(float *out, const float *gate, const float *up, int n);
+// x (n) += y (n).
+void cs_cpu_add(float *x, const float *y, int n);
 
 #endif

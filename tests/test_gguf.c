@@ -264,7 +264,24 @@ static void test_default_model(void) {
     cs_gguf_free(g);
 }
 
-int main(void) {
+// `test_gguf --write-seeds DIR` writes the valid files built here as the fuzzer's seed corpus.
+static int write_seeds(const char *dir) {
+    uint32_t variants[3][2] = {{3, 32}, {2, 32}, {3, 64}};
+    for (int i = 0; i < 3; i++) {
+        size_t n;
+        unsigned char *f = build_valid(variants[i][0], variants[i][1], &n);
+        char path[4096];
+        snprintf(path, sizeof path, "%s/seed%d.gguf", dir, i);
+        FILE *out = fopen(path, "wb");
+        if (!out || fwrite(f, 1, n, out) != n) return 1;
+        fclose(out);
+        free(f);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "--write-seeds")) return write_seeds(argv[2]);
     test_read_back(3, 32);
     test_read_back(2, 32);
     test_read_back(3, 64);

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static int test_failures_, test_checks_;
+static int test_failures_ __attribute__((unused)), test_checks_ __attribute__((unused));
 
 #define TEST_COND(cond)                                                                \
     do {                                                                               \

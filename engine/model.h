@@ -1,0 +1,47 @@
+// A model ready to run: weights resolved from a cs_model_file (quantised ones in place,
+// everything else converted once to fp32) and the RoPE table.
+#ifndef CS_MODEL_H
+#define CS_MODEL_H
+
+#include "../common/status.h"
+#include "../kernels/dtype.h"
+#include "model_config.h"
+#include "model_file.h"
+
+typedef struct cs_weight {
+    const void *data; // (rows, cols) rows stored as type
+    cs_dtype type;
+    int rows, cols;
+} cs_weight;
+
+typedef struct cs_layer {
+    const float *attn_norm, *ffn_norm; // (dim)
+    cs_weight wq, wk, wv, wo;          // (q_dim, dim), (kv_dim, dim) x2, (dim, q_dim)
+    const float *bq, *bk, *bv;         // (q_dim), (kv_dim) x2 or NULL
+    cs_weight w_gate, w_up, w_down;    // (ffn, dim) x2, (dim, ffn)
+} cs_layer;
+
+typedef struct cs_model {
+    cs_model_config cfg;
+    const cs_model_file *file; // borrowed: must outlive the model
+    cs_weight tok_embd;        // (vocab, dim)
+    cs_weight output;          // (vocab, dim); == tok_embd when tied
+    const float *output_norm;  // (dim)
+    cs_layer *layers;          // (n_layer)
+    int rope_max_pos;
+    float *rope_cos_sin;       // (rope_max_pos, rope_dim / 2, 2)
+    // storage for the fp32 conversions, freed with the model
+    void **owned;
+    int n_owned;
+} cs_model;
+
+// Builds the runtime model over an open file. max_pos bounds the RoPE table (the context
+// the engine will serve; at most the model's context length... or more with rope scaling).
+cs_status cs_model_init(cs_model *m, const cs_model_file *f, int max_pos, char *err, size_t errlen);
+void cs_model_free(cs_model *m);
+
+// Fills cos_sin (max_pos, rope_dim / 2, 2) for the config's base and scaling. freq_factors
+// (rope_dim / 2) divides each frequency when not NULL (GGUF's rope_freqs.weight).
+void cs_rope_table(const cs_model_config *c, const float *freq_factors, int max_pos, float *cos_sin);
+
+#endif

@@ -1,0 +1,42 @@
+// 8-wide float vectors for the CPU kernels: AVX2+FMA when the compiler targets them
+// (CSERVE_NATIVE builds), otherwise portable GCC vector code. FMAs are explicit so that the
+// arithmetic, and so every result, is the same wherever a kernel is inlined (the build
+// uses -ffp-contract=off).
+#ifndef CS_CPU_SIMD_H
+#define CS_CPU_SIMD_H
+
+#include <string.h>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+typedef __m256 cs_v8;
+static inline cs_v8 cs_v8_zero(void) { return _mm256_setzero_ps(); }
+static inline cs_v8 cs_v8_load(const float *p) { return _mm256_loadu_ps(p); }
+static inline cs_v8 cs_v8_fma(cs_v8 a, cs_v8 b, cs_v8 c) { return _mm256_fmadd_ps(a, b, c); }
+static inline float cs_v8_sum(cs_v8 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+#else
+#include <math.h>
+typedef float cs_v8 __attribute__((vector_size(32)));
+static inline cs_v8 cs_v8_zero(void) { return (cs_v8){0}; }
+static inline cs_v8 cs_v8_load(const float *p) {
+    cs_v8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline cs_v8 cs_v8_fma(cs_v8 a, cs_v8 b, cs_v8 c) {
+    cs_v8 r;
+    for (int i = 0; i < 8; i++) r[i] = fmaf(a[i], b[i], c[i]);
+    return r;
+}
+static inline float cs_v8_sum(cs_v8 v) {
+    float a = (v[0] + v[4]) + (v[2] + v[6]), b = (v[1] + v[5]) + (v[3] + v[7]);
+    return a + b;
+}
+#endif
+
+#endif

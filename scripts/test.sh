@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Every test: installs what is missing (scripts/setup.sh), then
+#   1. release build (-Werror; CUDA sources compiled when nvcc is present), ctest;
+#   2. ASan+UBSan build, ctest;
+#   3. each libFuzzer target for CSERVE_FUZZ_SECONDS (default 45) from its seed corpus.
+# GPU tests (ctest label gpu) skip without a device. Ends with one "N passed, N failed" line.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+jobs=$(nproc)
+fuzz_seconds=${CSERVE_FUZZ_SECONDS:-45}
+passed=0
+failed=0
+
+# Runs ctest in build dir $1 and adds its counts to the totals.
+run_ctest() {
+    local log
+    log=$(mktemp)
+    if ctest --test-dir "$1" --output-on-failure -j "$jobs" 2>&1 | tee "$log"; then :; fi
+    local line total bad
+    line=$(grep -E "tests passed, [0-9]+ tests failed out of [0-9]+" "$log" | tail -1 || true)
+    rm -f "$log"
+    if [ -z "$line" ]; then
+        echo "[test] ctest in $1 printed no summary" >&2
+        failed=$((failed + 1))
+        return
+    fi
+    bad=$(sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\1/' <<<"$line")
+    total=$(sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\2/' <<<"$line")
+    passed=$((passed + total - bad))
+    failed=$((failed + bad))
+}
+
+echo "[test] release build"
+cmake -S . -B build -G Ninja -DCSERVE_WERROR=ON >/dev/null
+cmake --build build -j "$jobs"
+run_ctest build
+
+echo "[test] ASan+UBSan build"
+cmake -S . -B build-asan -G Ninja -DCSERVE_WERROR=ON -DCSERVE_SANITIZE=ON -DCSERVE_CUDA=OFF \
+    -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build-asan -j "$jobs"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_ctest build-asan
+
+echo "[test] fuzzers, ${fuzz_seconds}s each"
+CC=clang cmake -S . -B build-fuzz -G Ninja -DCSERVE_FUZZ=ON -DCSERVE_SANITIZE=ON -DCSERVE_CUDA=OFF \
+    >/dev/null
+cmake --build build-fuzz -j "$jobs"
+seeds=build-fuzz/seeds
+rm -rf "$seeds" && mkdir -p "$seeds/gguf"
+build/tests/test_gguf --write-seeds "$seeds/gguf"
+export CSERVE_MODEL="$PWD/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+for f in build-fuzz/fuzz_*; do
+    [ -x "$f" ] || continue
+    name=$(basename "$f")
+    corpus="$seeds/${name#fuzz_}"
+    mkdir -p "$corpus" "$seeds/run-$name"
+    [ -d "fuzz/seeds/${name#fuzz_}" ] && cp -r "fuzz/seeds/${name#fuzz_}/." "$corpus/"
+    if "$f" -max_total_time="$fuzz_seconds" -max_len=65536 -rss_limit_mb=4096 -timeout=20 \
+        -print_final_stats=0 "$seeds/run-$name" "$corpus" >"$seeds/$name.log" 2>&1; then
+        echo "[test] $name: ok ($(grep -Eo 'Done [0-9]+ runs' "$seeds/$name.log" | tail -1))"
+        passed=$((passed + 1))
+    else
+        echo "[test] $name: FAILED" >&2
+        tail -40 "$seeds/$name.log" >&2
+        failed=$((failed + 1))
+    fi
+done
+
+echo "tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

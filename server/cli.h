@@ -1,0 +1,21 @@
+// Command-line plumbing shared by the subcommands: flag matching and the default model path.
+#ifndef CS_CLI_H
+#define CS_CLI_H
+
+#include <stdbool.h>
+
+// Exit codes of every subcommand.
+enum { CS_EXIT_OK = 0, CS_EXIT_RUNTIME = 1, CS_EXIT_BAD_INPUT = 2 };
+
+// --model if given, else $CSERVE_MODEL, else the default model fetched by scripts/setup.sh.
+const char *cs_cli_model_path(const char *flag_value);
+
+// Matches argv[*i] against "--name VALUE" or "--name=VALUE". On a match stores the value,
+// advances *i past what it used and returns true; a missing value prints an error and sets
+// *bad.
+bool cs_cli_value(int argc, char **argv, int *i, const char *name, const char **value, bool *bad);
+
+int cs_cmd_info(int argc, char **argv);
+int cs_cmd_tokenize(int argc, char **argv);
+
+#endif

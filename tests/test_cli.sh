@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The CLI on good and bad model files: exit codes (0 ok, 2 bad input) and one-line errors.
+set -u
+bin=${CSERVE_BIN:?}
+model=${CSERVE_MODEL:-}
+fails=0
+checks=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+check() { # check NAME CONDITION...
+    checks=$((checks + 1))
+    local name=$1; shift
+    if ! "$@"; then echo "FAILED: $name" >&2; fails=$((fails + 1)); fi
+}
+# expect_error NAME PATTERN ARGS...: exit code 2, stderr one line matching PATTERN
+expect_error() {
+    local name=$1 pattern=$2; shift 2
+    "$bin" "$@" >"$tmp/out" 2>"$tmp/err"
+    local rc=$?
+    check "$name: exit 2 (got $rc)" test "$rc" -eq 2
+    check "$name: one line on stderr" test "$(wc -l <"$tmp/err")" -eq 1
+    check "$name: stderr matches '$pattern' ($(head -c 300 "$tmp/err"))" grep -q -- "$pattern" "$tmp/err"
+}
+
+check "--version" bash -c "'$bin' --version | grep -q '^cserve [0-9]'"
+check "--help" bash -c "'$bin' --help | grep -q 'info'"
+check "info --help" bash -c "'$bin' info --help | grep -q -- '--model'"
+expect_error "unknown command" "unknown command 'frobnicate'" frobnicate
+expect_error "unknown option" "unknown option '--bogus'" info --bogus
+expect_error "missing value" "--model needs a value" info --model
+expect_error "no such file" "no such file" info --model "$tmp/absent.gguf"
+printf 'not a gguf at all' >"$tmp/junk.gguf"
+expect_error "wrong magic" "bad magic" info --model "$tmp/junk.gguf"
+
+if [ -z "$model" ] || [ ! -f "$model" ]; then
+    echo "default model absent: skipping the model checks"
+    echo "$checks checks, $fails failed"
+    [ "$fails" -eq 0 ] && exit 77 || exit 1
+fi
+
+"$bin" info --model "$model" >"$tmp/info" 2>&1
+check "info exit 0" test $? -eq 0
+for want in "architecture *llama" "layers *30" "hidden size *576" "9 query, 3 key/value" \
+    "vocabulary *49152" "context length *8192" "Q4_1 x210" "Q8_0 x1" "F32 x61" \
+    "tied to token embedding" "chat template *chatml"; do
+    check "info shows '$want'" grep -q "$want" "$tmp/info"
+done
+check "tokenize" bash -c "'$bin' tokenize --model '$model' --text 'Hello world' --ids | grep -qx '\[19556, 905\]'"
+
+size=$(stat -c %s "$model")
+head -c 1000 "$model" >"$tmp/trunc_header.gguf"
+expect_error "truncated in metadata" "truncated\|runs past the end\|cannot fit" info --model "$tmp/trunc_header.gguf"
+head -c $((size / 2)) "$model" >"$tmp/trunc_half.gguf"
+expect_error "truncated in data" "runs past the end of the file" info --model "$tmp/trunc_half.gguf"
+{ printf 'GGUF\001\000\000\000'; tail -c +9 "$model"; } >"$tmp/v1.gguf"
+expect_error "version 1" "unsupported version 1" info --model "$tmp/v1.gguf"
+mkdir "$tmp/emptydir"
+expect_error "empty directory" "config.json" info --model "$tmp/emptydir"
+
+echo "$checks checks, $fails failed"
+[ "$fails" -eq 0 ]

@@ -1,0 +1,184 @@
+// CPU kernels against naive double-precision references on random inputs of odd shapes,
+// plus the properties the engine relies on (a row's result does not depend on the batch).
+#include <math.h>
+#include <string.h>
+
+#include "common/thread_pool.h"
+#include "kernels/kernels.h"
+#include "test_util.h"
+
+static uint64_t rng = 0x243f6a8885a308d3ull;
+static float frand(void) { // uniform in [-1, 1)
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng >> 40) & 0xffffff) / 8388608.0f - 1.0f;
+}
+
+static void fill(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = frand();
+}
+
+// Random weights of type t for an (n, k) matrix, and their exact fp32 values.
+static void *make_weights(cs_dtype t, int n, int k, float *exact) {
+    size_t row_bytes;
+    cs_dtype_row_bytes(t, k, &row_bytes);
+    unsigned char *w = malloc(row_bytes * n);
+    for (size_t i = 0; i < row_bytes * n; i++) w[i] = (unsigned char)(frand() * 128 + 128);
+    int bb = cs_dtype_block_bytes(t);
+    if (t == CS_DTYPE_F32)
+        fill((float *)w, (size_t)n * k);
+    else if (t == CS_DTYPE_F16 || t == CS_DTYPE_BF16)
+        for (size_t i = 0; i < (size_t)n * k; i++) {
+            uint16_t h = t == CS_DTYPE_F16 ? cs_f32_to_fp16(frand()) : cs_f32_to_bf16(frand());
+            memcpy(w + 2 * i, &h, 2);
+        }
+    else
+        for (size_t b = 0; b < row_bytes * n / bb; b++) {
+            uint16_t d = cs_f32_to_fp16(frand() * 0.1f), m = cs_f32_to_fp16(frand() * 0.5f);
+            memcpy(w + b * bb, &d, 2);
+            if (t == CS_DTYPE_Q4_1) memcpy(w + b * bb + 2, &m, 2);
+        }
+    for (int r = 0; r < n; r++) cs_cpu_dequant_row(t, w + r * row_bytes, exact + (size_t)r * k, k);
+    return w;
+}
+
+static void test_matmul(cs_pool *pool) {
+    const int shapes[][3] = {{1, 1, 32}, {3, 5, 64}, {7, 19, 96}, {16, 64, 576}, {33, 17, 160}, {1, 49, 1536}};
+    for (int t = 0; t < CS_DTYPE_COUNT; t++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+            float *x = malloc(sizeof(float) * m * k), *we = malloc(sizeof(float) * n * k);
+            float *bias = malloc(sizeof(float) * n), *out = malloc(sizeof(float) * m * n);
+            float *row = malloc(sizeof(float) * n);
+            fill(x, (size_t)m * k);
+            fill(bias, n);
+            void *w = make_weights((cs_dtype)t, n, k, we);
+            float *scratch = aligned_alloc(64, cs_cpu_matmul_scratch(k, cs_pool_threads(pool)) + 64);
+            cs_cpu_matmul(out, x, w, (cs_dtype)t, bias, m, n, k, scratch, pool);
+            double max_err = 0;
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++) {
+                    // fp32 summation error is bounded relative to sum |x w|, not to |result|
+                    double ref = bias[j], mag = fabs(bias[j]);
+                    for (int c = 0; c < k; c++) {
+                        ref += (double)x[i * k + c] * we[j * k + c];
+                        mag += fabs((double)x[i * k + c] * we[j * k + c]);
+                    }
+                    double e = fabs(out[i * n + j] - ref) / (mag + 1e-30);
+                    if (e > max_err) max_err = e;
+                }
+            TEST_CONDF(max_err < 4e-7, "matmul %s %dx%dx%d: max rel err %g", cs_dtype_name((cs_dtype)t), m, n, k, max_err);
+            // batch invariance: the last row alone gives bit-identical results
+            cs_cpu_matmul(row, x + (size_t)(m - 1) * k, w, (cs_dtype)t, bias, 1, n, k, scratch, pool);
+            TEST_CONDF(!memcmp(row, out + (size_t)(m - 1) * n, sizeof(float) * n),
+                       "matmul %s %dx%dx%d: row differs alone vs batched", cs_dtype_name((cs_dtype)t), m, n, k);
+            free(x); free(we); free(bias); free(out); free(row); free(w); free(scratch);
+        }
+}
+
+// Paged attention against dense attention over the same K/V gathered through the tables.
+static void test_attention(cs_pool *pool) {
+    const int n_head = 8, n_kv = 2, hd = 32, bs = 5, n_blocks = 64, kv_dim = n_kv * hd;
+    int32_t q_start[] = {0, 1, 4, 11}, kv_len[] = {13, 3, 40};
+    int32_t bt_start[4] = {0}, table[64];
+    int used = 0;
+    // random distinct physical blocks
+    int perm[64];
+    for (int i = 0; i < n_blocks; i++) perm[i] = i;
+    for (int i = n_blocks - 1; i > 0; i--) {
+        int j = (int)((frand() + 1) * 0.5f * (i + 1)) % (i + 1), tmp = perm[i];
+        perm[i] = perm[j];
+        perm[j] = tmp;
+    }
+    for (int s = 0; s < 3; s++) {
+        int nb = (kv_len[s] + bs - 1) / bs;
+        for (int b = 0; b < nb; b++) table[used + b] = perm[used + b];
+        used += nb;
+        bt_start[s + 1] = used;
+    }
+    cs_attn_batch ab = {3, q_start, kv_len, bt_start, table, bs};
+    size_t cache_n = (size_t)n_blocks * bs * kv_dim;
+    float *kc = malloc(cache_n * 4), *vc = malloc(cache_n * 4);
+    for (size_t i = 0; i < cache_n; i++) kc[i] = vc[i] = NAN; // unused slots must never be read
+    for (int s = 0; s < 3; s++)
+        for (int p = 0; p < kv_len[s]; p++) {
+            int slot = table[bt_start[s] + p / bs] * bs + p % bs;
+            fill(kc + (size_t)slot * kv_dim, kv_dim);
+            fill(vc + (size_t)slot * kv_dim, kv_dim);
+        }
+    int T = q_start[3];
+    float *q = malloc(sizeof(float) * T * n_head * hd), *out = malloc(sizeof(float) * T * n_head * hd);
+    fill(q, (size_t)T * n_head * hd);
+    float *scratch = malloc(cs_cpu_attention_scratch(64, cs_pool_threads(pool)));
+    float scale = 1.0f / sqrtf(hd);
+    cs_cpu_attention(out, q, kc, vc, &ab, n_head, n_kv, hd, scale, scratch, pool);
+    double max_err = 0;
+    for (int s = 0; s < 3; s++)
+        for (int t = q_start[s]; t < q_start[s + 1]; t++)
+            for (int h = 0; h < n_head; h++) {
+                int visible = kv_len[s] - (q_start[s + 1] - q_start[s]) + (t - q_start[s]) + 1;
+                double w[64], mx = -1e30, sum = 0;
+                const float *qv = q + ((size_t)t * n_head + h) * hd;
+                for (int p = 0; p < visible; p++) {
+                    int slot = table[bt_start[s] + p / bs] * bs + p % bs;
+                    const float *kv = kc + (size_t)slot * kv_dim + (h / (n_head / n_kv)) * hd;
+                    double d = 0;
+                    for (int i = 0; i < hd; i++) d += (double)qv[i] * kv[i];
+                    w[p] = d * scale;
+                    if (w[p] > mx) mx = w[p];
+                }
+                for (int p = 0; p < visible; p++) sum += (w[p] = exp(w[p] - mx));
+                for (int i = 0; i < hd; i++) {
+                    double o = 0;
+                    for (int p = 0; p < visible; p++) {
+                        int slot = table[bt_start[s] + p / bs] * bs + p % bs;
+                        o += w[p] / sum * vc[(size_t)slot * kv_dim + (h / (n_head / n_kv)) * hd + i];
+                    }
+                    double e = fabs(out[((size_t)t * n_head + h) * hd + i] - o);
+                    if (!(e <= max_err)) max_err = e; // NaN propagates into max_err
+                }
+            }
+    TEST_CONDF(max_err < 1e-5, "attention max abs err %g", max_err);
+    free(kc); free(vc); free(q); free(out); free(scratch);
+}
+
+static void test_rope_and_norm(void) {
+    // rope at position p rotates pair (a, b) by angle p * freq: check against cos/sin directly
+    const int hd = 8, rd = 8, max_pos = 4;
+    float table[4 * 4 * 2];
+    for (int p = 0; p < max_pos; p++)
+        for (int i = 0; i < rd / 2; i++) {
+            double ang = p * pow(10000.0, -2.0 * i / rd);
+            table[(p * 4 + i) * 2] = (float)cos(ang);
+            table[(p * 4 + i) * 2 + 1] = (float)sin(ang);
+        }
+    for (int neox = 0; neox < 2; neox++) {
+        float x[hd], y[hd];
+        fill(x, hd);
+        memcpy(y, x, sizeof x);
+        int32_t pos = 3;
+        cs_cpu_rope(y, &pos, 1, 1, hd, rd, table, neox);
+        for (int i = 0; i < rd / 2; i++) {
+            int a = neox ? i : 2 * i, b = neox ? i + rd / 2 : 2 * i + 1;
+            double ang = 3 * pow(10000.0, -2.0 * i / rd);
+            TEST_COND(fabs(y[a] - (x[a] * cos(ang) - x[b] * sin(ang))) < 1e-6);
+            TEST_COND(fabs(y[b] - (x[b] * cos(ang) + x[a] * sin(ang))) < 1e-6);
+        }
+    }
+    float x[5] = {1, -2, 3, -4, 5}, w[5] = {1, 2, 3, 4, 5}, o[5];
+    cs_cpu_rmsnorm(o, x, w, 1, 5, 1e-5f);
+    double inv = 1.0 / sqrt((1 + 4 + 9 + 16 + 25) / 5.0 + 1e-5);
+    for (int i = 0; i < 5; i++) TEST_COND(fabs(o[i] - x[i] * inv * w[i]) < 1e-6);
+    float g[3] = {0, 1, -20}, u[3] = {3, 2, 1}, s[3];
+    cs_cpu_swiglu(s, g, u, 3);
+    TEST_COND(s[0] == 0 && fabs(s[1] - 2 / (1 + exp(-1.0))) < 1e-6 && fabs(s[2]) < 1e-7);
+}
+
+int main(void) {
+    cs_pool *pool = cs_pool_init(3);
+    test_matmul(NULL);
+    test_matmul(pool);
+    test_attention(pool);
+    test_rope_and_norm();
+    cs_pool_free(pool);
+    return TEST_REPORT();
+}
