@@ -2,6 +2,8 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
+#include <math.h>
 #include <string.h>
 
 #ifndef CSERVE_DEFAULT_MODEL
@@ -29,5 +31,41 @@ bool cs_cli_value(int argc, char **argv, int *i, const char *name, const char **
         return true;
     }
     *value = argv[++*i];
+    return true;
+}
+
+bool cs_cli_int(const char *name, const char *s, long lo, long hi, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        fprintf(stderr, "error: %s: '%s' is not an integer in [%ld, %ld]\n", name, s, lo, hi);
+        return false;
+    }
+    *out = (int)v;
+    return true;
+}
+
+bool cs_cli_float(const char *name, const char *s, double lo, double hi, float *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) {
+        fprintf(stderr, "error: %s: '%s' is not a number in [%g, %g]\n", name, s, lo, hi);
+        return false;
+    }
+    *out = (float)v;
+    return true;
+}
+
+bool cs_cli_u64(const char *name, const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-') {
+        fprintf(stderr, "error: %s: '%s' is not an unsigned 64-bit integer\n", name, s);
+        return false;
+    }
+    *out = v;
     return true;
 }

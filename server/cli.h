@@ -3,6 +3,7 @@
 #define CS_CLI_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 // Exit codes of every subcommand.
 enum { CS_EXIT_OK = 0, CS_EXIT_RUNTIME = 1, CS_EXIT_BAD_INPUT = 2 };
@@ -15,7 +16,15 @@ const char *cs_cli_model_path(const char *flag_value);
 // *bad.
 bool cs_cli_value(int argc, char **argv, int *i, const char *name, const char **value, bool *bad);
 
+// Strict number parsing for flag values: the whole string must be a number in [lo, hi].
+// On failure prints "error: NAME: ..." and returns false.
+bool cs_cli_int(const char *name, const char *s, long lo, long hi, int *out);
+bool cs_cli_float(const char *name, const char *s, double lo, double hi, float *out);
+bool cs_cli_u64(const char *name, const char *s, uint64_t *out);
+
 int cs_cmd_info(int argc, char **argv);
+int cs_cmd_generate(int argc, char **argv);
+int cs_cmd_perplexity(int argc, char **argv);
 int cs_cmd_tokenize(int argc, char **argv);
 
 #endif

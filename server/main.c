@@ -10,6 +10,8 @@ static const struct {
     const char *help;
 } commands[] = {
     {"info", cs_cmd_info, "describe a model file: architecture, shapes, tensor types, tokenizer"},
+    {"generate", cs_cmd_generate, "generate text from a prompt, streamed to stdout"},
+    {"perplexity", cs_cmd_perplexity, "perplexity of a text file (llama.cpp's method)"},
     {"tokenize", cs_cmd_tokenize, "print the token ids (and pieces) of a text"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])

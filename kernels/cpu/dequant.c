@@ -4,33 +4,21 @@
 #include <string.h>
 
 #include "../../common/assert.h"
+#include "quant_simd.h"
 
-static void dequant_q8_0(const cs_block_q8_0 *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++) {
-        float d = cs_fp16_to_f32(b[i].d);
-        for (int j = 0; j < CS_QK; j++) y[i * CS_QK + j] = d * (float)b[i].qs[j];
+// Each block decodes in registers (quant_simd.h) and is stored: the same values the scalar
+// formulas in dtype.h give, 8 at a time.
+#define DEQUANT_BLOCKS(name, block_t, decode)                                  \
+    static void name(const block_t *b, float *y, int64_t nb) {                 \
+        for (int64_t i = 0; i < nb; i++) {                                     \
+            cs_v8 w[4];                                                        \
+            decode(&b[i], w);                                                  \
+            memcpy(y + i * CS_QK, w, sizeof w);                                \
+        }                                                                      \
     }
-}
-
-static void dequant_q4_0(const cs_block_q4_0 *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++) {
-        float d = cs_fp16_to_f32(b[i].d);
-        for (int j = 0; j < CS_QK / 2; j++) {
-            y[i * CS_QK + j] = d * (float)((b[i].qs[j] & 0x0f) - 8);
-            y[i * CS_QK + j + CS_QK / 2] = d * (float)((b[i].qs[j] >> 4) - 8);
-        }
-    }
-}
-
-static void dequant_q4_1(const cs_block_q4_1 *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++) {
-        float d = cs_fp16_to_f32(b[i].d), m = cs_fp16_to_f32(b[i].m);
-        for (int j = 0; j < CS_QK / 2; j++) {
-            y[i * CS_QK + j] = d * (float)(b[i].qs[j] & 0x0f) + m;
-            y[i * CS_QK + j + CS_QK / 2] = d * (float)(b[i].qs[j] >> 4) + m;
-        }
-    }
-}
+DEQUANT_BLOCKS(dequant_q8_0, cs_block_q8_0, cs_block_q8_0_v8)
+DEQUANT_BLOCKS(dequant_q4_0, cs_block_q4_0, cs_block_q4_0_v8)
+DEQUANT_BLOCKS(dequant_q4_1, cs_block_q4_1, cs_block_q4_1_v8)
 
 void cs_cpu_dequant_row(cs_dtype t, const void *src, float *dst, int64_t n) {
     CS_ASSERT(n >= 0 && n % cs_dtype_block_elems(t) == 0);

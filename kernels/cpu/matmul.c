@@ -6,14 +6,17 @@
 // same sequence of 8-wide FMAs over k in order, whatever m or the tile it falls in, so a
 // token's result does not depend on what else is in the batch (batch invariance).
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../common/assert.h"
 #include "../kernels.h"
 #include "cpu_simd.h"
+#include "quant_simd.h"
 
 #define TILE_N 16
+#define GEMV_MAX_M 4 // up to this many x rows, quantised weights are decoded in registers
 
 typedef struct matmul_job {
     float *out;
@@ -57,9 +60,68 @@ static float dot_1x1(const float *x, const float *w, int k) {
     return s;
 }
 
+// Small m: each quantised block is decoded in registers and used at once, so the weights
+// stream through once per x row (m <= GEMV_MAX_M). Four weight rows advance together so
+// their FMA chains overlap, with the accumulators in named registers. Each output element
+// still sees the arithmetic of dot_1x1 over the dequantised row (same weight values, one
+// accumulator, same FMA order), bit for bit.
+#define GEMV_ROWS 4
+#define GEMV_STEP(r, block_t, decode)                                                     \
+    do {                                                                                  \
+        cs_v8 w[4];                                                                       \
+        decode(&((const block_t *)(wrow[r]))[b], w);                                      \
+        for (int q = 0; q < 4; q++) acc##r = cs_v8_fma(cs_v8_load(xb + 8 * q), w[q], acc##r); \
+    } while (0)
+#define GEMV_KERNEL(name, block_t, decode)                                                \
+    static void name(const float *x, const unsigned char *const wrow[GEMV_ROWS], int k,   \
+                     float out[GEMV_ROWS]) {                                              \
+        cs_v8 acc0 = cs_v8_zero(), acc1 = acc0, acc2 = acc0, acc3 = acc0;                 \
+        for (int b = 0; b < k / CS_QK; b++) {                                             \
+            const float *xb = x + b * CS_QK;                                              \
+            GEMV_STEP(0, block_t, decode);                                                \
+            GEMV_STEP(1, block_t, decode);                                                \
+            GEMV_STEP(2, block_t, decode);                                                \
+            GEMV_STEP(3, block_t, decode);                                                \
+        }                                                                                 \
+        out[0] = cs_v8_sum(acc0);                                                         \
+        out[1] = cs_v8_sum(acc1);                                                         \
+        out[2] = cs_v8_sum(acc2);                                                         \
+        out[3] = cs_v8_sum(acc3);                                                         \
+    }
+GEMV_KERNEL(gemv4_q4_1, cs_block_q4_1, cs_block_q4_1_v8)
+GEMV_KERNEL(gemv4_q4_0, cs_block_q4_0, cs_block_q4_0_v8)
+GEMV_KERNEL(gemv4_q8_0, cs_block_q8_0, cs_block_q8_0_v8)
+
+static void gemv_task(matmul_job *j, int n0, int nn) {
+    void (*kernel)(const float *, const unsigned char *const *, int, float *) =
+        j->wt == CS_DTYPE_Q4_1 ? gemv4_q4_1 : j->wt == CS_DTYPE_Q4_0 ? gemv4_q4_0 : gemv4_q8_0;
+    for (int row0 = n0; row0 < n0 + nn; row0 += GEMV_ROWS) {
+        int rows = n0 + nn - row0 < GEMV_ROWS ? n0 + nn - row0 : GEMV_ROWS;
+        const unsigned char *wrow[GEMV_ROWS];
+        for (int r = 0; r < GEMV_ROWS; r++) // a short group repeats its last row
+            wrow[r] = j->w + (size_t)(row0 + (r < rows ? r : rows - 1)) * j->w_row_bytes;
+        for (int a = 0; a < j->m; a++) {
+            float o[GEMV_ROWS];
+            kernel(j->x + (size_t)a * j->k, wrow, j->k, o);
+            for (int r = 0; r < rows; r++) {
+                if (j->bias) o[r] += j->bias[row0 + r];
+                j->out[(size_t)a * j->n + row0 + r] = o[r];
+            }
+        }
+    }
+}
+
+static bool use_gemv(cs_dtype t, int m) {
+    return m <= GEMV_MAX_M && (t == CS_DTYPE_Q4_1 || t == CS_DTYPE_Q4_0 || t == CS_DTYPE_Q8_0);
+}
+
 static void matmul_task(void *ctx, int task, int thread) {
     matmul_job *j = ctx;
     int n0 = task * TILE_N, nn = j->n - n0 < TILE_N ? j->n - n0 : TILE_N;
+    if (use_gemv(j->wt, j->m)) {
+        gemv_task(j, n0, nn);
+        return;
+    }
     float *wbuf = j->scratch + (size_t)thread * TILE_N * j->k;
     for (int c = 0; c < nn; c++)
         cs_cpu_dequant_row(j->wt, j->w + (size_t)(n0 + c) * j->w_row_bytes, wbuf + (size_t)c * j->k, j->k);
