@@ -119,8 +119,8 @@ static void test_tokenizer(const cs_tokenizer *g, const cs_tokenizer *h) {
         "Hello, world!",
         "The quick brown fox jumps over the lazy dog. 1234567890",
         "  leading spaces\tand\ttabs\n\nnew lines   ",
-        "Unicode: caf\xc3\xa9, na\xc3\xafve, \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e, "
-        "\xf0\x9f\x98\x80 emoji",
+        ("Unicode: caf\xc3\xa9, na\xc3\xafve, \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e, "
+         "\xf0\x9f\x98\x80 emoji"),
         "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n",
         "def f(x):\n    return x ** 2  # squares\n",
         "",
