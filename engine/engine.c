@@ -1,0 +1,488 @@
+// The batch engine's public face: parameters, submit/cancel/poll/stats, the engine thread and
+// the two locked queues (commands in, events out). Scheduling lives in scheduler.c.
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chat_template.h"
+#include "engine_internal.h"
+#include "tokenizer.h"
+
+// Writes a one-line reason into err and returns code (a CS_ENGINE_E* value).
+static int engine_err(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int engine_err(char *err, size_t errlen, int code, const char *fmt, ...) {
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+double cs_engine_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+void cs_engine_params_default(cs_engine_params *p) {
+    memset(p, 0, sizeof *p);
+    p->max_num_seqs = 64;
+    p->max_num_batched_tokens = 512;
+    p->block_size = 16;
+    p->kv_cache_memory = (size_t)1 << 30;
+    p->enable_prefix_caching = true;
+    p->max_queued = 4096;
+}
+
+void cs_request_default(cs_request *r) {
+    memset(r, 0, sizeof *r);
+    r->temperature = 1.0f;
+    r->top_p = 1.0f;
+    r->repetition_penalty = 1.0f;
+    r->max_tokens = 16;
+    r->n = 1;
+    r->prompt_logprobs_from = -1;
+}
+
+// --- start-up ------------------------------------------------------------------------------
+
+static int init_buffers(cs_engine *e, char *err, size_t errlen) {
+    int T = e->p.max_num_batched_tokens, S = e->p.max_num_seqs;
+    e->max_blocks_per_seq = (e->max_model_len + e->p.block_size - 1) / e->p.block_size;
+    e->b_tokens = malloc(sizeof(int32_t) * T);
+    e->b_pos = malloc(sizeof(int32_t) * T);
+    e->b_slots = malloc(sizeof(int32_t) * T);
+    e->b_rows = malloc(sizeof(int32_t) * T);
+    e->b_qstart = malloc(sizeof(int32_t) * (S + 1));
+    e->b_kvlen = malloc(sizeof(int32_t) * S);
+    e->b_btstart = malloc(sizeof(int32_t) * (S + 1));
+    e->b_table = malloc(sizeof(int32_t) * (size_t)S * e->max_blocks_per_seq);
+    e->b_seqs = malloc(sizeof(eng_seq *) * S);
+    e->logits = malloc(sizeof(float) * (size_t)T * e->vocab);
+    e->row_kind = malloc(sizeof(int) * T);
+    e->row_seq = malloc(sizeof(eng_seq *) * T);
+    e->row_copy = malloc(sizeof(float) * e->vocab);
+    e->row_copy2 = malloc(sizeof(float) * e->vocab);
+    e->ev_cap = 1024;
+    e->events = malloc(sizeof(cs_event) * e->ev_cap);
+    if (!e->b_tokens || !e->b_pos || !e->b_slots || !e->b_rows || !e->b_qstart || !e->b_kvlen ||
+        !e->b_btstart || !e->b_table || !e->b_seqs || !e->logits || !e->row_kind || !e->row_seq || !e->events ||
+        !e->row_copy || !e->row_copy2)
+        return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory for the step buffers");
+    return 0;
+}
+
+static int init_model(cs_engine *e, char *err, size_t errlen) {
+    if (cs_model_file_open(e->p.model_path, &e->file, err, errlen) != CS_OK) return CS_ENGINE_EINVAL;
+    const cs_model_config *c = &e->file->cfg;
+    e->vocab = c->vocab_size;
+    int ctx = c->context_len < 8192 ? c->context_len : 8192;
+    e->max_model_len = e->p.max_model_len > 0 ? e->p.max_model_len : ctx;
+    if (e->max_model_len > c->context_len)
+        return engine_err(err, errlen, CS_ENGINE_EINVAL, "max_model_len %d exceeds the model's context %d",
+                          e->max_model_len, c->context_len);
+    if (cs_model_init(&e->model, e->file, e->max_model_len, err, errlen) != CS_OK) return CS_ENGINE_ENOMEM;
+    int kv_dim = c->n_head_kv * c->head_dim;
+    size_t block_bytes = cs_kv_cache_block_bytes(c->n_layer, e->p.block_size, kv_dim);
+    size_t n_blocks = e->p.kv_cache_memory / block_bytes;
+    if (n_blocks < 1 || n_blocks > INT32_MAX / (size_t)e->p.block_size)
+        return engine_err(err, errlen, CS_ENGINE_EINVAL, "kv_cache_memory %zu bytes holds %zu blocks of %zu bytes",
+                       e->p.kv_cache_memory, n_blocks, block_bytes);
+    if (cs_kv_cache_init(&e->kv, c->n_layer, (int)n_blocks, e->p.block_size, kv_dim, err, errlen) != CS_OK)
+        return CS_ENGINE_ENOMEM;
+    e->bm = cs_bm_init((int)n_blocks, e->p.block_size, e->p.enable_prefix_caching);
+    e->pool = cs_pool_init(e->p.threads);
+    if (!e->bm || !e->pool) return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
+    e->fwd = cs_forward_init(&e->model, &e->kv, e->p.max_num_batched_tokens, e->max_model_len, e->pool, err, errlen);
+    if (!e->fwd) return CS_ENGINE_ENOMEM;
+    return init_buffers(e, err, errlen) ? CS_ENGINE_ENOMEM : 0;
+}
+
+static void *engine_main(void *arg);
+
+int cs_engine_init(const cs_engine_params *p, cs_engine **out, char *err, size_t errlen) {
+    *out = NULL;
+    if (!p->model_path || p->max_num_seqs < 1 || p->max_num_batched_tokens < 1 || p->block_size < 1 ||
+        p->max_queued < 1 || p->max_num_seqs > 4096 || p->block_size > 1024)
+        return engine_err(err, errlen, CS_ENGINE_EINVAL, "invalid engine parameters (model path, limits)");
+    cs_engine *e = calloc(1, sizeof *e);
+    if (!e) return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
+    e->p = *p;
+    e->event_fd = -1;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->wake, NULL);
+    pthread_cond_init(&e->ev_cond, NULL);
+    int rc = init_model(e, err, errlen);
+    if (rc == 0 && (e->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+        rc = engine_err(err, errlen, CS_ENGINE_ENOMEM, "eventfd: %s", strerror(errno));
+    if (rc == 0 && pthread_create(&e->thread, NULL, engine_main, e) != 0)
+        rc = engine_err(err, errlen, CS_ENGINE_ENOMEM, "cannot start the engine thread");
+    if (rc != 0) {
+        e->thread = 0;
+        cs_engine_free(e);
+        return rc;
+    }
+    cs_engine_stats_get(e, &e->stats);
+    *out = e;
+    return 0;
+}
+
+void cs_engine_free(cs_engine *e) {
+    if (!e) return;
+    if (e->thread) {
+        pthread_mutex_lock(&e->mu);
+        e->stop = true;
+        pthread_cond_signal(&e->wake);
+        pthread_mutex_unlock(&e->mu);
+        pthread_join(e->thread, NULL);
+    }
+    for (int i = 0; i < e->n_cmds; i++)
+        if (e->cmds[i].req) cs_engine_req_free(e, e->cmds[i].req);
+    while (e->n_reqs > 0) cs_engine_req_free(e, e->reqs[0]);
+    free(e->cmds);
+    free(e->reqs);
+    free(e->waiting);
+    free(e->running);
+    free(e->b_tokens); free(e->b_pos); free(e->b_slots); free(e->b_rows); free(e->b_qstart);
+    free(e->b_kvlen); free(e->b_btstart); free(e->b_table); free(e->b_seqs); free(e->logits);
+    free(e->row_kind); free(e->row_seq); free(e->events);
+    free(e->row_copy); free(e->row_copy2);
+    if (e->event_fd >= 0) close(e->event_fd);
+    cs_forward_free(e->fwd);
+    cs_pool_free(e->pool);
+    cs_bm_free(e->bm);
+    cs_kv_cache_free(&e->kv);
+    cs_model_free(&e->model);
+    cs_model_file_free(e->file);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->wake);
+    pthread_cond_destroy(&e->ev_cond);
+    free(e);
+}
+
+// --- requests ------------------------------------------------------------------------------
+
+static uint64_t hash_salt(const char *s) {
+    uint64_t h = 0xcbf29ce484222325ull; // FNV-1a: any stable mix will do; 0 means "no salt"
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return h ? h : 1;
+}
+
+// Tokenizes whichever prompt kind the request carries into r->prompt.
+static int request_prompt(cs_engine *e, const cs_request *q, eng_req *r, char *err, size_t errlen) {
+    int kinds = (q->prompt != NULL) + (q->tokens != NULL || q->n_tokens > 0) + (q->messages != NULL || q->n_messages > 0);
+    if (kinds != 1) return engine_err(err, errlen, CS_ENGINE_EINVAL, "give exactly one of prompt, tokens, messages");
+    if (q->tokens || q->n_tokens) {
+        if (!q->tokens || q->n_tokens < 1)
+            return engine_err(err, errlen, CS_ENGINE_EINVAL, "tokens: empty");
+        for (int i = 0; i < q->n_tokens; i++)
+            if (q->tokens[i] < 0 || q->tokens[i] >= e->vocab)
+                return engine_err(err, errlen, CS_ENGINE_EINVAL, "tokens: id %d is outside the vocabulary [0, %d)",
+                               q->tokens[i], e->vocab);
+        if (q->n_tokens > e->max_model_len)
+            return engine_err(err, errlen, CS_ENGINE_ETOOLARGE, "prompt is %d tokens; the context is %d", q->n_tokens,
+                           e->max_model_len);
+        r->prompt = malloc(sizeof(int32_t) * q->n_tokens);
+        if (!r->prompt) return CS_ENGINE_ENOMEM;
+        memcpy(r->prompt, q->tokens, sizeof(int32_t) * q->n_tokens);
+        r->n_prompt = q->n_tokens;
+        return 0;
+    }
+    const cs_tokenizer *tok = e->file->tok;
+    char *text = NULL;
+    const char *src = q->prompt;
+    int flags = CS_TOK_ADD_SPECIAL | CS_TOK_PARSE_SPECIAL;
+    if (!src) {
+        if (!q->messages || q->n_messages < 1 || q->n_messages > 4096)
+            return engine_err(err, errlen, CS_ENGINE_EINVAL, "messages: empty");
+        bool known;
+        const char *tmpl = cs_tokenizer_chat_template(tok);
+        text = cs_chat_render(cs_chat_detect(tmpl, &known), tmpl, (const cs_chat_msg *)q->messages,
+                              (size_t)q->n_messages, true, err, errlen);
+        if (!text) return CS_ENGINE_EINVAL;
+        src = text;
+        flags = CS_TOK_PARSE_SPECIAL; // the rendered template holds any BOS itself
+    }
+    size_t len = strlen(src);
+    int n = cs_tokenizer_encode(tok, src, len, flags, NULL, 0);
+    if (n > e->max_model_len) {
+        free(text);
+        return engine_err(err, errlen, CS_ENGINE_ETOOLARGE, "prompt is %d tokens; the context is %d", n, e->max_model_len);
+    }
+    if (n < 1) {
+        free(text);
+        return engine_err(err, errlen, CS_ENGINE_EINVAL, "prompt: empty");
+    }
+    r->prompt = malloc(sizeof(int32_t) * n);
+    if (r->prompt) cs_tokenizer_encode(tok, src, len, flags, r->prompt, n);
+    free(text);
+    r->n_prompt = n;
+    return r->prompt ? 0 : CS_ENGINE_ENOMEM;
+}
+
+// Copies stop strings and the salt; fills the generation parameters.
+static int request_params(cs_engine *e, const cs_request *q, eng_req *r, char *err, size_t errlen) {
+    if (q->n < 1 || q->n > 64 || q->n > e->p.max_num_seqs)
+        return engine_err(err, errlen, CS_ENGINE_EINVAL, "n must be in [1, %d]", q->n > 64 ? 64 : e->p.max_num_seqs);
+    if (q->n_stop < 0 || q->n_stop > CS_MAX_STOP || q->n_stop_token_ids < 0 || q->n_stop_token_ids > CS_MAX_STOP)
+        return engine_err(err, errlen, CS_ENGINE_EINVAL, "stop: at most %d entries", CS_MAX_STOP);
+    if (q->prompt_logprobs_from < -1)
+        return engine_err(err, errlen, CS_ENGINE_EINVAL, "prompt_logprobs: must be >= 0");
+    size_t total = q->cache_salt ? strlen(q->cache_salt) + 1 : 0;
+    for (int i = 0; i < q->n_stop; i++) {
+        if (!q->stop[i]) return engine_err(err, errlen, CS_ENGINE_EINVAL, "stop: null string");
+        total += strlen(q->stop[i]) + 1;
+    }
+    r->strings = malloc(total ? total : 1);
+    if (!r->strings) return CS_ENGINE_ENOMEM;
+    cs_gen_params *g = &r->gen;
+    cs_gen_params_default(g);
+    char *p = r->strings;
+    for (int i = 0; i < q->n_stop; i++) {
+        g->stop[g->n_stop++] = strcpy(p, q->stop[i]);
+        p += strlen(p) + 1;
+    }
+    if (q->cache_salt) r->salt = hash_salt(strcpy(p, q->cache_salt));
+    g->max_tokens = q->max_tokens;
+    g->ignore_eos = q->ignore_eos;
+    g->n_stop_ids = q->n_stop_token_ids;
+    memcpy(g->stop_ids, q->stop_token_ids, sizeof(int32_t) * (size_t)q->n_stop_token_ids);
+    cs_sampling_params *s = &g->sampling;
+    s->temperature = q->temperature;
+    s->top_p = q->top_p;
+    s->top_k = q->top_k;
+    s->min_p = q->min_p;
+    s->repetition_penalty = q->repetition_penalty;
+    s->presence_penalty = q->presence_penalty;
+    s->frequency_penalty = q->frequency_penalty;
+    s->seed = q->seed;
+    s->has_seed = q->has_seed;
+    s->n_logprobs = q->logprobs;
+    if (cs_gen_params_validate(g, e->vocab, err, errlen) != CS_OK) return CS_ENGINE_EINVAL;
+    return 0;
+}
+
+// A request that could never run: longer than the context, or more blocks than the pool.
+static int request_fits(cs_engine *e, const eng_req *r, char *err, size_t errlen) {
+    long need = (long)r->n_prompt + r->gen.max_tokens;
+    if (need > e->max_model_len)
+        return engine_err(err, errlen, CS_ENGINE_ETOOLARGE, "prompt (%d tokens) + max_tokens (%d) exceed the context (%d)", r->n_prompt,
+                       r->gen.max_tokens, e->max_model_len);
+    long blocks = (need + e->p.block_size - 1) / e->p.block_size;
+    if (blocks > e->kv.n_blocks)
+        return engine_err(err, errlen, CS_ENGINE_ETOOLARGE, "request needs %ld KV blocks; the cache holds %d", blocks,
+                       e->kv.n_blocks);
+    return 0;
+}
+
+int cs_engine_submit(cs_engine *e, const cs_request *q, uint64_t *id, char *err, size_t errlen) {
+    eng_req *r = calloc(1, sizeof *r);
+    if (!r) return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
+    int rc = request_params(e, q, r, err, errlen);
+    if (rc == 0) rc = request_prompt(e, q, r, err, errlen);
+    if (rc == 0) rc = request_fits(e, r, err, errlen);
+    if (rc == 0 && q->prompt_logprobs_from >= r->n_prompt)
+        rc = engine_err(err, errlen, CS_ENGINE_EINVAL, "prompt_logprobs: start %d is past the prompt (%d tokens)",
+                     q->prompt_logprobs_from, r->n_prompt);
+    r->r = *q;
+    r->r.prompt = NULL; // borrowed pointers do not outlive submit
+    r->r.tokens = NULL;
+    r->r.messages = NULL;
+    r->r.cache_salt = NULL;
+    memset(r->r.stop, 0, sizeof r->r.stop);
+    r->n = q->n;
+    r->plp_next = q->prompt_logprobs_from < 1 ? 1 : q->prompt_logprobs_from;
+    if (rc == 0 && !(r->seqs = calloc((size_t)r->n, sizeof *r->seqs)))
+        rc = engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
+    pthread_mutex_lock(&e->mu);
+    if (rc == 0 && e->n_queued >= e->p.max_queued)
+        rc = engine_err(err, errlen, CS_ENGINE_EOVERLOADED, "overloaded: %d requests queued", e->n_queued);
+    if (rc == 0 && e->n_cmds == e->cap_cmds) {
+        int cap = e->cap_cmds ? 2 * e->cap_cmds : 64;
+        eng_cmd *c = realloc(e->cmds, sizeof *c * cap);
+        if (c) e->cmds = c, e->cap_cmds = cap;
+        else rc = engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
+    }
+    if (rc == 0) {
+        r->id = *id = ++e->next_id;
+        r->t_submit = cs_engine_now_ms();
+        e->cmds[e->n_cmds++] = (eng_cmd){0, r, r->id};
+        e->n_queued++;
+        pthread_cond_signal(&e->wake);
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (rc != 0) {
+        free(r->prompt);
+        free(r->strings);
+        free(r->seqs);
+        free(r);
+    }
+    return rc;
+}
+
+void cs_engine_cancel(cs_engine *e, uint64_t id) {
+    pthread_mutex_lock(&e->mu);
+    if (e->n_cmds == e->cap_cmds) {
+        int cap = e->cap_cmds ? 2 * e->cap_cmds : 64;
+        eng_cmd *c = realloc(e->cmds, sizeof *c * cap);
+        if (!c) { // cannot queue it: the request simply runs to its end
+            pthread_mutex_unlock(&e->mu);
+            return;
+        }
+        e->cmds = c;
+        e->cap_cmds = cap;
+    }
+    e->cmds[e->n_cmds++] = (eng_cmd){1, NULL, id};
+    pthread_cond_signal(&e->wake);
+    pthread_mutex_unlock(&e->mu);
+}
+
+// --- events --------------------------------------------------------------------------------
+
+void cs_engine_emit(cs_engine *e, const cs_event *ev) {
+    pthread_mutex_lock(&e->mu);
+    if (e->ev_count == e->ev_cap) { // grow the ring, unwrapping it
+        int cap = e->ev_cap * 2;
+        cs_event *n = malloc(sizeof *n * cap);
+        if (!n) { // events are never dropped silently: wait for pollers to make room
+            while (e->ev_count == e->ev_cap && !e->stop) pthread_cond_wait(&e->ev_cond, &e->mu);
+        } else {
+            for (int i = 0; i < e->ev_count; i++) n[i] = e->events[(e->ev_head + i) % e->ev_cap];
+            free(e->events);
+            e->events = n;
+            e->ev_head = 0;
+            e->ev_cap = cap;
+        }
+    }
+    if (e->ev_count < e->ev_cap) {
+        e->events[(e->ev_head + e->ev_count) % e->ev_cap] = *ev;
+        if (e->ev_count++ == 0) {
+            uint64_t one = 1;
+            ssize_t w = write(e->event_fd, &one, sizeof one);
+            (void)w; // the counter cannot overflow: it is reset whenever the queue empties
+        }
+        pthread_cond_broadcast(&e->ev_cond);
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
+int cs_engine_poll(cs_engine *e, cs_event *ev, int timeout_ms) {
+    pthread_mutex_lock(&e->mu);
+    if (e->ev_count == 0 && timeout_ms != 0) {
+        if (timeout_ms < 0) {
+            while (e->ev_count == 0) pthread_cond_wait(&e->ev_cond, &e->mu);
+        } else {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += timeout_ms / 1000;
+            ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+            while (e->ev_count == 0)
+                if (pthread_cond_timedwait(&e->ev_cond, &e->mu, &ts) == ETIMEDOUT) break;
+        }
+    }
+    int got = 0;
+    if (e->ev_count > 0) {
+        *ev = e->events[e->ev_head];
+        e->ev_head = (e->ev_head + 1) % e->ev_cap;
+        if (--e->ev_count == 0) {
+            uint64_t v;
+            ssize_t r = read(e->event_fd, &v, sizeof v);
+            (void)r;
+        }
+        if (ev->type == CS_EVENT_DONE) e->n_queued--;
+        pthread_cond_broadcast(&e->ev_cond);
+        got = 1;
+    }
+    pthread_mutex_unlock(&e->mu);
+    return got;
+}
+
+int cs_engine_event_fd(const cs_engine *e) { return e->event_fd; }
+
+void cs_engine_stats_get(cs_engine *e, cs_engine_stats *st) {
+    pthread_mutex_lock(&e->mu);
+    *st = e->stats;
+    pthread_mutex_unlock(&e->mu);
+}
+
+int cs_engine_tokenize(cs_engine *e, const char *text, size_t len, bool add_special, int32_t *ids, int cap) {
+    int flags = CS_TOK_PARSE_SPECIAL | (add_special ? CS_TOK_ADD_SPECIAL : 0);
+    return cs_tokenizer_encode(e->file->tok, text, len, flags, ids, cap);
+}
+
+int cs_engine_vocab_size(const cs_engine *e) { return e->vocab; }
+int cs_engine_max_model_len(const cs_engine *e) { return e->max_model_len; }
+
+// --- the engine thread -----------------------------------------------------------------------
+
+static bool push_ptr(void ***arr, int *n, int *cap, void *p) {
+    if (*n == *cap) {
+        int c = *cap ? 2 * *cap : 64;
+        void **a = realloc(*arr, sizeof *a * c);
+        if (!a) return false;
+        *arr = a;
+        *cap = c;
+    }
+    (*arr)[(*n)++] = p;
+    return true;
+}
+
+// Admits submitted requests (choice 0 waits to be scheduled) and marks cancellations.
+static void take_commands(cs_engine *e, eng_cmd *cmds, int n) {
+    for (int i = 0; i < n; i++) {
+        if (cmds[i].kind == 0) {
+            eng_req *r = cmds[i].req;
+            r->arrival = e->arrival_counter++;
+            eng_seq *s = &r->seqs[0];
+            s->req = r;
+            s->state = SEQ_WAITING;
+            r->n_started = r->n_live = 1;
+            if (!push_ptr((void ***)&e->reqs, &e->n_reqs, &e->cap_reqs, r) ||
+                !push_ptr((void ***)&e->waiting, &e->n_waiting, &e->cap_waiting, s)) {
+                r->cancelled = true; // out of memory: ends as cancelled rather than vanishing
+            }
+            continue;
+        }
+        for (int k = 0; k < e->n_reqs; k++)
+            if (e->reqs[k]->id == cmds[i].id) e->reqs[k]->cancelled = true;
+    }
+}
+
+static void *engine_main(void *arg) {
+    cs_engine *e = arg;
+    eng_cmd *local = NULL;
+    int local_cap = 0;
+    for (;;) {
+        pthread_mutex_lock(&e->mu);
+        while (!e->stop && e->n_cmds == 0 && e->n_reqs == 0) pthread_cond_wait(&e->wake, &e->mu);
+        if (e->stop) {
+            pthread_mutex_unlock(&e->mu);
+            break;
+        }
+        int n = e->n_cmds;
+        if (n > local_cap) {
+            eng_cmd *l = realloc(local, sizeof *l * n);
+            if (l) local = l, local_cap = n;
+            else n = local_cap;
+        }
+        memcpy(local, e->cmds, sizeof *local * n);
+        memmove(e->cmds, e->cmds + n, sizeof *local * (e->n_cmds - n));
+        e->n_cmds -= n;
+        pthread_mutex_unlock(&e->mu);
+        take_commands(e, local, n);
+        cs_engine_step(e);
+    }
+    free(local);
+    return NULL;
+}

@@ -1,0 +1,113 @@
+// The batch engine's private state, shared by engine.c (API, threads, queues) and
+// scheduler.c (one step: schedule -> run -> postprocess).
+#ifndef CS_ENGINE_INTERNAL_H
+#define CS_ENGINE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../include/cserve/engine.h"
+#include "block_manager.h"
+#include "forward.h"
+#include "kv_cache.h"
+#include "model.h"
+#include "model_file.h"
+#include "textgen.h"
+
+typedef enum { SEQ_WAITING, SEQ_RUNNING, SEQ_FINISHED } seq_state;
+
+struct eng_req;
+
+// One choice of a request: its tokens (prompt, then generated), KV blocks and output state.
+typedef struct eng_seq {
+    struct eng_req *req;
+    int index;
+    seq_state state;
+    cs_bm_seq bm;
+    int32_t *tokens; // (cap) prompt + generated
+    int n_tokens, cap;
+    cs_textgen *tg;
+    uint64_t admitted; // admission order, for preempting the newest
+    int n_sched;       // tokens scheduled in the current step
+    int logit_row;     // row of this step's logits to sample from, or -1
+    bool prefilled;    // the whole prompt has been computed once
+} eng_seq;
+
+typedef struct eng_req {
+    uint64_t id;
+    cs_request r;         // copy; pointer fields cleared (strings copied below)
+    cs_gen_params gen;
+    char *strings;        // owned copies of stop strings and cache_salt
+    uint64_t salt;
+    int32_t *prompt;
+    int n_prompt;
+    int n;                // choices
+    eng_seq *seqs;        // (n); choices 1.. start when choice 0 has computed the prompt
+    int n_live;           // choices started and not finished
+    int n_started;
+    int cached_tokens, completion_tokens;
+    uint64_t arrival;
+    double t_submit, t_first, t_sched;
+    bool cancelled, done;
+    int plp_next;         // next prompt position whose logprob is due
+} eng_req;
+
+typedef struct eng_cmd {
+    int kind; // 0 submit, 1 cancel
+    eng_req *req;
+    uint64_t id;
+} eng_cmd;
+
+struct cs_engine {
+    cs_engine_params p;
+    cs_model_file *file;
+    cs_model model;
+    cs_kv_cache kv;
+    cs_bm *bm;
+    cs_pool *pool;
+    cs_forward *fwd;
+    int vocab, max_model_len, max_blocks_per_seq;
+
+    // engine-thread-only state
+    eng_req **reqs;       // live requests
+    int n_reqs, cap_reqs;
+    eng_seq **waiting;    // sorted by (priority, arrival) when scheduling
+    int n_waiting, cap_waiting;
+    eng_seq **running;
+    int n_running, cap_running;
+    uint64_t admit_counter, arrival_counter;
+    // step buffers, sized at init
+    int32_t *b_tokens, *b_pos, *b_slots, *b_rows, *b_qstart, *b_kvlen, *b_btstart, *b_table;
+    eng_seq **b_seqs;
+    float *logits;        // (max_num_batched_tokens, vocab)
+    int *row_kind;        // per logits row: -1 sample, >= 0 prompt position for logprobs
+    eng_seq **row_seq;
+    int fwd_rows;         // logits rows of the current step
+    float *row_copy, *row_copy2; // (vocab) scratch for forking choices
+
+    // shared with other threads, under mu
+    pthread_mutex_t mu;
+    pthread_cond_t wake;  // commands for the engine thread
+    pthread_cond_t ev_cond;
+    eng_cmd *cmds;
+    int n_cmds, cap_cmds;
+    cs_event *events;     // ring
+    int ev_head, ev_count, ev_cap;
+    int event_fd;
+    uint64_t next_id;
+    int n_queued;         // requests submitted and not yet done, for the overload limit
+    cs_engine_stats stats;
+    bool stop;
+    pthread_t thread;
+};
+
+// scheduler.c: runs one step if there is work; returns false when idle.
+bool cs_engine_step(cs_engine *e);
+// Frees a request and its sequences (blocks released).
+void cs_engine_req_free(cs_engine *e, eng_req *r);
+// Queues an event for pollers (takes mu).
+void cs_engine_emit(cs_engine *e, const cs_event *ev);
+double cs_engine_now_ms(void);
+
+#endif

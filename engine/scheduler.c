@@ -1,0 +1,400 @@
+// One engine step, in three verbs: schedule (which sequences run how many tokens), run (one
+// ragged forward over all of them), postprocess (commit KV to the prefix cache, sample, emit
+// events, finish). Continuous batching: requests join and leave at every step.
+//
+// Policy. Running sequences go first, in admission order, so decodes (1 token each) are never
+// starved by prefills; a prefill takes what is left of the token budget (chunked prefill).
+// When a running sequence cannot get a block, the most recently admitted sequence is
+// preempted: its blocks are released (full ones stay in the prefix cache) and it is queued
+// again at its original place, to be recomputed from its tokens. Waiting sequences are
+// admitted by (priority, arrival) while the budget lasts, head of line first.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/assert.h"
+#include "engine_internal.h"
+#include "tokenizer.h"
+
+static void remove_ptr(void **arr, int *n, void *p) {
+    for (int i = 0; i < *n; i++)
+        if (arr[i] == p) {
+            memmove(&arr[i], &arr[i + 1], sizeof *arr * (size_t)(*n - i - 1));
+            (*n)--;
+            return;
+        }
+}
+
+static bool push_seq(eng_seq ***arr, int *n, int *cap, eng_seq *s) {
+    if (*n == *cap) {
+        int c = *cap ? 2 * *cap : 64;
+        eng_seq **a = realloc(*arr, sizeof *a * c);
+        if (!a) return false;
+        *arr = a;
+        *cap = c;
+    }
+    (*arr)[(*n)++] = s;
+    return true;
+}
+
+// --- finishing -----------------------------------------------------------------------------
+
+static void emit_finish(cs_engine *e, eng_req *r, int index, cs_finish_reason why) {
+    cs_event ev = {.type = CS_EVENT_FINISH, .request_id = r->id, .index = index, .finish_reason = why};
+    cs_engine_emit(e, &ev);
+}
+
+// Ends one started choice: frees its blocks at once (full ones stay cached for reuse).
+static void finish_seq(cs_engine *e, eng_seq *s, cs_finish_reason why) {
+    if (s->state == SEQ_FINISHED) return;
+    eng_req *r = s->req;
+    if (s->state == SEQ_WAITING) remove_ptr((void **)e->waiting, &e->n_waiting, s);
+    else remove_ptr((void **)e->running, &e->n_running, s);
+    cs_bm_release(e->bm, &s->bm);
+    s->state = SEQ_FINISHED;
+    r->n_live--;
+    emit_finish(e, r, s->index, why);
+}
+
+void cs_engine_req_free(cs_engine *e, eng_req *r) {
+    for (int i = 0; i < r->n_started; i++) {
+        eng_seq *s = &r->seqs[i];
+        if (s->state == SEQ_WAITING) remove_ptr((void **)e->waiting, &e->n_waiting, s);
+        if (s->state == SEQ_RUNNING) remove_ptr((void **)e->running, &e->n_running, s);
+        cs_bm_release(e->bm, &s->bm);
+        cs_textgen_free(s->tg);
+        free(s->tokens);
+    }
+    remove_ptr((void **)e->reqs, &e->n_reqs, r);
+    free(r->seqs);
+    free(r->prompt);
+    free(r->strings);
+    free(r);
+}
+
+static void update_stats(cs_engine *e);
+
+// Once every choice has ended: frees the request, then emits DONE, so that a caller who sees
+// DONE also sees the request's blocks returned in the stats.
+static void maybe_done(cs_engine *e, eng_req *r) {
+    if (r->n_live > 0 || (r->n_started < r->n && !r->cancelled)) return;
+    for (int i = r->n_started; i < r->n; i++) emit_finish(e, r, i, CS_FINISH_REASON_CANCELLED);
+    double now = cs_engine_now_ms();
+    cs_event ev = {.type = CS_EVENT_DONE, .request_id = r->id, .prompt_tokens = r->n_prompt,
+                   .cached_tokens = r->cached_tokens, .completion_tokens = r->completion_tokens,
+                   .queue_ms = r->t_sched > 0 ? r->t_sched - r->t_submit : now - r->t_submit,
+                   .ttft_ms = r->t_first > 0 ? r->t_first - r->t_submit : 0, .total_ms = now - r->t_submit};
+    cs_engine_req_free(e, r);
+    e->stats.requests_finished++;
+    update_stats(e);
+    cs_engine_emit(e, &ev);
+}
+
+static void handle_cancelled(cs_engine *e) {
+    for (int i = e->n_reqs - 1; i >= 0; i--) {
+        if (i >= e->n_reqs) continue;
+        eng_req *r = e->reqs[i];
+        if (!r->cancelled) continue;
+        for (int k = 0; k < r->n_started; k++) finish_seq(e, &r->seqs[k], CS_FINISH_REASON_CANCELLED);
+        maybe_done(e, r);
+    }
+}
+
+// --- scheduling ----------------------------------------------------------------------------
+
+// The sequence's tokens and its output pipeline, made on first admission.
+static bool seq_start(cs_engine *e, eng_seq *s, const int32_t *tokens, int n, int index) {
+    eng_req *r = s->req;
+    s->index = index;
+    s->cap = r->n_prompt + r->gen.max_tokens + 1;
+    s->tokens = malloc(sizeof(int32_t) * s->cap);
+    cs_gen_params g = r->gen;
+    if (g.sampling.has_seed) g.sampling.seed += (uint64_t)index; // distinct, reproducible streams
+    char err[CS_ERR_LEN];
+    s->tg = cs_textgen_init(e->file->tok, &g, r->prompt, (size_t)r->n_prompt, err, sizeof err);
+    if (!s->tokens || !s->tg) return false;
+    memcpy(s->tokens, tokens, sizeof(int32_t) * n);
+    s->n_tokens = n;
+    return true;
+}
+
+static void preempt(cs_engine *e, eng_seq *s) {
+    remove_ptr((void **)e->running, &e->n_running, s);
+    cs_bm_release(e->bm, &s->bm);
+    s->state = SEQ_WAITING;
+    s->n_sched = 0;
+    if (!push_seq(&e->waiting, &e->n_waiting, &e->cap_waiting, s)) s->req->cancelled = true;
+    e->stats.preemptions++;
+}
+
+static int cmp_waiting(const void *a, const void *b) {
+    const eng_seq *x = *(eng_seq *const *)a, *y = *(eng_seq *const *)b;
+    if (x->req->r.priority != y->req->r.priority) return x->req->r.priority < y->req->r.priority ? -1 : 1;
+    if (x->req->arrival != y->req->arrival) return x->req->arrival < y->req->arrival ? -1 : 1;
+    return x->index - y->index;
+}
+
+static int cmp_admitted(const void *a, const void *b) {
+    const eng_seq *x = *(eng_seq *const *)a, *y = *(eng_seq *const *)b;
+    return x->admitted < y->admitted ? -1 : x->admitted > y->admitted;
+}
+
+// Gives s slots for n more tokens, copying a shared partial block first if needed.
+static void append_slots(cs_engine *e, eng_seq *s, int n) {
+    cs_bm_copy copy;
+    if (cs_bm_append(e->bm, &s->bm, n, &copy) == 0) return;
+    size_t row = (size_t)e->kv.kv_dim, bs = (size_t)e->kv.block_size;
+    for (int l = 0; l < e->kv.n_layer; l++) {
+        float *k = cs_kv_layer_k(&e->kv, l), *v = cs_kv_layer_v(&e->kv, l);
+        memcpy(k + copy.dst * bs * row, k + copy.src * bs * row, sizeof(float) * row * copy.n_rows);
+        memcpy(v + copy.dst * bs * row, v + copy.src * bs * row, sizeof(float) * row * copy.n_rows);
+    }
+}
+
+static int schedule_running(cs_engine *e, int *budget) {
+    int n = 0;
+    qsort(e->running, (size_t)e->n_running, sizeof *e->running, cmp_admitted);
+    for (int i = 0; i < e->n_running && *budget > 0 && n < e->p.max_num_seqs; i++) {
+        eng_seq *s = e->running[i];
+        int want = s->n_tokens - s->bm.n_computed;
+        int chunk = want < *budget ? want : *budget;
+        CS_ASSERT(want > 0);
+        while (!cs_bm_can_append(e->bm, &s->bm, chunk)) {
+            eng_seq *victim = e->running[e->n_running - 1]; // the newest
+            preempt(e, victim);
+            if (victim == s) break;
+        }
+        if (s->state != SEQ_RUNNING) break; // preempted itself: everything after it is newer
+        append_slots(e, s, chunk);
+        s->n_sched = chunk;
+        *budget -= chunk;
+        e->b_seqs[n++] = s;
+    }
+    return n;
+}
+
+static int schedule_waiting(cs_engine *e, int n, int *budget) {
+    qsort(e->waiting, (size_t)e->n_waiting, sizeof *e->waiting, cmp_waiting);
+    while (e->n_waiting > 0 && *budget > 0 && n < e->p.max_num_seqs) {
+        eng_seq *s = e->waiting[0];
+        eng_req *r = s->req;
+        const int32_t *tokens = s->tokens ? s->tokens : r->prompt;
+        int n_tok = s->tokens ? s->n_tokens : r->n_prompt;
+        // prompt logprobs need the logits of every position from plp_next - 1 on: no cache hits there
+        int lookup = r->r.prompt_logprobs_from >= 0 && r->plp_next < r->n_prompt ? r->plp_next : n_tok;
+        int hit = cs_bm_lookup(e->bm, tokens, lookup, r->salt);
+        int chunk = n_tok - hit < *budget ? n_tok - hit : *budget;
+        if (!cs_bm_can_admit(e->bm, tokens, lookup, r->salt, hit + chunk)) break; // head of line waits
+        if (!s->tokens && !seq_start(e, s, r->prompt, r->n_prompt, 0)) {
+            r->cancelled = true; // out of memory
+            remove_ptr((void **)e->waiting, &e->n_waiting, s);
+            s->state = SEQ_RUNNING; // so that finishing removes it from the right list
+            push_seq(&e->running, &e->n_running, &e->cap_running, s);
+            continue;
+        }
+        hit = cs_bm_admit(e->bm, &s->bm, s->tokens, lookup, r->salt);
+        if (!s->prefilled && s->index == 0 && r->t_sched == 0) {
+            r->cached_tokens = hit;
+            r->t_sched = cs_engine_now_ms();
+        }
+        remove_ptr((void **)e->waiting, &e->n_waiting, s);
+        s->state = SEQ_RUNNING;
+        s->admitted = e->admit_counter++;
+        if (!push_seq(&e->running, &e->n_running, &e->cap_running, s)) r->cancelled = true;
+        append_slots(e, s, chunk);
+        s->n_sched = chunk;
+        *budget -= chunk;
+        e->b_seqs[n++] = s;
+    }
+    return n;
+}
+
+// --- run -----------------------------------------------------------------------------------
+
+// Lays the scheduled sequences out as one ragged batch; picks the logits rows to compute:
+// the last token of every sequence that samples next, and prompt positions whose logprobs
+// were asked for.
+static void build_batch(cs_engine *e, int n_seqs, cs_batch *b) {
+    int t = 0, rows = 0, bt = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        eng_seq *s = e->b_seqs[i];
+        eng_req *r = s->req;
+        int start = s->bm.n_computed;
+        e->b_qstart[i] = t;
+        e->b_btstart[i] = bt;
+        for (int k = 0; k < s->n_sched; k++, t++) {
+            int pos = start + k;
+            e->b_tokens[t] = s->tokens[pos];
+            e->b_pos[t] = pos;
+            e->b_slots[t] = cs_bm_slot(e->bm, &s->bm, pos);
+            // logits at pos predict token pos + 1
+            if (s->index == 0 && r->r.prompt_logprobs_from >= 0 && pos + 1 >= r->plp_next && pos + 1 < r->n_prompt) {
+                e->row_kind[rows] = pos + 1;
+                e->row_seq[rows] = s;
+                e->b_rows[rows++] = t;
+            }
+        }
+        s->logit_row = -1;
+        bool complete = start + s->n_sched == s->n_tokens;
+        if (complete && !(r->gen.max_tokens == 0)) {
+            s->logit_row = rows;
+            e->row_kind[rows] = -1;
+            e->row_seq[rows] = s;
+            e->b_rows[rows++] = t - 1;
+        }
+        e->b_kvlen[i] = start + s->n_sched;
+        memcpy(e->b_table + bt, s->bm.blocks, sizeof(int32_t) * s->bm.n_blocks);
+        bt += s->bm.n_blocks;
+    }
+    e->b_qstart[n_seqs] = t;
+    e->b_btstart[n_seqs] = bt;
+    *b = (cs_batch){.n_tokens = t, .tokens = e->b_tokens, .positions = e->b_pos, .slots = e->b_slots,
+                    .attn = {n_seqs, e->b_qstart, e->b_kvlen, e->b_btstart, e->b_table, e->kv.block_size},
+                    .n_logits = rows, .logit_rows = e->b_rows};
+}
+
+// --- postprocess ---------------------------------------------------------------------------
+
+static float log_softmax_at(const float *logits, int vocab, int id) {
+    double mx = logits[0], sum = 0;
+    for (int i = 1; i < vocab; i++)
+        if (logits[i] > mx) mx = logits[i];
+    for (int i = 0; i < vocab; i++) sum += exp((double)logits[i] - mx);
+    return (float)((double)logits[id] - mx - log(sum));
+}
+
+static void emit_prompt_logprob(cs_engine *e, eng_req *r, int pos, const float *row) {
+    cs_event ev = {.type = CS_EVENT_PROMPT_LOGPROB, .request_id = r->id, .index = pos, .token = r->prompt[pos]};
+    ev.logprob = log_softmax_at(row, e->vocab, r->prompt[pos]);
+    cs_engine_emit(e, &ev);
+    r->plp_next = pos + 1;
+}
+
+// Samples the next token of s from row, emits it, and ends the choice when textgen says so.
+static void sample(cs_engine *e, eng_seq *s, float *row) {
+    eng_req *r = s->req;
+    cs_sample_result res;
+    cs_textgen_step st = cs_textgen_next(s->tg, row, &res);
+    if (st.token >= 0) {
+        cs_event ev = {.type = CS_EVENT_TOKEN, .request_id = r->id, .index = s->index, .token = st.token,
+                       .logprob = res.logprob, .n_top = res.n_top};
+        for (int i = 0; i < res.n_top; i++) {
+            ev.top_ids[i] = res.top[i].id;
+            ev.top_logprobs[i] = res.top[i].logprob;
+        }
+        ev.text_len = st.text_len < sizeof ev.text ? st.text_len : sizeof ev.text;
+        memcpy(ev.text, st.text, ev.text_len);
+        cs_engine_emit(e, &ev);
+        r->completion_tokens++;
+        e->stats.generated_tokens++;
+        if (r->t_first == 0) r->t_first = cs_engine_now_ms();
+    }
+    if (st.feed) {
+        CS_ASSERT(s->n_tokens < s->cap);
+        s->tokens[s->n_tokens++] = st.token;
+        return;
+    }
+    finish_seq(e, s, st.finish == CS_FINISH_LENGTH ? CS_FINISH_REASON_LENGTH : CS_FINISH_REASON_STOP);
+}
+
+// Choice 0 has computed the prompt: the other choices start from its blocks (shared, copied
+// on write) and sample their first token from the same logits.
+static void fork_choices(cs_engine *e, eng_seq *s0, const float *row, float *scratch) {
+    eng_req *r = s0->req;
+    for (int i = 1; i < r->n; i++) {
+        eng_seq *c = &r->seqs[i];
+        c->req = r;
+        r->n_started++;
+        r->n_live++;
+        if (!seq_start(e, c, s0->tokens, s0->n_tokens, i)) {
+            c->state = SEQ_FINISHED;
+            r->n_live--;
+            emit_finish(e, r, i, CS_FINISH_REASON_ERROR);
+            continue;
+        }
+        cs_bm_fork(e->bm, &s0->bm, &c->bm);
+        c->state = SEQ_RUNNING;
+        c->prefilled = true;
+        c->admitted = e->admit_counter++;
+        if (!push_seq(&e->running, &e->n_running, &e->cap_running, c)) {
+            r->cancelled = true;
+            continue;
+        }
+        memcpy(scratch, row, sizeof(float) * e->vocab);
+        sample(e, c, scratch);
+    }
+}
+
+static void postprocess(cs_engine *e, int n_seqs) {
+    for (int i = 0; i < n_seqs; i++) {
+        eng_seq *s = e->b_seqs[i];
+        eng_req *r = s->req;
+        for (int k = 0; k < s->n_sched; k++)
+            if (s->bm.n_computed + k < r->n_prompt) e->stats.prompt_tokens_computed++;
+        cs_bm_commit(e->bm, &s->bm, s->tokens, s->n_sched, r->salt);
+        s->n_sched = 0;
+    }
+    // prompt logprobs first: their rows are read before any sampling modifies logits in place
+    for (int row = 0; row < e->fwd_rows; row++)
+        if (e->row_kind[row] >= 0) emit_prompt_logprob(e, e->row_seq[row]->req, e->row_kind[row], e->logits + (size_t)row * e->vocab);
+    for (int i = 0; i < n_seqs; i++) {
+        eng_seq *s = e->b_seqs[i];
+        eng_req *r = s->req;
+        if (s->state != SEQ_RUNNING || s->bm.n_computed != s->n_tokens) continue; // mid-prefill
+        bool first = !s->prefilled;
+        s->prefilled = true;
+        if (r->gen.max_tokens == 0) { // scoring only: the prompt is computed, nothing to sample
+            if (r->t_first == 0) r->t_first = cs_engine_now_ms();
+            finish_seq(e, s, CS_FINISH_REASON_LENGTH);
+            for (int k = 1; k < r->n; k++) emit_finish(e, r, k, CS_FINISH_REASON_LENGTH);
+            r->n_started = r->n;
+            maybe_done(e, r);
+            continue;
+        }
+        float *row = e->logits + (size_t)s->logit_row * e->vocab;
+        if (first && s->index == 0 && r->n > 1 && r->n_started < r->n) {
+            // the others start from choice 0's prompt, before it appends its own first token
+            memcpy(e->row_copy, row, sizeof(float) * e->vocab);
+            fork_choices(e, s, e->row_copy, e->row_copy2);
+            sample(e, s, row);
+        } else {
+            sample(e, s, row);
+        }
+        maybe_done(e, r);
+    }
+}
+
+static void update_stats(cs_engine *e) {
+    cs_bm_stats b;
+    cs_bm_stats_get(e->bm, &b);
+    pthread_mutex_lock(&e->mu);
+    cs_engine_stats *st = &e->stats;
+    st->running = e->n_running;
+    st->waiting = e->n_waiting;
+    st->blocks_total = b.total;
+    st->blocks_free = b.free;
+    st->blocks_used = b.used;
+    st->blocks_cached = b.cached;
+    st->block_size = e->kv.block_size;
+    st->prefix_hit_rate = b.lookups_tokens ? (double)b.hit_tokens / (double)b.lookups_tokens : 0.0;
+    pthread_mutex_unlock(&e->mu);
+}
+
+bool cs_engine_step(cs_engine *e) {
+    handle_cancelled(e);
+    int budget = e->p.max_num_batched_tokens;
+    int n = schedule_running(e, &budget);
+    n = schedule_waiting(e, n, &budget);
+    if (n == 0) {
+        update_stats(e);
+        return false;
+    }
+    cs_batch b;
+    build_batch(e, n, &b);
+    e->fwd_rows = b.n_logits;
+    cs_forward_run(e->fwd, &b, e->logits);
+    postprocess(e, n);
+    e->stats.steps++;
+    update_stats(e);
+    return true;
+}
