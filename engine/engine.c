@@ -125,6 +125,13 @@ int cs_engine_init(const cs_engine_params *p, cs_engine **out, char *err, size_t
     int rc = init_model(e, err, errlen);
     if (rc == 0 && (e->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
         rc = engine_err(err, errlen, CS_ENGINE_ENOMEM, "eventfd: %s", strerror(errno));
+    if (rc == 0) { // the stats callers see before the first step
+        cs_bm_stats b;
+        cs_bm_stats_get(e->bm, &b);
+        e->stats.blocks_total = e->stats.blocks_free = b.total;
+        e->stats.block_size = e->p.block_size;
+        e->stats.kv_cache_bytes = (size_t)b.total * cs_kv_cache_block_bytes(e->kv.n_layer, e->kv.block_size, e->kv.kv_dim);
+    }
     if (rc == 0 && pthread_create(&e->thread, NULL, engine_main, e) != 0)
         rc = engine_err(err, errlen, CS_ENGINE_ENOMEM, "cannot start the engine thread");
     if (rc != 0) {
@@ -132,7 +139,6 @@ int cs_engine_init(const cs_engine_params *p, cs_engine **out, char *err, size_t
         cs_engine_free(e);
         return rc;
     }
-    cs_engine_stats_get(e, &e->stats);
     *out = e;
     return 0;
 }
@@ -426,7 +432,7 @@ int cs_engine_max_model_len(const cs_engine *e) { return e->max_model_len; }
 
 // --- the engine thread -----------------------------------------------------------------------
 
-static bool push_ptr(void ***arr, int *n, int *cap, void *p) {
+bool cs_engine_push(void ***arr, int *n, int *cap, void *p) {
     if (*n == *cap) {
         int c = *cap ? 2 * *cap : 64;
         void **a = realloc(*arr, sizeof *a * c);
@@ -448,8 +454,8 @@ static void take_commands(cs_engine *e, eng_cmd *cmds, int n) {
             s->req = r;
             s->state = SEQ_WAITING;
             r->n_started = r->n_live = 1;
-            if (!push_ptr((void ***)&e->reqs, &e->n_reqs, &e->cap_reqs, r) ||
-                !push_ptr((void ***)&e->waiting, &e->n_waiting, &e->cap_waiting, s)) {
+            if (!cs_engine_push((void ***)&e->reqs, &e->n_reqs, &e->cap_reqs, r) ||
+                !cs_engine_push((void ***)&e->waiting, &e->n_waiting, &e->cap_waiting, s)) {
                 r->cancelled = true; // out of memory: ends as cancelled rather than vanishing
             }
             continue;
@@ -481,7 +487,17 @@ static void *engine_main(void *arg) {
         e->n_cmds -= n;
         pthread_mutex_unlock(&e->mu);
         take_commands(e, local, n);
-        cs_engine_step(e);
+        if (!cs_engine_step(e)) { // requests exist but none could run: do not spin
+            pthread_mutex_lock(&e->mu);
+            if (e->n_cmds == 0 && !e->stop) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 1000000L;
+                if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+                pthread_cond_timedwait(&e->wake, &e->mu, &ts);
+            }
+            pthread_mutex_unlock(&e->mu);
+        }
     }
     free(local);
     return NULL;

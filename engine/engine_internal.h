@@ -49,7 +49,7 @@ typedef struct eng_req {
     int cached_tokens, completion_tokens;
     uint64_t arrival;
     double t_submit, t_first, t_sched;
-    bool cancelled, done;
+    bool cancelled;
     int plp_next;         // next prompt position whose logprob is due
 } eng_req;
 
@@ -109,5 +109,7 @@ void cs_engine_req_free(cs_engine *e, eng_req *r);
 // Queues an event for pollers (takes mu).
 void cs_engine_emit(cs_engine *e, const cs_event *ev);
 double cs_engine_now_ms(void);
+// Appends p to a growable pointer array; false when out of memory.
+bool cs_engine_push(void ***arr, int *n, int *cap, void *p);
 
 #endif

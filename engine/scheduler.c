@@ -25,18 +25,6 @@ static void remove_ptr(void **arr, int *n, void *p) {
         }
 }
 
-static bool push_seq(eng_seq ***arr, int *n, int *cap, eng_seq *s) {
-    if (*n == *cap) {
-        int c = *cap ? 2 * *cap : 64;
-        eng_seq **a = realloc(*arr, sizeof *a * c);
-        if (!a) return false;
-        *arr = a;
-        *cap = c;
-    }
-    (*arr)[(*n)++] = s;
-    return true;
-}
-
 // --- finishing -----------------------------------------------------------------------------
 
 static void emit_finish(cs_engine *e, eng_req *r, int index, cs_finish_reason why) {
@@ -123,7 +111,7 @@ static void preempt(cs_engine *e, eng_seq *s) {
     cs_bm_release(e->bm, &s->bm);
     s->state = SEQ_WAITING;
     s->n_sched = 0;
-    if (!push_seq(&e->waiting, &e->n_waiting, &e->cap_waiting, s)) s->req->cancelled = true;
+    if (!cs_engine_push((void ***)&e->waiting, &e->n_waiting, &e->cap_waiting, s)) s->req->cancelled = true;
     e->stats.preemptions++;
 }
 
@@ -189,7 +177,7 @@ static int schedule_waiting(cs_engine *e, int n, int *budget) {
             r->cancelled = true; // out of memory
             remove_ptr((void **)e->waiting, &e->n_waiting, s);
             s->state = SEQ_RUNNING; // so that finishing removes it from the right list
-            push_seq(&e->running, &e->n_running, &e->cap_running, s);
+            cs_engine_push((void ***)&e->running, &e->n_running, &e->cap_running, s);
             continue;
         }
         hit = cs_bm_admit(e->bm, &s->bm, s->tokens, lookup, r->salt);
@@ -200,7 +188,7 @@ static int schedule_waiting(cs_engine *e, int n, int *budget) {
         remove_ptr((void **)e->waiting, &e->n_waiting, s);
         s->state = SEQ_RUNNING;
         s->admitted = e->admit_counter++;
-        if (!push_seq(&e->running, &e->n_running, &e->cap_running, s)) r->cancelled = true;
+        if (!cs_engine_push((void ***)&e->running, &e->n_running, &e->cap_running, s)) r->cancelled = true;
         append_slots(e, s, chunk);
         s->n_sched = chunk;
         *budget -= chunk;
@@ -316,7 +304,7 @@ static void fork_choices(cs_engine *e, eng_seq *s0, const float *row, float *scr
         c->state = SEQ_RUNNING;
         c->prefilled = true;
         c->admitted = e->admit_counter++;
-        if (!push_seq(&e->running, &e->n_running, &e->cap_running, c)) {
+        if (!cs_engine_push((void ***)&e->running, &e->n_running, &e->cap_running, c)) {
             r->cancelled = true;
             continue;
         }
@@ -376,6 +364,7 @@ static void update_stats(cs_engine *e) {
     st->blocks_used = b.used;
     st->blocks_cached = b.cached;
     st->block_size = e->kv.block_size;
+    st->kv_cache_bytes = (size_t)b.total * cs_kv_cache_block_bytes(e->kv.n_layer, e->kv.block_size, e->kv.kv_dim);
     st->prefix_hit_rate = b.lookups_tokens ? (double)b.hit_tokens / (double)b.lookups_tokens : 0.0;
     pthread_mutex_unlock(&e->mu);
 }

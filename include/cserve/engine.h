@@ -154,6 +154,7 @@ typedef struct cs_engine_stats {
     int running, waiting;
     int blocks_total, blocks_free, blocks_used, blocks_cached;
     int block_size;
+    size_t kv_cache_bytes;           /* the whole KV pool: K and V, every layer */
     double prefix_hit_rate;          /* cached prompt tokens / prompt tokens looked up */
     long prompt_tokens_computed, generated_tokens, steps, preemptions;
     long requests_finished;
