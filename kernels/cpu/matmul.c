@@ -1,7 +1,7 @@
 // out (m, n) = x (m, k) @ W^T (+ bias), W (n, k) stored as any cs_dtype, fp32 accumulation.
 //
 // Each task owns TILE_N weight rows: it dequantises them once into fp32 scratch, then runs a
-// 4x4 register-tiled microkernel over all m rows of x, so a weight byte is read once per
+// 2x4 register-tiled microkernel over all m rows of x, so a weight byte is read once per
 // call and an x row once per TILE_N weight rows. Every output element is computed by the
 // same sequence of 8-wide FMAs over k in order, whatever m or the tile it falls in, so a
 // token's result does not depend on what else is in the batch (batch invariance).
@@ -29,20 +29,30 @@ typedef struct matmul_job {
     float *scratch; // per thread: TILE_N * k floats
 } matmul_job;
 
-// Dot products of 4 x rows with 4 weight rows: acc layout out[r][c] for x row r, w row c.
-static void micro_4x4(const float *x, int ldx, const float *w, int ldw, int k, float out[4][4]) {
-    cs_v8 acc[4][4];
-    for (int r = 0; r < 4; r++)
-        for (int c = 0; c < 4; c++) acc[r][c] = cs_v8_zero();
+// Dot products of 2 x rows with 4 weight rows, out[r][c] for x row r, weight row c. Eight
+// accumulators plus the loads fit the 16 AVX registers without spilling; each weight vector
+// is loaded once and used twice.
+static void micro_2x4(const float *x, int ldx, const float *w, int ldw, int k, float out[2][4]) {
+    cs_v8 a00 = cs_v8_zero(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+    const float *x0 = x, *x1 = x + ldx, *w0 = w, *w1 = w + ldw, *w2 = w + 2 * (size_t)ldw, *w3 = w + 3 * (size_t)ldw;
     int k8 = k & ~7;
     for (int i = 0; i < k8; i += 8) {
-        cs_v8 xv[4], wv[4];
-        for (int r = 0; r < 4; r++) xv[r] = cs_v8_load(x + (size_t)r * ldx + i);
-        for (int c = 0; c < 4; c++) wv[c] = cs_v8_load(w + (size_t)c * ldw + i);
-        for (int r = 0; r < 4; r++)
-            for (int c = 0; c < 4; c++) acc[r][c] = cs_v8_fma(xv[r], wv[c], acc[r][c]);
+        cs_v8 v0 = cs_v8_load(x0 + i), v1 = cs_v8_load(x1 + i), wv;
+        wv = cs_v8_load(w0 + i);
+        a00 = cs_v8_fma(v0, wv, a00);
+        a10 = cs_v8_fma(v1, wv, a10);
+        wv = cs_v8_load(w1 + i);
+        a01 = cs_v8_fma(v0, wv, a01);
+        a11 = cs_v8_fma(v1, wv, a11);
+        wv = cs_v8_load(w2 + i);
+        a02 = cs_v8_fma(v0, wv, a02);
+        a12 = cs_v8_fma(v1, wv, a12);
+        wv = cs_v8_load(w3 + i);
+        a03 = cs_v8_fma(v0, wv, a03);
+        a13 = cs_v8_fma(v1, wv, a13);
     }
-    for (int r = 0; r < 4; r++)
+    cs_v8 acc[2][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13}};
+    for (int r = 0; r < 2; r++)
         for (int c = 0; c < 4; c++) {
             float s = cs_v8_sum(acc[r][c]);
             for (int i = k8; i < k; i++) s = fmaf(x[(size_t)r * ldx + i], w[(size_t)c * ldw + i], s);
@@ -50,7 +60,7 @@ static void micro_4x4(const float *x, int ldx, const float *w, int ldw, int k, f
         }
 }
 
-// One x row against one weight row: the same arithmetic as one cell of micro_4x4.
+// One x row against one weight row: the same arithmetic as one cell of micro_2x4.
 static float dot_1x1(const float *x, const float *w, int k) {
     cs_v8 acc = cs_v8_zero();
     int k8 = k & ~7;
@@ -125,17 +135,17 @@ static void matmul_task(void *ctx, int task, int thread) {
     float *wbuf = j->scratch + (size_t)thread * TILE_N * j->k;
     for (int c = 0; c < nn; c++)
         cs_cpu_dequant_row(j->wt, j->w + (size_t)(n0 + c) * j->w_row_bytes, wbuf + (size_t)c * j->k, j->k);
-    int m4 = j->m & ~3, c4 = nn & ~3;
-    for (int r = 0; r < j->m; r += 4) {
+    int m2 = j->m & ~1, c4 = nn & ~3;
+    for (int r = 0; r < j->m; r += 2) {
         for (int c = 0; c < nn; c += 4) {
-            if (r < m4 && c < c4) {
-                float o[4][4];
-                micro_4x4(j->x + (size_t)r * j->k, j->k, wbuf + (size_t)c * j->k, j->k, j->k, o);
-                for (int a = 0; a < 4; a++)
+            if (r < m2 && c < c4) {
+                float o[2][4];
+                micro_2x4(j->x + (size_t)r * j->k, j->k, wbuf + (size_t)c * j->k, j->k, j->k, o);
+                for (int a = 0; a < 2; a++)
                     for (int b = 0; b < 4; b++) j->out[(size_t)(r + a) * j->n + n0 + c + b] = o[a][b];
                 continue;
             }
-            for (int a = r; a < r + 4 && a < j->m; a++)
+            for (int a = r; a < r + 2 && a < j->m; a++)
                 for (int b = c; b < c + 4 && b < nn; b++)
                     j->out[(size_t)a * j->n + n0 + b] =
                         dot_1x1(j->x + (size_t)a * j->k, wbuf + (size_t)b * j->k, j->k);
