@@ -502,3 +502,38 @@ static void *engine_main(void *arg) {
     free(local);
     return NULL;
 }
+
+long cs_engine_detokenize(cs_engine *e, const int32_t *ids, int n, char *out, size_t cap) {
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= cs_tokenizer_vocab_size(e->file->tok)) return -1;
+    return (long)cs_tokenizer_decode(e->file->tok, ids, (size_t)n, false, out, cap);
+}
+
+char *cs_engine_apply_chat_template(cs_engine *e, const cs_chat_message *msgs, int n, char *err,
+                                    size_t errlen) {
+    bool known;
+    const char *tmpl = cs_tokenizer_chat_template(e->file->tok);
+    // cs_chat_message and cs_chat_msg are the same two pointers (public / internal names)
+    return cs_chat_render(cs_chat_detect(tmpl, &known), tmpl, (const cs_chat_msg *)msgs, (size_t)n, true,
+                          err, errlen);
+}
+
+void cs_engine_info_get(const cs_engine *e, cs_engine_info *info) {
+    memset(info, 0, sizeof *info);
+    snprintf(info->name, sizeof info->name, "%s", e->file->name);
+    snprintf(info->architecture, sizeof info->architecture, "%s", cs_arch_name(e->file->cfg.arch));
+    bool seen[CS_DTYPE_COUNT] = {0};
+    size_t len = 0;
+    for (int i = 0; i < e->file->n_tensors; i++) {
+        cs_dtype t = e->file->tensors[i].dtype;
+        if (seen[t]) continue;
+        seen[t] = true;
+        len += (size_t)snprintf(info->weight_formats + len, len < sizeof info->weight_formats ? sizeof info->weight_formats - len : 0,
+                                "%s%s", len ? ", " : "", cs_dtype_name(t));
+        if (len >= sizeof info->weight_formats) break;
+    }
+    snprintf(info->device, sizeof info->device, "cpu");
+    info->context_length = e->max_model_len;
+    info->vocab_size = e->vocab;
+    info->tensor_parallel_size = 1;
+}

@@ -167,6 +167,25 @@ int cs_engine_tokenize(cs_engine *e, const char *text, size_t len, bool add_spec
                        int cap);
 int cs_engine_vocab_size(const cs_engine *e);
 int cs_engine_max_model_len(const cs_engine *e);
+/* Text of ids (special tokens included) into out; returns the bytes needed (may exceed cap),
+ * or < 0 when an id is outside the vocabulary. */
+long cs_engine_detokenize(cs_engine *e, const int32_t *ids, int n, char *out, size_t cap);
+/* The model's chat template applied to messages, with the generation prompt. Returns a
+ * malloc'd string the caller frees, or NULL with err set (unknown role, bad order). */
+char *cs_engine_apply_chat_template(cs_engine *e, const cs_chat_message *msgs, int n, char *err,
+                                    size_t errlen);
+
+typedef struct cs_engine_info {
+    char name[128];
+    char architecture[32];
+    char weight_formats[96];  /* e.g. "Q4_1, Q8_0, F32" */
+    char device[16];          /* "cpu" */
+    int context_length;       /* max_model_len the engine serves */
+    int vocab_size;
+    int tensor_parallel_size;
+} cs_engine_info;
+
+void cs_engine_info_get(const cs_engine *e, cs_engine_info *info);
 
 #ifdef __cplusplus
 }

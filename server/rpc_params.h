@@ -1,0 +1,30 @@
+// Reading JSON-RPC params strictly: every value checked for type and range, every unknown
+// key refused, and the first problem remembered with the name of the parameter.
+#ifndef CS_RPC_PARAMS_H
+#define CS_RPC_PARAMS_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct rpc_reader {
+    const cJSON *params; // an object
+    const char *bad_param; // first offending parameter (NULL while all is well)
+    char msg[256];
+} rpc_reader;
+
+// Fails (false, msg set) unless every key of params is in the NULL-terminated list.
+bool rpc_only_keys(rpc_reader *r, const char *const *known);
+// A number in [lo, hi] (integral when integer); def when absent or null.
+double rpc_num(rpc_reader *r, const char *name, double def, double lo, double hi, bool integer);
+bool rpc_bool(rpc_reader *r, const char *name, bool def);
+// A string or NULL when absent; not NUL-free strings are refused.
+const char *rpc_str(rpc_reader *r, const char *name);
+// An array of integers in [lo, hi); malloc'd (caller frees), *n its length; NULL when absent.
+int32_t *rpc_int_array(rpc_reader *r, const char *name, int64_t lo, int64_t hi, int max_len, int *n);
+void rpc_fail(rpc_reader *r, const char *param, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+// True when [s, s + len) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
+bool rpc_valid_utf8(const char *s, size_t len);
+
+#endif
