@@ -25,6 +25,9 @@ bool cs_cli_u64(const char *name, const char *s, uint64_t *out);
 int cs_cmd_info(int argc, char **argv);
 int cs_cmd_generate(int argc, char **argv);
 int cs_cmd_perplexity(int argc, char **argv);
+int cs_cmd_serve(int argc, char **argv);
+int cs_cmd_client(int argc, char **argv);
 int cs_cmd_tokenize(int argc, char **argv);
+int cs_cmd_bench(int argc, char **argv);
 
 #endif

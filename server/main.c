@@ -9,10 +9,13 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *help;
 } commands[] = {
+    {"serve", cs_cmd_serve, "serve the model over JSON-RPC (TCP / Unix socket)"},
+    {"client", cs_cmd_client, "talk to a running server: stream an answer, or --stats"},
     {"info", cs_cmd_info, "describe a model file: architecture, shapes, tensor types, tokenizer"},
     {"generate", cs_cmd_generate, "generate text from a prompt, streamed to stdout"},
     {"perplexity", cs_cmd_perplexity, "perplexity of a text file (llama.cpp's method)"},
     {"tokenize", cs_cmd_tokenize, "print the token ids (and pieces) of a text"},
+    {"bench", cs_cmd_bench, "offline throughput and latency benchmark on synthetic or given prompts"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 
