@@ -8,9 +8,7 @@
 #include "rpc_internal.h"
 #include "rpc_params.h"
 
-#define MAX_CHOICES 64       // select
-#define MAX_MESSAGES 4096
-#define SEED_LIMIT 9007199254740992.0 // 2^53: larger integers cannot arrive exactly in a double
+#define MAX_CHOICES 64 // select
 
 static cJSON *response(const cJSON *id) {
     cJSON *r = cJSON_CreateObject();
@@ -41,102 +39,6 @@ static cJSON *json_ids(const int32_t *ids, int n) {
     cJSON *a = cJSON_CreateArray();
     for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
     return a;
-}
-
-// --- prompts -------------------------------------------------------------------------------
-
-// Reads messages [{role, content}] into msgs (pointers into the JSON). Returns the count, or
-// -1 with the reader failed.
-static int read_messages(rpc_reader *rd, cs_chat_message **msgs) {
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(rd->params, "messages");
-    *msgs = NULL;
-    if (!m || cJSON_IsNull(m)) return 0;
-    int n = cJSON_IsArray(m) ? cJSON_GetArraySize(m) : -1;
-    if (n < 1 || n > MAX_MESSAGES) {
-        rpc_fail(rd, "messages", "messages: expected an array of 1 to %d {role, content} objects", MAX_MESSAGES);
-        return -1;
-    }
-    *msgs = calloc((size_t)n, sizeof **msgs);
-    int i = 0;
-    const cJSON *item;
-    cJSON_ArrayForEach(item, m) {
-        const cJSON *role = cJSON_GetObjectItemCaseSensitive(item, "role");
-        const cJSON *content = cJSON_GetObjectItemCaseSensitive(item, "content");
-        if (!*msgs || !cJSON_IsString(role) || !cJSON_IsString(content)) {
-            rpc_fail(rd, "messages", "messages[%d]: expected {\"role\": string, \"content\": string}", i);
-            free(*msgs);
-            *msgs = NULL;
-            return -1;
-        }
-        (*msgs)[i++] = (cs_chat_message){role->valuestring, content->valuestring};
-    }
-    return n;
-}
-
-// --- generate ------------------------------------------------------------------------------
-
-static const char *const generate_keys[] = {
-    "prompt", "tokens", "messages", "max_tokens", "temperature", "top_p", "top_k", "min_p",
-    "repetition_penalty", "presence_penalty", "frequency_penalty", "seed", "stop", "stop_token_ids",
-    "ignore_eos", "n", "logprobs", "prompt_logprobs", "stream", "priority", "cache_salt", NULL};
-
-static void read_stop(rpc_reader *rd, cs_request *q) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(rd->params, "stop");
-    if (!v || cJSON_IsNull(v)) return;
-    if (cJSON_IsString(v)) {
-        q->stop[q->n_stop++] = v->valuestring;
-        return;
-    }
-    int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : -1;
-    if (n < 0 || n > CS_MAX_STOP) {
-        rpc_fail(rd, "stop", "stop: expected a string or an array of at most %d strings", CS_MAX_STOP);
-        return;
-    }
-    const cJSON *item;
-    cJSON_ArrayForEach(item, v) {
-        if (!cJSON_IsString(item) || !item->valuestring[0]) {
-            rpc_fail(rd, "stop", "stop: entries must be non-empty strings");
-            return;
-        }
-        q->stop[q->n_stop++] = item->valuestring;
-    }
-}
-
-// Fills q from params; pointers in q point into params, tokens and msgs (caller frees those).
-static void read_generate(rpc_reader *rd, cs_engine *e, cs_request *q, int32_t **tokens, cs_chat_message **msgs) {
-    cs_request_default(q);
-    rpc_only_keys(rd, generate_keys);
-    q->prompt = rpc_str(rd, "prompt");
-    *tokens = rpc_int_array(rd, "tokens", 0, cs_engine_vocab_size(e), cs_engine_max_model_len(e), &q->n_tokens);
-    q->tokens = *tokens;
-    q->n_messages = read_messages(rd, msgs);
-    q->messages = *msgs;
-    if (!rd->bad_param && (q->prompt != NULL) + (q->tokens != NULL) + (q->messages != NULL) != 1)
-        rpc_fail(rd, "prompt", "give exactly one of prompt, tokens, messages");
-    q->max_tokens = (int)rpc_num(rd, "max_tokens", 16, 0, 1 << 24, true);
-    q->temperature = (float)rpc_num(rd, "temperature", 1.0, 0, 1000, false);
-    q->top_p = (float)rpc_num(rd, "top_p", 1.0, 0, 1, false);
-    q->top_k = (int)rpc_num(rd, "top_k", 0, -1, 1 << 24, true);
-    if (q->top_k < 0) q->top_k = 0; // -1 means off, as in vLLM
-    q->min_p = (float)rpc_num(rd, "min_p", 0, 0, 1, false);
-    q->repetition_penalty = (float)rpc_num(rd, "repetition_penalty", 1.0, 0, 100, false);
-    q->presence_penalty = (float)rpc_num(rd, "presence_penalty", 0, -2, 2, false);
-    q->frequency_penalty = (float)rpc_num(rd, "frequency_penalty", 0, -2, 2, false);
-    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(rd->params, "seed");
-    q->has_seed = seed && !cJSON_IsNull(seed);
-    q->seed = (uint64_t)rpc_num(rd, "seed", 0, 0, SEED_LIMIT - 1, true);
-    read_stop(rd, q);
-    int n_ids = 0;
-    int32_t *ids = rpc_int_array(rd, "stop_token_ids", 0, cs_engine_vocab_size(e), CS_MAX_STOP, &n_ids);
-    if (ids) memcpy(q->stop_token_ids, ids, sizeof(int32_t) * (size_t)n_ids);
-    q->n_stop_token_ids = n_ids;
-    free(ids);
-    q->ignore_eos = rpc_bool(rd, "ignore_eos", false);
-    q->n = (int)rpc_num(rd, "n", 1, 1, 64, true);
-    q->logprobs = (int)rpc_num(rd, "logprobs", 0, 0, CS_MAX_LOGPROBS, true);
-    q->prompt_logprobs_from = (int)rpc_num(rd, "prompt_logprobs", -1, 0, 1 << 24, true);
-    q->priority = (int)rpc_num(rd, "priority", 0, -1e9, 1e9, true);
-    q->cache_salt = rpc_str(rd, "cache_salt");
 }
 
 static rpc_pending *pending_new(rpc_conn *c, const cJSON *id, int n) {
@@ -184,7 +86,7 @@ static void do_generate(rpc_server *s, rpc_conn *c, const cJSON *id, const cJSON
     cs_request q;
     int32_t *tokens = NULL;
     cs_chat_message *msgs = NULL;
-    read_generate(&rd, rpc_engine(s), &q, &tokens, &msgs);
+    rpc_read_generate(&rd, cs_engine_vocab_size(rpc_engine(s)), cs_engine_max_model_len(rpc_engine(s)), &q, &tokens, &msgs);
     if (rd.bad_param) {
         send_params_error(s, c, id, &rd);
     } else {
@@ -370,7 +272,7 @@ static int32_t *select_prompt(rpc_server *s, rpc_reader *rd, int *n) {
     cs_engine *e = rpc_engine(s);
     const char *prompt = rpc_str(rd, "prompt");
     cs_chat_message *msgs = NULL;
-    int n_msgs = read_messages(rd, &msgs);
+    int n_msgs = rpc_read_messages(rd, &msgs);
     *n = 0;
     if (rd->bad_param) return NULL;
     if ((prompt != NULL) == (n_msgs > 0)) {
@@ -519,7 +421,7 @@ static void do_chat_template(rpc_server *s, rpc_conn *c, const cJSON *id, const 
     rpc_reader rd = {.params = params};
     rpc_only_keys(&rd, keys);
     cs_chat_message *msgs = NULL;
-    int n = rd.bad_param ? 0 : read_messages(&rd, &msgs);
+    int n = rd.bad_param ? 0 : rpc_read_messages(&rd, &msgs);
     if (!rd.bad_param && n == 0) rpc_fail(&rd, "messages", "messages: required");
     char err[256], *text = NULL;
     if (!rd.bad_param && !(text = cs_engine_apply_chat_template(rpc_engine(s), msgs, n, err, sizeof err)))

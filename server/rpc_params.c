@@ -1,5 +1,8 @@
 #include "rpc_params.h"
 
+#define MAX_MESSAGES 4096
+#define SEED_LIMIT 9007199254740992.0 // 2^53: larger integers cannot arrive exactly in a double
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -123,3 +126,100 @@ bool rpc_valid_utf8(const char *str, size_t len) {
     }
     return true;
 }
+
+// --- prompts -------------------------------------------------------------------------------
+
+// Reads messages [{role, content}] into msgs (pointers into the JSON). Returns the count, or
+// -1 with the reader failed.
+int rpc_read_messages(rpc_reader *rd, cs_chat_message **msgs) {
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(rd->params, "messages");
+    *msgs = NULL;
+    if (!m || cJSON_IsNull(m)) return 0;
+    int n = cJSON_IsArray(m) ? cJSON_GetArraySize(m) : -1;
+    if (n < 1 || n > MAX_MESSAGES) {
+        rpc_fail(rd, "messages", "messages: expected an array of 1 to %d {role, content} objects", MAX_MESSAGES);
+        return -1;
+    }
+    *msgs = calloc((size_t)n, sizeof **msgs);
+    int i = 0;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, m) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(item, "role");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(item, "content");
+        if (!*msgs || !cJSON_IsString(role) || !cJSON_IsString(content)) {
+            rpc_fail(rd, "messages", "messages[%d]: expected {\"role\": string, \"content\": string}", i);
+            free(*msgs);
+            *msgs = NULL;
+            return -1;
+        }
+        (*msgs)[i++] = (cs_chat_message){role->valuestring, content->valuestring};
+    }
+    return n;
+}
+
+// --- generate ------------------------------------------------------------------------------
+
+static const char *const generate_keys[] = {
+    "prompt", "tokens", "messages", "max_tokens", "temperature", "top_p", "top_k", "min_p",
+    "repetition_penalty", "presence_penalty", "frequency_penalty", "seed", "stop", "stop_token_ids",
+    "ignore_eos", "n", "logprobs", "prompt_logprobs", "stream", "priority", "cache_salt", NULL};
+
+static void read_stop(rpc_reader *rd, cs_request *q) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(rd->params, "stop");
+    if (!v || cJSON_IsNull(v)) return;
+    if (cJSON_IsString(v)) {
+        q->stop[q->n_stop++] = v->valuestring;
+        return;
+    }
+    int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : -1;
+    if (n < 0 || n > CS_MAX_STOP) {
+        rpc_fail(rd, "stop", "stop: expected a string or an array of at most %d strings", CS_MAX_STOP);
+        return;
+    }
+    const cJSON *item;
+    cJSON_ArrayForEach(item, v) {
+        if (!cJSON_IsString(item) || !item->valuestring[0]) {
+            rpc_fail(rd, "stop", "stop: entries must be non-empty strings");
+            return;
+        }
+        q->stop[q->n_stop++] = item->valuestring;
+    }
+}
+
+void rpc_read_generate(rpc_reader *rd, int vocab, int max_model_len, cs_request *q, int32_t **tokens,
+                       cs_chat_message **msgs) {
+    cs_request_default(q);
+    rpc_only_keys(rd, generate_keys);
+    q->prompt = rpc_str(rd, "prompt");
+    *tokens = rpc_int_array(rd, "tokens", 0, vocab, max_model_len, &q->n_tokens);
+    q->tokens = *tokens;
+    q->n_messages = rpc_read_messages(rd, msgs);
+    q->messages = *msgs;
+    if (!rd->bad_param && (q->prompt != NULL) + (q->tokens != NULL) + (q->messages != NULL) != 1)
+        rpc_fail(rd, "prompt", "give exactly one of prompt, tokens, messages");
+    q->max_tokens = (int)rpc_num(rd, "max_tokens", 16, 0, 1 << 24, true);
+    q->temperature = (float)rpc_num(rd, "temperature", 1.0, 0, 1000, false);
+    q->top_p = (float)rpc_num(rd, "top_p", 1.0, 0, 1, false);
+    q->top_k = (int)rpc_num(rd, "top_k", 0, -1, 1 << 24, true);
+    if (q->top_k < 0) q->top_k = 0; // -1 means off, as in vLLM
+    q->min_p = (float)rpc_num(rd, "min_p", 0, 0, 1, false);
+    q->repetition_penalty = (float)rpc_num(rd, "repetition_penalty", 1.0, 0, 100, false);
+    q->presence_penalty = (float)rpc_num(rd, "presence_penalty", 0, -2, 2, false);
+    q->frequency_penalty = (float)rpc_num(rd, "frequency_penalty", 0, -2, 2, false);
+    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(rd->params, "seed");
+    q->has_seed = seed && !cJSON_IsNull(seed);
+    q->seed = (uint64_t)rpc_num(rd, "seed", 0, 0, SEED_LIMIT - 1, true);
+    read_stop(rd, q);
+    int n_ids = 0;
+    int32_t *ids = rpc_int_array(rd, "stop_token_ids", 0, vocab, CS_MAX_STOP, &n_ids);
+    if (ids) memcpy(q->stop_token_ids, ids, sizeof(int32_t) * (size_t)n_ids);
+    q->n_stop_token_ids = n_ids;
+    free(ids);
+    q->ignore_eos = rpc_bool(rd, "ignore_eos", false);
+    q->n = (int)rpc_num(rd, "n", 1, 1, 64, true);
+    q->logprobs = (int)rpc_num(rd, "logprobs", 0, 0, CS_MAX_LOGPROBS, true);
+    q->prompt_logprobs_from = (int)rpc_num(rd, "prompt_logprobs", -1, 0, 1 << 24, true);
+    q->priority = (int)rpc_num(rd, "priority", 0, -1e9, 1e9, true);
+    q->cache_salt = rpc_str(rd, "cache_salt");
+}
+

@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cserve/engine.h"
+
 typedef struct rpc_reader {
     const cJSON *params; // an object
     const char *bad_param; // first offending parameter (NULL while all is well)
@@ -23,6 +25,14 @@ const char *rpc_str(rpc_reader *r, const char *name);
 // An array of integers in [lo, hi); malloc'd (caller frees), *n its length; NULL when absent.
 int32_t *rpc_int_array(rpc_reader *r, const char *name, int64_t lo, int64_t hi, int max_len, int *n);
 void rpc_fail(rpc_reader *r, const char *param, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+// messages [{role, content}] into *msgs (malloc'd; pointers into the JSON). Returns the count
+// (0 when absent), or -1 with the reader failed.
+int rpc_read_messages(rpc_reader *r, cs_chat_message **msgs);
+// The generate method's params into q (defaults first). Pointers in q point into params,
+// *tokens and *msgs (caller frees those two). Problems are left in r.
+void rpc_read_generate(rpc_reader *r, int vocab, int max_model_len, cs_request *q, int32_t **tokens,
+                       cs_chat_message **msgs);
 
 // True when [s, s + len) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
 bool rpc_valid_utf8(const char *s, size_t len);
