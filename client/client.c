@@ -210,6 +210,9 @@ static cJSON *gen_params_json(const cs_client_gen_params *p) {
     cJSON *o = cJSON_CreateObject();
     if (p->prompt) {
         cJSON_AddStringToObject(o, "prompt", p->prompt);
+    } else if (p->tokens) {
+        cJSON *t = cJSON_AddArrayToObject(o, "tokens");
+        for (int i = 0; i < p->n_tokens; i++) cJSON_AddItemToArray(t, cJSON_CreateNumber(p->tokens[i]));
     } else {
         cJSON *m = cJSON_AddArrayToObject(o, "messages");
         for (int i = 0; i < p->n_messages; i++) {
@@ -330,11 +333,22 @@ int cs_client_tokenize(cs_client *c, const char *text, bool add_special, int32_t
     return *ids ? 0 : fail(err, errlen, CS_CLIENT_EIO, "out of memory");
 }
 
-int cs_client_stats(cs_client *c, char **json, char *err, size_t errlen) {
+int cs_client_call(cs_client *c, const char *method, const char *params_json, char **result_json, char *err,
+                   size_t errlen) {
+    *result_json = NULL;
+    cJSON *params = params_json ? cJSON_Parse(params_json) : NULL;
+    if (params_json && !cJSON_IsObject(params)) {
+        cJSON_Delete(params);
+        return fail(err, errlen, CS_CLIENT_EPROTO, "params must be a JSON object");
+    }
     int code = 0;
-    cJSON *r = call(c, "stats", NULL, &code, err, errlen);
+    cJSON *r = call(c, method, params, &code, err, errlen);
     if (!r) return code;
-    *json = cJSON_PrintUnformatted(r);
+    *result_json = cJSON_PrintUnformatted(r);
     cJSON_Delete(r);
-    return *json ? 0 : fail(err, errlen, CS_CLIENT_EIO, "out of memory");
+    return *result_json ? 0 : fail(err, errlen, CS_CLIENT_EIO, "out of memory");
+}
+
+int cs_client_stats(cs_client *c, char **json, char *err, size_t errlen) {
+    return cs_client_call(c, "stats", NULL, json, err, errlen);
 }

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_online.h"
 #include "cli.h"
 #include "cserve/engine.h"
 
@@ -47,7 +48,10 @@ static void usage(void) {
            "  --json                      print one JSON object instead of the table\n"
            "engine:\n"
            "  --threads N, --max-num-seqs N, --max-num-batched-tokens N, --max-model-len N,\n"
-           "  --kv-cache-memory BYTES, --no-prefix-caching\n");
+           "  --kv-cache-memory BYTES, --no-prefix-caching\n\n"
+           "online, against a running server (Poisson arrivals, streaming):\n"
+           "  cserve bench --connect HOST:PORT [--socket PATH] [--api-key KEY] --request-rate R|inf\n"
+           "               --num-prompts N [--input-len I --output-len O | --prompts FILE] [--seed S] [--json]\n");
 }
 
 static int parse_opts(int argc, char **argv, bench_opts *o) {
@@ -395,6 +399,8 @@ static void print_json(const bench_result *b, const bench_opts *o) {
 }
 
 int cs_cmd_bench(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strncmp(argv[i], "--connect", 9) || !strncmp(argv[i], "--socket", 8)) return cs_bench_online(argc, argv);
     bench_opts o;
     int rc = parse_opts(argc, argv, &o);
     if (rc) return rc < 0 ? CS_EXIT_OK : rc;

@@ -44,7 +44,9 @@ typedef struct cs_client_message {
 } cs_client_message;
 
 typedef struct cs_client_gen_params {
-    const char *prompt;                /* or messages */
+    const char *prompt;                /* or messages, or tokens */
+    const int32_t *tokens;
+    int n_tokens;
     const cs_client_message *messages;
     int n_messages;
     int max_tokens;                    /* default 256 */
@@ -90,6 +92,11 @@ int cs_client_tokenize(cs_client *c, const char *text, bool add_special, int32_t
 
 /* The server's stats as a JSON object text (malloc'd, caller frees). */
 int cs_client_stats(cs_client *c, char **json, char *err, size_t errlen);
+
+/* Any method: params_json is a JSON object text (or NULL); *result_json the result's text
+ * (malloc'd, caller frees). */
+int cs_client_call(cs_client *c, const char *method, const char *params_json, char **result_json, char *err,
+                   size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -107,7 +107,7 @@ void cs_request_default(cs_request *r);
  * (invalid parameters, prompt longer than the context, a request that can never fit the KV
  * cache, queue full: CS_ENGINE_EOVERLOADED). Everything r points at is copied. */
 int cs_engine_submit(cs_engine *e, const cs_request *r, uint64_t *id, char *err, size_t errlen);
-/* Ends a request: its choices finish with CS_FINISH_CANCELLED and its blocks are freed. A
+/* Ends a request: its choices finish with CS_FINISH_REASON_CANCELLED and its blocks are freed. A
  * finished or unknown id is ignored. */
 void cs_engine_cancel(cs_engine *e, uint64_t id);
 
