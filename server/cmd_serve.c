@@ -1,4 +1,6 @@
 // cserve serve: the engine behind the JSON-RPC socket server.
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +99,13 @@ int cs_cmd_serve(int argc, char **argv) {
     int rc = parse_opts(argc, argv, &ep, &rp);
     if (rc) return rc < 0 ? CS_EXIT_OK : rc;
     ep.model_path = cs_cli_model_path(ep.model_path);
+    // Block SIGINT/SIGTERM before any thread starts, so they reach the server's signalfd
+    // instead of killing the process on whichever thread the kernel picks.
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &mask, NULL);
     cs_engine *e;
     char err[256];
     if (cs_engine_init(&ep, &e, err, sizeof err) != 0) {

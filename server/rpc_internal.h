@@ -76,6 +76,7 @@ typedef struct rpc_select {
     int32_t **leg_tokens;    // legs 1.. wait for leg 0, so the prompt is computed once
     int *leg_len;
     int n_prompt;
+    const char *prompt_param; // "prompt" or "messages", for errors
     bool failed;
 } rpc_select;
 

@@ -68,16 +68,26 @@ void rpc_pending_free(rpc_pending *p) {
     free(p);
 }
 
-// Submits q; on failure answers the client and returns 0.
-static uint64_t submit(rpc_server *s, rpc_conn *c, const cJSON *id, const cs_request *q) {
+// Submits q; on failure answers the client and returns 0. prompt_param names the prompt as
+// the client sent it (NULL: from q).
+static uint64_t submit(rpc_server *s, rpc_conn *c, const cJSON *id, const cs_request *q, const char *prompt_param) {
     char err[256], pbuf[64];
+    if (!prompt_param) prompt_param = q->messages ? "messages" : q->tokens ? "tokens" : "prompt";
     uint64_t eid;
     int rc = rpc_shutting_down(s) ? CS_ENGINE_EOVERLOADED : cs_engine_submit(rpc_engine(s), q, &eid, err, sizeof err);
     if (rc == 0) return eid;
     if (rpc_shutting_down(s)) rpc_send_error(s, c, id, RPC_OVERLOADED, NULL, "the server is shutting down");
     else if (rc == CS_ENGINE_EOVERLOADED) rpc_send_error(s, c, id, RPC_OVERLOADED, NULL, "%s", err);
     else if (rc == CS_ENGINE_ENOMEM) rpc_send_error(s, c, id, RPC_OVERLOADED, NULL, "%s", err);
-    else rpc_send_error(s, c, id, RPC_INVALID_PARAMS, param_of(err, pbuf, sizeof pbuf), "%s", err);
+    else {
+        const char *param = param_of(err, pbuf, sizeof pbuf);
+        // the engine speaks of "prompt" and "tokens" whatever the client sent
+        if (param && (!strcmp(param, "prompt") || !strcmp(param, "tokens")) && strcmp(param, prompt_param)) {
+            rpc_send_error(s, c, id, RPC_INVALID_PARAMS, prompt_param, "%s: %s", prompt_param, err);
+            return 0;
+        }
+        rpc_send_error(s, c, id, RPC_INVALID_PARAMS, param, "%s", err);
+    }
     return 0;
 }
 
@@ -87,15 +97,16 @@ static void do_generate(rpc_server *s, rpc_conn *c, const cJSON *id, const cJSON
     int32_t *tokens = NULL;
     cs_chat_message *msgs = NULL;
     rpc_read_generate(&rd, cs_engine_vocab_size(rpc_engine(s)), cs_engine_max_model_len(rpc_engine(s)), &q, &tokens, &msgs);
+    bool stream = rpc_bool(&rd, "stream", false);
     if (rd.bad_param) {
         send_params_error(s, c, id, &rd);
     } else {
         rpc_pending *p = pending_new(c, id, q.n);
-        uint64_t eid = p ? submit(s, c, id, &q) : 0;
+        uint64_t eid = p ? submit(s, c, id, &q, NULL) : 0;
         if (!p) rpc_send_error(s, c, id, RPC_OVERLOADED, NULL, "out of memory");
         if (eid) {
             p->engine_id = eid;
-            p->stream = rpc_bool(&rd, "stream", false);
+            p->stream = stream;
             p->want_logprobs = q.logprobs > 0;
             if (q.prompt_logprobs_from >= 0) p->prompt_logprobs = cJSON_CreateArray();
             rpc_pending_add(s, p);
@@ -210,7 +221,7 @@ static bool select_submit(rpc_server *s, rpc_select *sel, int i) {
     q.max_tokens = 0;
     q.prompt_logprobs_from = sel->n_prompt;
     rpc_pending *p = pending_new(sel->conn, sel->json_id, 1);
-    uint64_t eid = p ? submit(s, sel->conn, sel->json_id, &q) : 0;
+    uint64_t eid = p ? submit(s, sel->conn, sel->json_id, &q, sel->prompt_param) : 0;
     if (!eid) {
         rpc_pending_free(p);
         return false;
@@ -311,6 +322,7 @@ static void do_select(rpc_server *s, rpc_conn *c, const cJSON *id, const cJSON *
         sel->json_id = id ? cJSON_Duplicate(id, true) : cJSON_CreateNull();
         sel->n = n;
         sel->n_prompt = n_prompt;
+        sel->prompt_param = cJSON_GetObjectItemCaseSensitive(params, "messages") ? "messages" : "prompt";
         sel->choices = cJSON_Duplicate(choices, true);
         sel->sum = calloc((size_t)n, sizeof *sel->sum);
         sel->count = calloc((size_t)n, sizeof *sel->count);
@@ -489,8 +501,8 @@ static bool auth(rpc_server *s, rpc_conn *c, const cJSON *id, const char *method
             return false;
         }
     }
+    c->closing = true; // before sending: the flush closes the connection once the error is out
     rpc_send_error(s, c, id, RPC_UNAUTHORIZED, NULL, "unauthorized: call auth with the API key first");
-    c->closing = true;
     return false;
 }
 
@@ -508,16 +520,20 @@ void rpc_dispatch(rpc_server *s, rpc_conn *c, const char *line, size_t len) {
     const cJSON *ver = cJSON_GetObjectItemCaseSensitive(req, "jsonrpc");
     const cJSON *method = cJSON_GetObjectItemCaseSensitive(req, "method");
     const cJSON *params = cJSON_GetObjectItemCaseSensitive(req, "params");
-    if (id && !(cJSON_IsNumber(id) || cJSON_IsString(id) || cJSON_IsNull(id))) id = NULL;
+    if (id && !((cJSON_IsNumber(id) && id->valuedouble == floor(id->valuedouble)) || cJSON_IsString(id) ||
+               cJSON_IsNull(id)))
+        id = NULL; // only integers and strings identify a request
     if (cJSON_IsArray(req)) {
         rpc_send_error(s, c, NULL, RPC_INVALID_REQUEST, NULL, "invalid request: batches are not supported");
     } else if (!cJSON_IsObject(req) || !cJSON_IsString(ver) || strcmp(ver->valuestring, "2.0") != 0 ||
                !cJSON_IsString(method)) {
         rpc_send_error(s, c, id, RPC_INVALID_REQUEST, NULL, "invalid request: needs \"jsonrpc\": \"2.0\" and a method");
     } else if (cJSON_GetObjectItemCaseSensitive(req, "id") && !id) {
-        rpc_send_error(s, c, NULL, RPC_INVALID_REQUEST, NULL, "invalid request: id must be a number or a string");
+        rpc_send_error(s, c, NULL, RPC_INVALID_REQUEST, NULL, "invalid request: id must be an integer or a string");
     } else if (!auth(s, c, id, method->valuestring, params)) {
         // answered (and closing when refused)
+    } else if (!id) { // a notification gets no answer; of the methods only cancel means anything so
+        if (!strcmp(method->valuestring, "cancel") && cJSON_IsObject(params)) do_cancel(s, c, NULL, params);
     } else {
         const char *m = method->valuestring;
         bool needs_params = strcmp(m, "health") && strcmp(m, "model") && strcmp(m, "stats") && strcmp(m, "auth");
@@ -527,8 +543,6 @@ void rpc_dispatch(rpc_server *s, rpc_conn *c, const char *line, size_t len) {
             rpc_send_error(s, c, id, RPC_METHOD_NOT_FOUND, NULL, "unknown method '%.64s'", m);
         else if (needs_params && !cJSON_IsObject(params))
             rpc_send_error(s, c, id, RPC_INVALID_PARAMS, "params", "params: expected an object");
-        else if (!id && strcmp(m, "cancel") != 0)
-            ; // a notification: nothing to answer, and only cancel makes sense without an answer
         else if (!strcmp(m, "generate")) do_generate(s, c, id, params);
         else if (!strcmp(m, "select")) do_select(s, c, id, params);
         else if (!strcmp(m, "cancel")) do_cancel(s, c, id, params);

@@ -293,15 +293,24 @@ static void read_conn(rpc_server *s, rpc_conn *c) {
             if (c->in.p[i] != '\n') continue;
             size_t len = i - start;
             if (len > 0 && c->in.p[start + len - 1] == '\r') len--;
+            if (len > s->p.max_line) {
+                c->closing = true;
+                rpc_send_error(s, c, NULL, RPC_TOO_LARGE, NULL, "request line exceeds %zu bytes", s->p.max_line);
+                break;
+            }
             if (len > 0) rpc_dispatch(s, c, c->in.p + start, len);
             start = i + 1;
         }
         if (c->fd < 0) return;
         memmove(c->in.p, c->in.p + start, c->in.len - start);
         c->in.len -= start;
-        if (c->in.len > s->p.max_line && !c->closing) {
-            rpc_send_error(s, c, NULL, RPC_TOO_LARGE, NULL, "request line exceeds %zu bytes", s->p.max_line);
+        if (c->closing) {
+            c->in.len = 0;
+            return;
+        }
+        if (c->in.len > s->p.max_line) {
             c->closing = true;
+            rpc_send_error(s, c, NULL, RPC_TOO_LARGE, NULL, "request line exceeds %zu bytes", s->p.max_line);
             c->in.len = 0;
             if (c->fd >= 0 && !c->want_write) flush(s, c);
             return;
