@@ -141,7 +141,7 @@ static void append_slots(cs_engine *e, eng_seq *s, int n) {
 
 static int schedule_running(cs_engine *e, int *budget) {
     int n = 0;
-    qsort(e->running, (size_t)e->n_running, sizeof *e->running, cmp_admitted);
+    if (e->n_running > 1) qsort(e->running, (size_t)e->n_running, sizeof *e->running, cmp_admitted);
     for (int i = 0; i < e->n_running && *budget > 0 && n < e->p.max_num_seqs; i++) {
         eng_seq *s = e->running[i];
         int want = s->n_tokens - s->bm.n_computed;
@@ -162,7 +162,7 @@ static int schedule_running(cs_engine *e, int *budget) {
 }
 
 static int schedule_waiting(cs_engine *e, int n, int *budget) {
-    qsort(e->waiting, (size_t)e->n_waiting, sizeof *e->waiting, cmp_waiting);
+    if (e->n_waiting > 1) qsort(e->waiting, (size_t)e->n_waiting, sizeof *e->waiting, cmp_waiting);
     while (e->n_waiting > 0 && *budget > 0 && n < e->p.max_num_seqs) {
         eng_seq *s = e->waiting[0];
         eng_req *r = s->req;
