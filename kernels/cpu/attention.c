@@ -17,14 +17,6 @@ typedef struct attn_job {
     int n_tok;
 } attn_job;
 
-static float dot(const float *a, const float *b, int n) {
-    cs_v8 acc = cs_v8_zero();
-    int n8 = n & ~7;
-    for (int i = 0; i < n8; i += 8) acc = cs_v8_fma(cs_v8_load(a + i), cs_v8_load(b + i), acc);
-    float s = cs_v8_sum(acc);
-    for (int i = n8; i < n; i++) s = fmaf(a[i], b[i], s);
-    return s;
-}
 
 // The sequence a token belongs to: binary search over q_start.
 static int seq_of(const cs_attn_batch *b, int t) {
@@ -51,7 +43,7 @@ static void attn_task(void *ctx, int task, int thread) {
     float mx = -INFINITY;
     for (int p = 0; p < visible; p++) {
         size_t slot = (size_t)blocks[p / b->block_size] * b->block_size + p % b->block_size;
-        score[p] = dot(q, j->k_cache + slot * kv_dim + (size_t)kvh * hd, hd) * j->scale;
+        score[p] = cs_dot_f32(q, j->k_cache + slot * kv_dim + (size_t)kvh * hd, hd) * j->scale;
         if (score[p] > mx) mx = score[p];
     }
     float sum = 0;

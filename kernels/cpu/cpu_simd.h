@@ -5,6 +5,7 @@
 #ifndef CS_CPU_SIMD_H
 #define CS_CPU_SIMD_H
 
+#include <math.h>
 #include <string.h>
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -38,5 +39,17 @@ static inline float cs_v8_sum(cs_v8 v) {
     return a + b;
 }
 #endif
+
+// Dot product in the canonical order every CPU kernel shares: one 8-wide accumulator over k
+// in steps of 8, its horizontal sum, then the tail with scalar FMAs. Kernels that tile or
+// fuse differently keep exactly this per-element order, so results never depend on the path.
+static inline float cs_dot_f32(const float *a, const float *b, int n) {
+    cs_v8 acc = cs_v8_zero();
+    int n8 = n & ~7;
+    for (int i = 0; i < n8; i += 8) acc = cs_v8_fma(cs_v8_load(a + i), cs_v8_load(b + i), acc);
+    float s = cs_v8_sum(acc);
+    for (int i = n8; i < n; i++) s = fmaf(a[i], b[i], s);
+    return s;
+}
 
 #endif

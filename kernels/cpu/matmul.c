@@ -60,20 +60,11 @@ static void micro_2x4(const float *x, int ldx, const float *w, int ldw, int k, f
         }
 }
 
-// One x row against one weight row: the same arithmetic as one cell of micro_2x4.
-static float dot_1x1(const float *x, const float *w, int k) {
-    cs_v8 acc = cs_v8_zero();
-    int k8 = k & ~7;
-    for (int i = 0; i < k8; i += 8) acc = cs_v8_fma(cs_v8_load(x + i), cs_v8_load(w + i), acc);
-    float s = cs_v8_sum(acc);
-    for (int i = k8; i < k; i++) s = fmaf(x[i], w[i], s);
-    return s;
-}
 
 // Small m: each quantised block is decoded in registers and used at once, so the weights
 // stream through once per x row (m <= GEMV_MAX_M). Four weight rows advance together so
 // their FMA chains overlap, with the accumulators in named registers. Each output element
-// still sees the arithmetic of dot_1x1 over the dequantised row (same weight values, one
+// still sees the arithmetic of cs_dot_f32 over the dequantised row (same weight values, one
 // accumulator, same FMA order), bit for bit.
 #define GEMV_ROWS 4
 #define GEMV_STEP(r, block_t, decode)                                                     \
@@ -148,7 +139,7 @@ static void matmul_task(void *ctx, int task, int thread) {
             for (int a = r; a < r + 2 && a < j->m; a++)
                 for (int b = c; b < c + 4 && b < nn; b++)
                     j->out[(size_t)a * j->n + n0 + b] =
-                        dot_1x1(j->x + (size_t)a * j->k, wbuf + (size_t)b * j->k, j->k);
+                        cs_dot_f32(j->x + (size_t)a * j->k, wbuf + (size_t)b * j->k, j->k);
         }
     }
     if (j->bias)
