@@ -706,6 +706,58 @@ static void test_no_leaks(const char *model, size_t block_bytes) {
     cs_engine_free(e);
 }
 
+// A 4,000-token prompt arriving while a stream runs must not stall that stream for its whole
+// prefill: with chunked prefill, each step gives the running decode its token and the long
+// prompt only what is left of the token budget, so the stream keeps moving.
+static void test_chunked_prefill(const char *model) {
+    cs_engine *e = start(model, 4200, 8, 256, (size_t)512 << 20);
+    if (!e) return;
+    enum { LONG = 4000, SHORT = 8, GEN = 60 };
+    int32_t *long_ids = malloc(sizeof(int32_t) * LONG), short_ids[SHORT];
+    random_ids(77, long_ids, LONG);
+    random_ids(78, short_ids, SHORT);
+    cs_request a;
+    cs_request_default(&a);
+    a.tokens = short_ids;
+    a.n_tokens = SHORT;
+    a.max_tokens = GEN;
+    a.temperature = 0;
+    a.ignore_eos = true;
+    cs_request b = a;
+    b.tokens = long_ids;
+    b.n_tokens = LONG;
+    b.max_tokens = 1;
+    uint64_t ida = 0, idb = 0;
+    char err[256];
+    TEST_CONDF(cs_engine_submit(e, &a, &ida, err, sizeof err) == 0, "%s", err);
+    cs_event ev;
+    int a_tokens = 0, a_during = -1, dones = 0;
+    bool b_started = false;
+    double t0 = now_s();
+    while (dones < 2 && now_s() - t0 < 600 && cs_engine_poll(e, &ev, POLL_MS) == 1) {
+        if (ev.type == CS_EVENT_TOKEN && ev.request_id == ida) {
+            a_tokens++;
+            if (a_tokens == 1) { // the stream is running: now the long prompt arrives
+                TEST_CONDF(cs_engine_submit(e, &b, &idb, err, sizeof err) == 0, "%s", err);
+                b_started = true;
+                a_during = 0;
+            } else if (idb && a_during >= 0) {
+                a_during++;
+            }
+        }
+        if (ev.request_id == idb && (ev.type == CS_EVENT_TOKEN || ev.type == CS_EVENT_DONE) && a_during >= 0) {
+            printf("chunked prefill: the stream got %d tokens while a %d-token prompt was computed\n", a_during, LONG);
+            TEST_CONDF(a_during >= 10, "the running stream got only %d tokens during a %d-token prefill", a_during, LONG);
+            a_during = -2; // counted once
+        }
+        if (ev.type == CS_EVENT_DONE) dones++;
+    }
+    TEST_CONDF(b_started && dones == 2 && a_during == -2, "both requests complete (dones %d)", dones);
+    TEST_COND(a_tokens == GEN);
+    free(long_ids);
+    cs_engine_free(e);
+}
+
 int main(int argc, char **argv) {
     const char *model = test_env("CSERVE_MODEL");
     if (!model || access(model, R_OK) != 0) {
@@ -738,6 +790,7 @@ int main(int argc, char **argv) {
     if (WANT("batch_invariance")) test_batch_invariance(e);
     if (WANT("preemption")) test_preemption(e, model);
     cs_engine_free(e);
+    if (WANT("chunked_prefill")) test_chunked_prefill(model);
     if (WANT("no_leaks") && block_bytes) test_no_leaks(model, block_bytes);
     return TEST_REPORT();
 }
