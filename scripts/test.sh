@@ -2,14 +2,14 @@
 # Every test: installs what is missing (scripts/setup.sh), then
 #   1. release build (-Werror; CUDA sources compiled when nvcc is present), ctest;
 #   2. ASan+UBSan build, ctest (the "slow" whole-engine test as a chosen subset);
-#   3. each libFuzzer target for CSERVE_FUZZ_SECONDS (default 30) from its seed corpus.
+#   3. each libFuzzer target for CSERVE_FUZZ_SECONDS (default 20) from its seed corpus.
 # GPU tests (ctest label gpu) skip without a device. Ends with one "N passed, N failed" line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 jobs=$(nproc)
-fuzz_seconds=${CSERVE_FUZZ_SECONDS:-30}
+fuzz_seconds=${CSERVE_FUZZ_SECONDS:-20}
 passed=0
 failed=0
 
