@@ -1,6 +1,7 @@
 // The batch engine's public face: parameters, submit/cancel/poll/stats, the engine thread and
 // the two locked queues (commands in, events out). Scheduling lives in scheduler.c.
 #include <errno.h>
+#include <stddef.h>
 #include <math.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -27,6 +28,13 @@ static int engine_err(char *err, size_t errlen, int code, const char *fmt, ...) 
     }
     return code;
 }
+
+// The public cs_chat_message and the internal cs_chat_msg are the same two pointers, so
+// messages pass through without a copy.
+_Static_assert(sizeof(cs_chat_message) == sizeof(cs_chat_msg) &&
+                   offsetof(cs_chat_message, role) == offsetof(cs_chat_msg, role) &&
+                   offsetof(cs_chat_message, content) == offsetof(cs_chat_msg, content),
+               "cs_chat_message must match cs_chat_msg");
 
 double cs_engine_now_ms(void) {
     struct timespec ts;
@@ -513,7 +521,6 @@ char *cs_engine_apply_chat_template(cs_engine *e, const cs_chat_message *msgs, i
                                     size_t errlen) {
     bool known;
     const char *tmpl = cs_tokenizer_chat_template(e->file->tok);
-    // cs_chat_message and cs_chat_msg are the same two pointers (public / internal names)
     return cs_chat_render(cs_chat_detect(tmpl, &known), tmpl, (const cs_chat_msg *)msgs, (size_t)n, true,
                           err, errlen);
 }
