@@ -9,14 +9,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/thread_pool.h"
 #include "engine/runner.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 typedef struct sum_job {
     const float *data;
@@ -43,9 +38,9 @@ static double read_bandwidth(cs_pool *pool) {
     sum_job j = {a, n / tasks, {0}};
     double best = 1e30;
     for (int r = 0; r < 5; r++) {
-        double t0 = now_s();
+        double t0 = cs_now_s();
         cs_pool_run(pool, sum_task, &j, (int)tasks);
-        double t = now_s() - t0;
+        double t = cs_now_s() - t0;
         if (t < best) best = t;
     }
     free(a);
@@ -85,14 +80,14 @@ int main(int argc, char **argv) {
     cs_runner_seq_free(&r, &a);
     cs_runner_seq_free(&r, &b);
     cs_runner_seq s = {0};
-    double t0 = now_s();
+    double t0 = cs_now_s();
     cs_runner_extend(&r, &s, prompt, n_prompt, CS_LOGITS_LAST, logits, err, sizeof err);
-    double t1 = now_s();
+    double t1 = cs_now_s();
     for (int i = 0; i < n_gen; i++) {
         int32_t next = argmax(logits, vocab);
         cs_runner_extend(&r, &s, &next, 1, CS_LOGITS_LAST, logits, err, sizeof err);
     }
-    double t2 = now_s();
+    double t2 = cs_now_s();
     double bw = read_bandwidth(r.pool);
     size_t wbytes = cs_model_file_weight_bytes(r.file);
     double bound = bw / (double)wbytes;

@@ -10,14 +10,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/assert.h"
 #include "kernels/kernels.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void *weights(cs_dtype t, int n, int k, size_t *bytes) {
     size_t rb;
@@ -61,9 +56,9 @@ static void run(cs_dtype t, int m, int n, int k, cs_pool *pool) {
         CS_ASSERT(fabs(out[(size_t)(m - 1) * n + j] - ref) <= 1e-5 * mag + 1e-6);
     }
     int reps = m == 1 ? 20 : 3;
-    double t0 = now_s();
+    double t0 = cs_now_s();
     for (int r = 0; r < reps; r++) cs_cpu_matmul(out, x, w, t, NULL, m, n, k, scratch, pool);
-    double s = (now_s() - t0) / reps;
+    double s = (cs_now_s() - t0) / reps;
     printf("| %-4s | %3d x %5d x %4d | %d | %9.1f | %6.2f | %6.1f |\n", cs_dtype_name(t), m, n, k,
            cs_pool_threads(pool), s * 1e6, (double)bytes / s / 1e9, 2.0 * m * n * k / s / 1e9);
     free(w);

@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
+#include "common/rng.h"
 #include "bench_online.h"
 #include "cli.h"
 #include "common/file_map.h"
@@ -39,11 +41,7 @@ typedef struct req_run {
 
 static double t0;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9 - t0;
-}
+static double now_s(void) { return cs_now_s() - t0; }
 
 static int on_piece(void *user, const char *text, size_t len, int32_t token) {
     req_run *r = user;
@@ -156,13 +154,6 @@ static void report(const online_opts *o, req_run *runs, double duration) {
     free(itl);
 }
 
-static uint64_t rng_next(uint64_t *s) { // splitmix64
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 // Prompts: lines of --prompts, else input_len synthetic token ids; arrival times Poisson.
 static char *make_runs(online_opts *o, req_run *runs, int vocab) {
     char *text = NULL, err[256];
@@ -176,7 +167,7 @@ static char *make_runs(online_opts *o, req_run *runs, int vocab) {
     double t = 0;
     for (int i = 0; i < o->num_prompts; i++) {
         runs[i].o = o;
-        if (isfinite(o->rate)) t += -log(1.0 - (double)(rng_next(&rng) >> 11) / 9007199254740992.0) / o->rate;
+        if (isfinite(o->rate)) t += -log(1.0 - (double)(cs_splitmix64(&rng) >> 11) / 9007199254740992.0) / o->rate;
         runs[i].start = t;
         runs[i].cap_itl = o->output_len;
         runs[i].itl = calloc((size_t)o->output_len + 1, sizeof(double));
@@ -190,7 +181,7 @@ static char *make_runs(online_opts *o, req_run *runs, int vocab) {
         } else {
             runs[i].n_tokens = o->input_len;
             runs[i].tokens = malloc(sizeof(int32_t) * (size_t)o->input_len);
-            for (int k = 0; k < o->input_len; k++) runs[i].tokens[k] = 100 + (int32_t)(rng_next(&rng) % (uint64_t)(vocab - 200));
+            for (int k = 0; k < o->input_len; k++) runs[i].tokens[k] = 100 + (int32_t)(cs_splitmix64(&rng) % (uint64_t)(vocab - 200));
         }
     }
     return text ? text : strdup("");

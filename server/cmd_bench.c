@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
+#include "common/rng.h"
 #include "bench_online.h"
 #include "cli.h"
 #include "cserve/engine.h"
@@ -117,26 +119,12 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
     return 0;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-// splitmix64: the same seed gives the same lengths and tokens on every run.
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 // A length uniform in [len*(1-R), len*(1+R)], at least 1 (vLLM's random dataset).
 static int random_len(uint64_t *s, int len, float r) {
     int lo = (int)(len * (1 - r)), hi = (int)(len * (1 + r));
     if (lo < 1) lo = 1;
     if (hi < lo) hi = lo;
-    return lo + (int)(rng_next(s) % (uint64_t)(hi - lo + 1));
+    return lo + (int)(cs_splitmix64(s) % (uint64_t)(hi - lo + 1));
 }
 
 // The lines of path that hold something, in *lines (caller frees each and the array).
@@ -176,7 +164,7 @@ static int build_prompts(cs_engine *e, const bench_opts *o, char **lines, int n_
         fprintf(stderr, "error: out of memory for prompts\n");
         return CS_EXIT_RUNTIME;
     }
-    for (int k = 0; k < o->prefix_len; k++) prefix[k] = (int32_t)(100 + rng_next(&s) % (uint64_t)(vocab - 100));
+    for (int k = 0; k < o->prefix_len; k++) prefix[k] = (int32_t)(100 + cs_splitmix64(&s) % (uint64_t)(vocab - 100));
     int rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
         bench_req *q = &reqs[i];
@@ -197,7 +185,7 @@ static int build_prompts(cs_engine *e, const bench_opts *o, char **lines, int n_
             cs_engine_tokenize(e, text, strlen(text), o->prefix_len == 0, q->ids + o->prefix_len, own);
         else
             for (int k = o->prefix_len; k < q->n_ids; k++)
-                q->ids[k] = (int32_t)(100 + rng_next(&s) % (uint64_t)(vocab - 100));
+                q->ids[k] = (int32_t)(100 + cs_splitmix64(&s) % (uint64_t)(vocab - 100));
     }
     free(prefix);
     return rc;
@@ -235,7 +223,7 @@ static void submit_one(cs_engine *e, bench_req *q, int i, double t0) {
     r.temperature = 0;
     r.ignore_eos = true; // every request generates exactly its output length
     char err[256];
-    q->t_submit = now_s() - t0;
+    q->t_submit = cs_now_s() - t0;
     if (cs_engine_submit(e, &r, &q->id, err, sizeof err) != 0) {
         fprintf(stderr, "\nerror: request %d refused: %s\n", i, err);
         q->failed = q->done = true;
@@ -244,7 +232,7 @@ static void submit_one(cs_engine *e, bench_req *q, int i, double t0) {
 
 // Runs every request with at most max_conc in flight. Returns the wall time in seconds.
 static double run_all(cs_engine *e, bench_req *reqs, int n, int max_conc) {
-    double t0 = now_s();
+    double t0 = cs_now_s();
     int next = 0, in_flight = 0, n_done = 0;
     long tokens = 0;
     while (n_done < n) {
@@ -256,7 +244,7 @@ static double run_all(cs_engine *e, bench_req *reqs, int n, int max_conc) {
         }
         cs_event ev;
         int got = cs_engine_poll(e, &ev, 100);
-        double t = now_s() - t0;
+        double t = cs_now_s() - t0;
         progress(n_done, n, tokens, t, false);
         if (got != 1) continue;
         bench_req *q = find_req(reqs, next, ev.request_id);
@@ -276,7 +264,7 @@ static double run_all(cs_engine *e, bench_req *reqs, int n, int max_conc) {
             in_flight--;
         }
     }
-    double wall = now_s() - t0;
+    double wall = cs_now_s() - t0;
     progress(n_done, n, tokens, wall, true);
     return wall;
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "cli.h"
 #include "engine/chat_template.h"
 #include "engine/runner.h"
@@ -113,12 +114,6 @@ static int parse_opts(int argc, char **argv, gen_opts *o) {
     return 0;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 // The prompt's token ids (chat template applied when asked). Caller frees *ids.
 static int tokenize_prompt(const cs_tokenizer *tok, const gen_opts *o, int32_t **ids) {
     char err[CS_ERR_LEN];
@@ -158,9 +153,9 @@ static int run(cs_runner *r, const gen_opts *o, const int32_t *ids, int n) {
         return CS_EXIT_BAD_INPUT;
     }
     cs_runner_seq seq = {0};
-    double t0 = now_s();
+    double t0 = cs_now_s();
     cs_status st = cs_runner_extend(r, &seq, ids, n, CS_LOGITS_LAST, logits, err, sizeof err);
-    double t1 = now_s();
+    double t1 = cs_now_s();
     int rc = CS_EXIT_OK;
     for (; st == CS_OK;) {
         cs_textgen_step step = cs_textgen_next(g, logits, NULL);
@@ -169,7 +164,7 @@ static int run(cs_runner *r, const gen_opts *o, const int32_t *ids, int n) {
         if (!step.feed) break;
         st = cs_runner_extend(r, &seq, &step.token, 1, CS_LOGITS_LAST, logits, err, sizeof err);
     }
-    double t2 = now_s();
+    double t2 = cs_now_s();
     if (st != CS_OK) {
         fprintf(stderr, "\nerror: %s\n", err);
         rc = CS_EXIT_RUNTIME;

@@ -1,6 +1,7 @@
 // The JSON-RPC server's sockets: accept, read and split lines, buffer and flush output,
 // route engine events to the requests they belong to, and shut down gracefully.
 #define _GNU_SOURCE // accept4
+#include "common/clock.h"
 #include "rpc_server.h"
 
 #include <arpa/inet.h>
@@ -37,12 +38,6 @@ struct rpc_server {
     double t_start, deadline;
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 void rpc_params_default(rpc_params *p) {
     memset(p, 0, sizeof *p);
     p->host = "127.0.0.1";
@@ -56,7 +51,7 @@ void rpc_params_default(rpc_params *p) {
 
 cs_engine *rpc_engine(rpc_server *s) { return s->engine; }
 const char *rpc_api_key(rpc_server *s) { return s->p.api_key; }
-double rpc_uptime_s(rpc_server *s) { return now_s() - s->t_start; }
+double rpc_uptime_s(rpc_server *s) { return cs_now_s() - s->t_start; }
 bool rpc_shutting_down(rpc_server *s) { return s->shutting_down; }
 
 static void logf_(rpc_server *s, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -397,7 +392,7 @@ static void begin_shutdown(rpc_server *s) {
     while (read(s->sig_fd, &si, sizeof si) == sizeof si) {}
     if (s->shutting_down) return;
     s->shutting_down = true;
-    s->deadline = now_s() + s->p.grace_ms / 1000.0;
+    s->deadline = cs_now_s() + s->p.grace_ms / 1000.0;
     if (s->tcp_fd >= 0) close(s->tcp_fd);
     if (s->unix_fd >= 0) close(s->unix_fd);
     s->tcp_fd = s->unix_fd = -1;
@@ -428,7 +423,7 @@ int rpc_serve(cs_engine *engine, const rpc_params *p) {
     if (!s) return 1;
     s->p = *p;
     s->engine = engine;
-    s->t_start = now_s();
+    s->t_start = cs_now_s();
     s->epfd = s->tcp_fd = s->unix_fd = s->sig_fd = -1;
     int rc = setup(s) == 0 ? 0 : 1;
     bool cancelled = false;
@@ -436,7 +431,7 @@ int rpc_serve(cs_engine *engine, const rpc_params *p) {
     while (rc == 0) {
         if (s->shutting_down) {
             if (s->n_pending == 0) break;
-            if (!cancelled && now_s() > s->deadline) {
+            if (!cancelled && cs_now_s() > s->deadline) {
                 logf_(s, 1, "grace period over: cancelling %d requests", s->n_pending);
                 cancel_all(s);
                 cancelled = true;

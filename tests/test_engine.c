@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
+#include "common/rng.h"
 #include "cserve/engine.h"
 #include "test_util.h"
 
@@ -24,23 +26,9 @@
 
 static int vocab;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-// splitmix64: deterministic prompts from a seed.
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 // n ordinary token ids (100..vocab-1: no special tokens) into ids.
 static void random_ids(uint64_t seed, int32_t *ids, int n) {
-    for (int i = 0; i < n; i++) ids[i] = (int32_t)(100 + rng_next(&seed) % (uint64_t)(vocab - 100));
+    for (int i = 0; i < n; i++) ids[i] = (int32_t)(100 + cs_splitmix64(&seed) % (uint64_t)(vocab - 100));
 }
 
 // --- collecting events --------------------------------------------------------------------
@@ -253,7 +241,7 @@ static void batch_request(int i, int32_t *ids, const char *salt, cs_request *r) 
 }
 
 static void test_batch_invariance(cs_engine *e) {
-    double t0 = now_s();
+    double t0 = cs_now_s();
     static result alone[N_BATCH], batch[N_BATCH];
     int32_t ids[96];
     char salt[32];
@@ -264,14 +252,14 @@ static void test_batch_invariance(cs_engine *e) {
         batch_request(i, ids, salt, &r);
         run_alone(e, &r, &alone[i]);
     }
-    double t1 = now_s();
+    double t1 = cs_now_s();
     for (int i = 0; i < N_BATCH; i++) {
         batch_request(i, ids, "batch", &r);
         result_init(&batch[i], 1);
         submit(e, &r, &batch[i]);
     }
     collect(e, batch, N_BATCH);
-    double t2 = now_s();
+    double t2 = cs_now_s();
     int same = 0;
     for (int i = 0; i < N_BATCH; i++) {
         TEST_CONDF(alone[i].n_toks[0] == 8 + i % 5, "request %d alone: %d tokens, asked %d", i, alone[i].n_toks[0],
@@ -318,7 +306,7 @@ static void run_preempt_set(cs_engine *e, const char *salt, result *rs) {
 
 // ample: an engine with room for everything, and the same block size.
 static void test_preemption(cs_engine *ample, const char *model) {
-    double t0 = now_s();
+    double t0 = cs_now_s();
     static result big[N_PREEMPT], small[N_PREEMPT];
     run_preempt_set(ample, "preempt-ample", big);
     cs_engine_stats st;
@@ -339,7 +327,7 @@ static void test_preemption(cs_engine *ample, const char *model) {
     }
     cs_engine_stats_get(e, &st);
     TEST_CONDF(st.preemptions > 0, "no preemption with %d blocks for %d requests", st.blocks_total, N_PREEMPT);
-    printf("preemption: %d blocks, %ld preemptions, %.1f s\n", st.blocks_total, st.preemptions, now_s() - t0);
+    printf("preemption: %d blocks, %ld preemptions, %.1f s\n", st.blocks_total, st.preemptions, cs_now_s() - t0);
     check_quiet_pool(e, "preemption");
     cs_engine_free(e);
 }
@@ -349,7 +337,7 @@ static void test_preemption(cs_engine *ample, const char *model) {
 #define PREFIX_LEN 1000
 
 static void test_prefix_reuse(cs_engine *e) {
-    double t0 = now_s();
+    double t0 = cs_now_s();
     int32_t *ids = malloc(sizeof(int32_t) * (PREFIX_LEN + 20));
     random_ids(77, ids, PREFIX_LEN + 20);
     cs_request r;
@@ -387,7 +375,7 @@ static void test_prefix_reuse(cs_engine *e) {
     TEST_CONDF(same_tokens(&second, &salted, 0), "cached prefix gives token %d, computed gives %d",
                second.toks[0][0], salted.toks[0][0]);
     printf("prefix reuse: %d of %d prompt tokens cached, %.1f s\n", second.usage.cached_tokens,
-           second.usage.prompt_tokens, now_s() - t0);
+           second.usage.prompt_tokens, cs_now_s() - t0);
     free(ids);
 }
 
@@ -655,7 +643,7 @@ static void run_leak_half(cs_engine *e, result *rs, int from, int to, int *n_can
 
 // block_bytes: bytes of one 16-token block (from the ample engine); 8-token blocks take half.
 static void test_no_leaks(const char *model, size_t block_bytes) {
-    double t0 = now_s();
+    double t0 = cs_now_s();
     cs_engine_params p;
     cs_engine_params_default(&p);
     p.model_path = model;
@@ -680,7 +668,7 @@ static void test_no_leaks(const char *model, size_t block_bytes) {
     run_leak_half(e, rs, 0, N_LEAK / 2, &n_cancelled);
     check_quiet_pool(e, "no leaks, first half");
     long rss1 = rss_bytes(), heap1 = heap_in_use();
-    double t1 = now_s();
+    double t1 = cs_now_s();
     run_leak_half(e, rs, N_LEAK / 2, N_LEAK, &n_cancelled);
     check_quiet_pool(e, "no leaks, second half");
     long rss2 = rss_bytes(), heap2 = heap_in_use();
@@ -701,7 +689,7 @@ static void test_no_leaks(const char *model, size_t block_bytes) {
     printf("no leaks: %d requests (%d choices cancelled), %ld preemptions, %ld steps, RSS %.1f -> %.1f MB, "
            "heap %.2f -> %.2f MB, %.1f s + %.1f s\n",
            N_LEAK, n_cancelled, st.preemptions, st.steps, rss1 / 1048576.0, rss2 / 1048576.0, heap1 / 1048576.0,
-           heap2 / 1048576.0, t1 - t0, now_s() - t1);
+           heap2 / 1048576.0, t1 - t0, cs_now_s() - t1);
     free(rs);
     cs_engine_free(e);
 }
@@ -733,8 +721,8 @@ static void test_chunked_prefill(const char *model) {
     cs_event ev;
     int a_tokens = 0, a_during = -1, dones = 0;
     bool b_started = false;
-    double t0 = now_s();
-    while (dones < 2 && now_s() - t0 < 600 && cs_engine_poll(e, &ev, POLL_MS) == 1) {
+    double t0 = cs_now_s();
+    while (dones < 2 && cs_now_s() - t0 < 600 && cs_engine_poll(e, &ev, POLL_MS) == 1) {
         if (ev.type == CS_EVENT_TOKEN && ev.request_id == ida) {
             a_tokens++;
             if (a_tokens == 1) { // the stream is running: now the long prompt arrives
