@@ -11,5 +11,4 @@ static inline uint64_t cs_splitmix64(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
-
 #endif
