@@ -20,6 +20,7 @@ typedef struct tiny_opts {
     int kv_heads;              // default TINY_KV
     int untied;                // write output.weight
     int omit_block_count;
+    int attn_bias;             // write blk.N.attn_{q,k,v}.bias (with arch "qwen2")
 } tiny_opts;
 
 typedef struct tiny_model {
@@ -109,6 +110,13 @@ static inline void tiny_layer(tiny_model *t, const tiny_opts *o, int l) {
         char name[64];
         snprintf(name, sizeof name, "blk.%d.%s", l, w[i].s);
         tiny_add_tensor(t, o, name, w[i].ne0, w[i].ne1);
+    }
+    if (!o->attn_bias) return;
+    const char *bias[] = {"attn_q.bias", "attn_k.bias", "attn_v.bias"};
+    for (int i = 0; i < 3; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "blk.%d.%s", l, bias[i]);
+        tiny_add_tensor(t, o, name, i == 0 ? TINY_DIM : kv, 0);
     }
 }
 
