@@ -146,7 +146,7 @@ static void check_model(const char *dir, tiny_opts o, const char *label) {
         if (fabs(want[i]) > scale) scale = fabs(want[i]);
     }
     printf("%s: largest logit difference %.3g (logits up to %.3g)\n", label, worst, scale);
-    // measured: ~2e-8 on logits up to ~0.16; a 0.1%% RoPE angle error shows as 3e-7
+    // measured: ~2e-8 on logits up to ~0.16; a 0.1% RoPE angle error shows as 3e-7
     TEST_CONDF(worst <= 1e-6 * scale + 1e-7, "%s: logits differ by %g (scale %g)", label, worst, scale);
     TEST_COND(s.len == N);
     cs_runner_seq_free(&r, &s);
