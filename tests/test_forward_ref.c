@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/model.h"
 #include "engine/runner.h"
 #include "kernels/kernels.h"
 #include "test_util.h"
@@ -156,7 +157,52 @@ static void check_model(const char *dir, tiny_opts o, const char *label) {
     unlink(path);
 }
 
+// RoPE tables with the llama3 rule (Llama-3.1: factor 8, low 1, high 4, 8192 original
+// positions) and the linear rule, against the published formula evaluated here in double:
+// wavelengths shorter than orig/high keep their frequency, longer than orig/low are divided
+// by the factor, and those between blend linearly in orig/wavelength.
+static void test_rope_scaling(void) {
+    cs_model_config c = {.rope_theta = 500000.0f, .rope_dim = 128, .rope_scaling = CS_ROPE_SCALING_LLAMA3,
+                         .rope_factor = 8, .rope_low_freq_factor = 1, .rope_high_freq_factor = 4,
+                         .rope_orig_context = 8192};
+    enum { POS = 3 };
+    const int pos[POS] = {0, 1, 4095};
+    float *table = malloc(sizeof(float) * 4096 * 128);
+    for (int mode = 0; mode < 2; mode++) {
+        if (mode == 1) c.rope_scaling = CS_ROPE_SCALING_LINEAR, c.rope_factor = 4;
+        cs_rope_table(&c, NULL, 4096, table);
+        int classes[3] = {0};
+        double worst = 0;
+        for (int i = 0; i < 64; i++) {
+            double f = 1.0 / pow(500000.0, 2.0 * i / 128), wl = 2 * M_PI / f;
+            if (mode == 1) {
+                f /= 4;
+            } else if (wl > 8192.0 / 1) {
+                f /= 8, classes[0]++;
+            } else if (wl >= 8192.0 / 4) {
+                double smooth = (8192.0 / wl - 1) / (4 - 1);
+                f = (1 - smooth) * f / 8 + smooth * f, classes[1]++;
+            } else {
+                classes[2]++;
+            }
+            for (int k = 0; k < POS; k++) {
+                // fp32 angles as Hugging Face computes them: error grows with the position
+                double tol = 1e-6 + 3e-7 * pos[k] * f;
+                double dc = fabs(table[((size_t)pos[k] * 64 + i) * 2] - cos(pos[k] * f));
+                double ds = fabs(table[((size_t)pos[k] * 64 + i) * 2 + 1] - sin(pos[k] * f));
+                if (dc / tol > worst) worst = dc / tol;
+                if (ds / tol > worst) worst = ds / tol;
+            }
+        }
+        TEST_CONDF(worst <= 1, "rope scaling mode %d: error %.2f x tolerance", mode, worst);
+        if (mode == 0) TEST_CONDF(classes[0] && classes[1] && classes[2], "llama3: %d scaled, %d blended, %d kept",
+                                  classes[0], classes[1], classes[2]);
+    }
+    free(table);
+}
+
 int main(void) {
+    test_rope_scaling();
     char dir[] = "/tmp/cs_test_fwd_XXXXXX";
     if (!mkdtemp(dir)) return 1;
     check_model(dir, (tiny_opts){0}, "llama");
