@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what cserve needs on Debian 12 (as root, or with sudo), the Python packages the
 # tools and tests use (in .venv), and the default model (into models/, sha256-checked).
-# Safe to run again: each step is skipped when already done.
+# --for-tests also writes the default model as a Hugging Face directory (about 540 MB), which
+# the loader-parity tests compare against. Safe to run again: done steps are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -77,4 +78,4 @@ write_hf_copy() {
 install_debian_packages
 setup_venv
 fetch_model
-write_hf_copy
+if [ "${1:-}" = "--for-tests" ]; then write_hf_copy; fi

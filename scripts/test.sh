@@ -6,7 +6,7 @@
 # GPU tests (ctest label gpu) skip without a device. Ends with one "N passed, N failed" line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --for-tests
 
 jobs=$(nproc)
 fuzz_seconds=${CSERVE_FUZZ_SECONDS:-20}
