@@ -3,13 +3,15 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+void cs_verrf(char *err, size_t errlen, const char *fmt, va_list ap) {
+    if (err && errlen > 0) vsnprintf(err, errlen, fmt, ap);
+}
+
 cs_status cs_errf(char *err, size_t errlen, cs_status st, const char *fmt, ...) {
-    if (err && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    cs_verrf(err, errlen, fmt, ap);
+    va_end(ap);
     return st;
 }
 

@@ -26,6 +26,10 @@ typedef enum cs_status {
 cs_status cs_errf(char *err, size_t errlen, cs_status st, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+// The same with a va_list, for modules whose own error helpers return other codes.
+#include <stdarg.h>
+void cs_verrf(char *err, size_t errlen, const char *fmt, va_list ap);
+
 const char *cs_status_str(cs_status st);
 
 #endif

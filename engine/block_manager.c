@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "../common/assert.h"
+#include "../common/status.h"
 
 #define BM_NONE (-1)
 #define BM_ROOT_KEY 0x6a09e667f3bcc908ull // parent key of a sequence's first block
@@ -432,12 +433,10 @@ void cs_bm_stats_get(const cs_bm *bm, cs_bm_stats *st) {
 
 static bool bm_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static bool bm_fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    cs_verrf(err, errlen, fmt, ap);
+    va_end(ap);
     return false;
 }
 

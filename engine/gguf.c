@@ -77,12 +77,10 @@ const char *cs_ggml_type_name(uint32_t t) {
 static bool cur_fail(cursor *c, cs_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static bool cur_fail(cursor *c, cs_status st, const char *fmt, ...) {
     c->st = st;
-    if (c->err && c->errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(c->err, c->errlen, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    cs_verrf(c->err, c->errlen, fmt, ap);
+    va_end(ap);
     return false;
 }
 

@@ -69,3 +69,5 @@ bool cs_cli_u64(const char *name, const char *s, uint64_t *out) {
     *out = v;
     return true;
 }
+
+bool cs_cli_is_help(const char *arg) { return !strcmp(arg, "--help") || !strcmp(arg, "-h"); }

@@ -16,6 +16,9 @@ const char *cs_cli_model_path(const char *flag_value);
 // *bad.
 bool cs_cli_value(int argc, char **argv, int *i, const char *name, const char **value, bool *bad);
 
+// True for "--help" and "-h".
+bool cs_cli_is_help(const char *arg);
+
 // Strict number parsing for flag values: the whole string must be a number in [lo, hi].
 // On failure prints "error: NAME: ..." and returns false.
 bool cs_cli_int(const char *name, const char *s, long lo, long hi, int *out);

@@ -33,7 +33,7 @@ static int parse_opts(int argc, char **argv, client_opts *o) {
     for (int i = 1; i < argc; i++) {
         bool bad = false;
         const char *v = NULL;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+        if (cs_cli_is_help(argv[i])) {
             usage();
             return -1;
         }

@@ -67,7 +67,7 @@ int cs_cmd_info(int argc, char **argv) {
     const char *model = NULL;
     for (int i = 1; i < argc; i++) {
         bool bad = false;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+        if (cs_cli_is_help(argv[i])) {
             printf("usage: cserve info [--model PATH]\n\n"
                    "  --model PATH  a GGUF file or a Hugging Face directory (default: $CSERVE_MODEL\n"
                    "                or the default model fetched by scripts/setup.sh)\n");

@@ -23,7 +23,7 @@ static int parse_opts(int argc, char **argv, ppl_opts *o) {
     for (int i = 1; i < argc; i++) {
         bool bad = false;
         const char *v = NULL;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+        if (cs_cli_is_help(argv[i])) {
             printf("usage: cserve perplexity [--model PATH] --file TEXT [--ctx N] [--threads N]\n\n"
                    "  --ctx N      window length in tokens (default 512); the text needs 2 x N\n"
                    "  --batch N    tokens per forward step (default 256)\n"

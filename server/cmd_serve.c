@@ -46,7 +46,7 @@ static int parse_opts(int argc, char **argv, cs_engine_params *ep, rpc_params *r
         bool bad = false;
         const char *v = NULL;
         int n = 0;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+        if (cs_cli_is_help(argv[i])) {
             usage();
             return -1;
         }

@@ -18,7 +18,7 @@ static int parse_opts(int argc, char **argv, tok_opts *o) {
     *o = (tok_opts){.add_special = true, .parse_special = true};
     for (int i = 1; i < argc; i++) {
         bool bad = false;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+        if (cs_cli_is_help(argv[i])) {
             printf("usage: cserve tokenize [--model PATH] (--text TEXT | --file PATH) [--ids]\n"
                    "                       [--no-add-special] [--no-parse-special]\n\n"
                    "  --ids               print the ids only, as one list\n"

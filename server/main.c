@@ -31,7 +31,7 @@ int main(int argc, char **argv) {
         usage(stderr);
         return CS_EXIT_BAD_INPUT;
     }
-    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    if (cs_cli_is_help(argv[1]) || !strcmp(argv[1], "help")) {
         usage(stdout);
         return CS_EXIT_OK;
     }
