@@ -16,40 +16,10 @@ int main(void) {
 #include "common/assert.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/kernels.h"
+#include "bench_cuda_util.h"
 
 #define N_RUNS 50
 #define N_COPIES 4 // rotate through 4 inputs so the 60 MB L2 cannot hold them
-
-static int cmp_float(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return x < y ? -1 : x > y;
-}
-
-static float median_ms(float *t, int n) {
-    qsort(t, (size_t)n, sizeof *t, cmp_float);
-    return t[n / 2];
-}
-
-// Device-to-device copy of 1 GiB: the bandwidth ceiling (bytes read + written per second).
-static double copy_rate(void) {
-    size_t n = (size_t)1 << 30;
-    void *a, *b;
-    CS_ASSERT(cudaMalloc(&a, n) == cudaSuccess && cudaMalloc(&b, n) == cudaSuccess);
-    cudaEvent_t e0, e1;
-    cudaEventCreate(&e0);
-    cudaEventCreate(&e1);
-    float t[10];
-    for (int i = 0; i < 13; i++) {
-        cudaEventRecord(e0, 0);
-        cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, 0);
-        cudaEventRecord(e1, 0);
-        cudaEventSynchronize(e1);
-        if (i >= 3) cudaEventElapsedTime(&t[i - 3], e0, e1);
-    }
-    cudaFree(a);
-    cudaFree(b);
-    return 2.0 * (double)n / (median_ms(t, 10) * 1e-3);
-}
 
 static void bench_one(cs_dtype t, int64_t rows, int64_t cols, double ceiling) {
     size_t row_bytes;
@@ -97,7 +67,7 @@ static void bench_one(cs_dtype t, int64_t rows, int64_t cols, double ceiling) {
         cudaEventSynchronize(e1);
         if (r >= 5) cudaEventElapsedTime(&ms[r - 5], e0, e1);
     }
-    float m = median_ms(ms, N_RUNS);
+    float m = bench_median_ms(ms, N_RUNS);
     double gbs = (double)(in + out) / (m * 1e-3) / 1e9;
     printf("| dequant %-4s -> bf16 | %5lld x %-6lld | %8.1f | %7.0f | %5.1f%% |\n", cs_dtype_name(t),
            (long long)rows, (long long)cols, m * 1e3, gbs, 100.0 * gbs * 1e9 / ceiling);
@@ -115,7 +85,7 @@ int main(void) {
     }
     struct cudaDeviceProp p;
     cudaGetDeviceProperties(&p, 0);
-    double ceiling = copy_rate();
+    double ceiling = bench_copy_rate();
     printf("device: %s; device-to-device copy %.2f TB/s (read + write)\n\n", p.name, ceiling / 1e12);
     printf("| kernel | rows x cols | us | GB/s | %% of copy |\n|---|---|---|---|---|\n");
     const cs_dtype types[] = {CS_DTYPE_Q4_0, CS_DTYPE_Q4_1, CS_DTYPE_Q8_0, CS_DTYPE_F16};

@@ -1,12 +1,21 @@
 // The CUDA backend's C-callable launchers. No CUDA types appear here, so C code (engine,
 // tests, benchmarks) includes it without nvcc; streams pass as void * (a cudaStream_t).
 // Every launcher checks its preconditions (CS_ASSERT) and the launch (cudaGetLastError).
+//
+// Conventions: pointers are device memory unless a comment says host. bf16 values travel as
+// uint16_t (their raw bits). Activations and the KV cache are bf16; every reduction and
+// accumulation is fp32; the residual stream is fp32 (cheap: (tokens, dim) floats) so that
+// the sum of 2 x n_layer sub-layer outputs does not lose bits to bf16 rounding.
+// The KV cache of one layer is two arrays (n_slots, n_kv * head_dim) bf16, slot = block *
+// block_size + offset, the same layout as the CPU backend's fp32 cache.
 #ifndef CS_CUDA_KERNELS_H
 #define CS_CUDA_KERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "../dtype.h"
+#include "../kernels.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -20,6 +29,96 @@ int cs_cuda_device_count(void);
 // cs_dtype_block_elems(t). Used to upload quantised weights for the dense bf16 path.
 void cs_cuda_dequant_bf16(cs_dtype t, const void *src, uint16_t *dst, int64_t n_rows,
                           int64_t row_len, void *stream);
+
+// ---- elementwise and row kernels (kernels/cuda/embed.cu, rmsnorm.cu, rope_kv.cu, activation.cu)
+
+// x (n, dim) fp32 = rows ids (n) of the bf16 table (vocab, dim). dim % 8 == 0.
+void cs_cuda_embed(float *x, const uint16_t *table, const int32_t *ids, int n, int dim, void *stream);
+
+// Residual add fused with RMSNorm. For output row i < n, with r = rows ? rows[i] : i:
+//   if y: x[r] += y[r]            (x (., dim) fp32 residual stream, y (., dim) bf16)
+//   out[i] = bf16(x[r] / sqrt(mean(x[r]^2) + eps) * w)      (w (dim) fp32, out (n, dim) bf16)
+// rows gathers the rows that need logits before the final norm. dim % 8 == 0.
+// CPU reference: cs_cpu_add then cs_cpu_rmsnorm.
+void cs_cuda_rmsnorm(uint16_t *out, float *x, const uint16_t *y, const float *w, const int32_t *rows,
+                     int n, int dim, float eps, void *stream);
+
+// Bias, RoPE and KV append fused, after the fused QKV projection.
+// qkv (n_tok, (n_head + 2 n_kv) * head_dim) bf16: q heads, then k heads, then v heads.
+// bias (same width) fp32 or NULL (Qwen2). Each q and k head is rotated at pos[i] on its first
+// rope_dim dims with cos_sin (max_pos, rope_dim / 2, 2) fp32, as cs_cpu_rope (neox pairing or
+// adjacent pairs); q goes to q_out (n_tok, n_head, head_dim) bf16, k and v to the caches
+// (n_slots, n_kv * head_dim) bf16 at row slots[i]. head_dim % 8 == 0.
+void cs_cuda_rope_kv_write(uint16_t *q_out, uint16_t *k_cache, uint16_t *v_cache, const uint16_t *qkv,
+                           const float *bias, const int32_t *pos, const int32_t *slots,
+                           const float *cos_sin, int n_tok, int n_head, int n_kv, int head_dim,
+                           int rope_dim, int neox, void *stream);
+
+// out (n, ffn) bf16 = silu(g) * u with g = gate_up[:, :ffn], u = gate_up[:, ffn:] (the fused
+// gate/up projection, (n, 2 ffn) bf16), computed in fp32. ffn % 8 == 0.
+void cs_cuda_swiglu(uint16_t *out, const uint16_t *gate_up, int n, int ffn, void *stream);
+
+// ---- attention (kernels/cuda/attention_decode.cu, attention_prefill.cu)
+// b holds device pointers (q_start, kv_len, bt_start, block_table) and host ints (n_seqs,
+// block_size >= 1). q, out (n_tok, n_head, head_dim) bf16; head_dim 64 or 128; n_kv divides
+// n_head (any ratio). Softmax in fp32 (online), scale usually 1/sqrt(head_dim).
+
+// Decode: exactly one query token per sequence (q_start[s] = s). max_kv_len (host) bounds
+// every kv_len[s]; the launcher picks the KV split (flash-decoding) from n_seqs, n_kv and
+// max_kv_len so that one long sequence still fills the GPU. workspace: at least
+// cs_cuda_attn_decode_workspace(...) bytes of device memory (fp32 partials and log-sum-exps).
+size_t cs_cuda_attn_decode_workspace(int n_seqs, int n_head, int head_dim, int max_kv_len);
+void cs_cuda_attn_decode(uint16_t *out, const uint16_t *q, const uint16_t *k_cache,
+                         const uint16_t *v_cache, const cs_attn_batch *b, int max_kv_len,
+                         int n_head, int n_kv, int head_dim, float scale, void *workspace,
+                         size_t workspace_bytes, void *stream);
+
+// Prefill / extend: sequence s has q_len = q_start[s+1] - q_start[s] >= 1 new tokens, the last
+// q_len of its kv_len cached positions (causal mask aligned bottom-right). max_q_len (host)
+// bounds every q_len. Tensor cores (mma.sync m16n8k16).
+void cs_cuda_attn_prefill(uint16_t *out, const uint16_t *q, const uint16_t *k_cache,
+                          const uint16_t *v_cache, const cs_attn_batch *b, int max_q_len,
+                          int n_head, int n_kv, int head_dim, float scale, void *stream);
+
+// ---- sampling (kernels/cuda/sample.cu)
+#define CS_CUDA_MAX_LOGPROBS 20
+
+// One row's sampling parameters, semantics and order of operations those of engine/sampler.h.
+typedef struct cs_cuda_sample_params {
+    float temperature;        // < 1e-5: greedy (argmax, lowest id on ties)
+    int32_t top_k;            // <= 0: off
+    float top_p;              // 1: off
+    float min_p;              // 0: off
+    float repetition_penalty; // 1: off (prompt + generated tokens)
+    float presence_penalty;   // 0: off (generated tokens)
+    float frequency_penalty;  // 0: off (generated tokens)
+    int32_t n_logprobs;       // 0..CS_CUDA_MAX_LOGPROBS top alternatives to return
+    uint64_t seed;            // Philox key of the request
+    uint64_t step;            // Philox counter: the number of tokens this request sampled so far
+    int32_t pen_start, pen_len; // this row's entries in the penalty arrays
+} cs_cuda_sample_params;
+
+// Samples one token per row of logits (n_rows, vocab) fp32, modified in place. params
+// (n_rows) device. Penalty entries pen_ids/pen_counts/pen_in_prompt (device, indexed by
+// params[r].pen_start ..+pen_len): a token id, how often it was generated, and whether it is in
+// the prompt (for the repetition penalty). Outputs (device): ids (n_rows), -1 when every logit
+// is -inf/NaN; logprob (n_rows) of the id under log_softmax of the raw logits; top_ids/top_lp
+// (n_rows, CS_CUDA_MAX_LOGPROBS), first n_logprobs entries valid, most likely first. Never
+// sorts the vocabulary. workspace: cs_cuda_sample_workspace(n_rows, vocab) bytes.
+size_t cs_cuda_sample_workspace(int n_rows, int vocab);
+void cs_cuda_sample(int32_t *ids, float *logprob, int32_t *top_ids, float *top_lp, float *logits,
+                    int n_rows, int vocab, const cs_cuda_sample_params *params,
+                    const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt,
+                    void *workspace, size_t workspace_bytes, void *stream);
+
+// ---- dense projections through cuBLAS (kernels/cuda/gemm.cu)
+typedef struct cs_cuda_blas cs_cuda_blas; // a cuBLAS(Lt) handle and its workspace, per stream
+cs_cuda_blas *cs_cuda_blas_init(void *stream);
+void cs_cuda_blas_free(cs_cuda_blas *h);
+// out (m, n) = x (m, k) @ w^T, x and w (n, k) bf16, fp32 accumulation; out bf16 (out_f32 0)
+// or fp32 (out_f32 1, for logits).
+void cs_cuda_gemm(cs_cuda_blas *h, void *out, int out_f32, const uint16_t *x, const uint16_t *w,
+                  int m, int n, int k);
 
 #ifdef __cplusplus
 }
