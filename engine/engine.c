@@ -48,6 +48,8 @@ void cs_engine_params_default(cs_engine_params *p) {
     p->kv_cache_memory = (size_t)1 << 30;
     p->enable_prefix_caching = true;
     p->max_queued = 4096;
+    p->device = "cpu";
+    p->gpu_memory_utilization = 0.90;
 }
 
 void cs_request_default(cs_request *r) {
@@ -88,6 +90,27 @@ static int init_buffers(cs_engine *e, char *err, size_t errlen) {
     return 0;
 }
 
+// The CUDA backend: weights uploaded once, the KV pool sized from the memory left.
+static int init_gpu(cs_engine *e, char *err, size_t errlen) {
+    const cs_model_config *c = &e->file->cfg;
+    if (cs_gpu_model_upload(&e->gmodel, &e->model, err, errlen) != CS_OK) return CS_ENGINE_ENOMEM;
+    cs_model_free(&e->model); // the device holds the weights now
+    cs_gpu_forward_params gp = {.max_tokens = e->p.max_num_batched_tokens, .max_seqs = e->p.max_num_seqs,
+                                .max_ctx = e->max_model_len, .block_size = e->p.block_size,
+                                .memory_utilization = e->p.gpu_memory_utilization,
+                                .enforce_eager = e->p.enforce_eager};
+    if (gp.max_seqs > gp.max_tokens) gp.max_seqs = gp.max_tokens;
+    if (!(e->gfwd = cs_gpu_forward_init(&e->gmodel, &gp, err, errlen))) return CS_ENGINE_ENOMEM;
+    int n_blocks = cs_gpu_forward_n_blocks(e->gfwd);
+    // the block bookkeeping without the memory (the pool is on the device)
+    e->kv = (cs_kv_cache){.n_layer = c->n_layer, .n_blocks = n_blocks, .block_size = e->p.block_size,
+                          .kv_dim = c->n_head_kv * c->head_dim};
+    e->kv_block_bytes = cs_gpu_forward_kv_bytes(e->gfwd) / (size_t)n_blocks;
+    e->bm = cs_bm_init(n_blocks, e->p.block_size, e->p.enable_prefix_caching);
+    if (!e->bm) return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
+    return init_buffers(e, err, errlen) ? CS_ENGINE_ENOMEM : 0;
+}
+
 static int init_model(cs_engine *e, char *err, size_t errlen) {
     if (cs_model_file_open(e->p.model_path, &e->file, err, errlen) != CS_OK) return CS_ENGINE_EINVAL;
     const cs_model_config *c = &e->file->cfg;
@@ -99,7 +122,9 @@ static int init_model(cs_engine *e, char *err, size_t errlen) {
                           e->max_model_len, c->context_len);
     if (cs_model_init(&e->model, e->file, e->max_model_len, err, errlen) != CS_OK) return CS_ENGINE_ENOMEM;
     int kv_dim = c->n_head_kv * c->head_dim;
+    if (e->on_gpu) return init_gpu(e, err, errlen);
     size_t block_bytes = cs_kv_cache_block_bytes(c->n_layer, e->p.block_size, kv_dim);
+    e->kv_block_bytes = block_bytes;
     size_t n_blocks = e->p.kv_cache_memory / block_bytes;
     if (n_blocks < 1 || n_blocks > INT32_MAX / (size_t)e->p.block_size)
         return engine_err(err, errlen, CS_ENGINE_EINVAL, "kv_cache_memory %zu bytes holds %zu blocks of %zu bytes",
@@ -125,6 +150,12 @@ int cs_engine_init(const cs_engine_params *p, cs_engine **out, char *err, size_t
     if (!e) return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
     e->p = *p;
     e->event_fd = -1;
+    const char *dev = p->device ? p->device : "cpu";
+    if (strcmp(dev, "cpu") && strcmp(dev, "cuda")) {
+        free(e);
+        return engine_err(err, errlen, CS_ENGINE_EINVAL, "unknown device '%s' (cpu or cuda)", dev);
+    }
+    e->on_gpu = !strcmp(dev, "cuda");
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->wake, NULL);
     pthread_cond_init(&e->ev_cond, NULL);
@@ -136,7 +167,7 @@ int cs_engine_init(const cs_engine_params *p, cs_engine **out, char *err, size_t
         cs_bm_stats_get(e->bm, &b);
         e->stats.blocks_total = e->stats.blocks_free = b.total;
         e->stats.block_size = e->p.block_size;
-        e->stats.kv_cache_bytes = (size_t)b.total * cs_kv_cache_block_bytes(e->kv.n_layer, e->kv.block_size, e->kv.kv_dim);
+        e->stats.kv_cache_bytes = (size_t)b.total * e->kv_block_bytes;
     }
     if (rc == 0 && pthread_create(&e->thread, NULL, engine_main, e) != 0)
         rc = engine_err(err, errlen, CS_ENGINE_ENOMEM, "cannot start the engine thread");
@@ -171,6 +202,8 @@ void cs_engine_free(cs_engine *e) {
     free(e->row_copy); free(e->row_copy2);
     if (e->event_fd >= 0) close(e->event_fd);
     cs_forward_free(e->fwd);
+    cs_gpu_forward_free(e->gfwd);
+    if (e->on_gpu) cs_gpu_model_free(&e->gmodel);
     cs_pool_free(e->pool);
     cs_bm_free(e->bm);
     cs_kv_cache_free(&e->kv);
@@ -537,7 +570,7 @@ void cs_engine_info_get(const cs_engine *e, cs_engine_info *info) {
                                 "%s%s", len ? ", " : "", cs_dtype_name(t));
         if (len >= sizeof info->weight_formats) break;
     }
-    snprintf(info->device, sizeof info->device, "cpu");
+    snprintf(info->device, sizeof info->device, "%s", e->on_gpu ? "cuda" : "cpu");
     info->context_length = e->max_model_len;
     info->vocab_size = e->vocab;
     info->tensor_parallel_size = 1;

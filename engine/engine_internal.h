@@ -10,6 +10,8 @@
 #include "../include/cserve/engine.h"
 #include "block_manager.h"
 #include "forward.h"
+#include "gpu_forward.h"
+#include "gpu_model.h"
 #include "kv_cache.h"
 #include "model.h"
 #include "model_file.h"
@@ -66,7 +68,11 @@ struct cs_engine {
     cs_kv_cache kv;
     cs_bm *bm;
     cs_pool *pool;
-    cs_forward *fwd;
+    cs_forward *fwd;         // CPU backend
+    bool on_gpu;             // CUDA backend: gmodel and gfwd instead of kv and fwd
+    cs_gpu_model gmodel;
+    cs_gpu_forward *gfwd;
+    size_t kv_block_bytes;   // K and V of one block, all layers
     int vocab, max_model_len, max_blocks_per_seq;
 
     // engine-thread-only state

@@ -7,7 +7,7 @@
 
 #include "../kernels/kernels.h"
 
-static void *own(cs_model *m, size_t bytes) {
+void *cs_model_alloc(cs_model *m, size_t bytes) {
     void **grown = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *grown);
     if (!grown) return NULL;
     m->owned = grown;
@@ -25,7 +25,7 @@ static cs_status get_weight(cs_model *m, const char *name, cs_weight *w, char *e
     w->type = t->dtype;
     w->data = t->data;
     if (t->dtype != CS_DTYPE_F16 && t->dtype != CS_DTYPE_BF16) return CS_OK;
-    float *f = own(m, (size_t)w->rows * w->cols * sizeof *f);
+    float *f = cs_model_alloc(m, (size_t)w->rows * w->cols * sizeof *f);
     if (!f) return cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory converting '%s'", name);
     size_t row_bytes = (size_t)w->cols * 2;
     for (int r = 0; r < w->rows; r++)
@@ -39,7 +39,7 @@ static cs_status get_weight(cs_model *m, const char *name, cs_weight *w, char *e
 static cs_status get_vector(cs_model *m, const char *name, const float **out, char *err, size_t errlen) {
     const cs_model_tensor *t = cs_model_file_tensor(m->file, name);
     if (!t) return cs_errf(err, errlen, CS_ERR_NOT_FOUND, "missing tensor '%s'", name);
-    float *f = own(m, (size_t)t->ne[0] * sizeof *f);
+    float *f = cs_model_alloc(m, (size_t)t->ne[0] * sizeof *f);
     if (!f) return cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory");
     cs_cpu_dequant_row(t->dtype, t->data, f, t->ne[0]);
     *out = f;
@@ -115,7 +115,7 @@ cs_status cs_model_init(cs_model *m, const cs_model_file *f, int max_pos, char *
     if (m->cfg.rope_freqs_tensor && (st = get_vector(m, "rope_freqs.weight", &freq_factors, err, errlen)))
         goto fail;
     m->rope_max_pos = max_pos;
-    m->rope_cos_sin = own(m, (size_t)max_pos * m->cfg.rope_dim * sizeof(float));
+    m->rope_cos_sin = cs_model_alloc(m, (size_t)max_pos * m->cfg.rope_dim * sizeof(float));
     if (!m->rope_cos_sin) {
         st = cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory");
         goto fail;

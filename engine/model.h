@@ -40,6 +40,24 @@ typedef struct cs_model {
 cs_status cs_model_init(cs_model *m, const cs_model_file *f, int max_pos, char *err, size_t errlen);
 void cs_model_free(cs_model *m);
 
+// bytes of 64-byte-aligned memory owned by the model (freed with it); NULL when out of memory.
+void *cs_model_alloc(cs_model *m, size_t bytes);
+
+// The shapes of a known model for --dummy-weights: llama3-8b, llama3-70b, qwen2-7b,
+// mistral-7b, smollm2-135m, or the path of a Hugging Face config.json. A ":N" suffix keeps the
+// first N layers ("llama3-8b:2"), for tests at real widths.
+cs_status cs_model_preset(const char *name, cs_model_config *c, char *err, size_t errlen);
+
+// A model of seeded random weights (kernels/dummy_init.h) with config c: bf16 matrices, fp32
+// norms and biases. The GPU backend builds the same weights on the device from the same seed.
+// Scales: matrices and embeddings uniform with std 1/sqrt(fan_in) (so logits have std ~1), norms 1 +- 0.1,
+// biases +- 0.1, so activations stay in a realistic range through any number of layers.
+cs_status cs_model_init_dummy(cs_model *m, const cs_model_config *c, uint64_t seed, int max_pos,
+                              char *err, size_t errlen);
+float cs_dummy_scale(const cs_model_config *c, int kind); // the [-s, s) bound of a tensor kind
+// dst (n) = offset + u, u the dummy values of tensor id with bound 0.1 (norms: offset 1).
+void cs_dummy_vector(float *dst, int n, uint64_t seed, uint32_t id, float offset);
+
 // Fills cos_sin (max_pos, rope_dim / 2, 2) for the config's base and scaling. freq_factors
 // (rope_dim / 2) divides each frequency when not NULL (GGUF's rope_freqs.weight).
 void cs_rope_table(const cs_model_config *c, const float *freq_factors, int max_pos, float *cos_sin);

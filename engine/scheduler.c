@@ -131,6 +131,10 @@ static int cmp_admitted(const void *a, const void *b) {
 static void append_slots(cs_engine *e, eng_seq *s, int n) {
     cs_bm_copy copy;
     if (cs_bm_append(e->bm, &s->bm, n, &copy) == 0) return;
+    if (e->on_gpu) {
+        cs_gpu_forward_copy_rows(e->gfwd, copy.dst * e->kv.block_size, copy.src * e->kv.block_size, copy.n_rows);
+        return;
+    }
     size_t row = (size_t)e->kv.kv_dim, bs = (size_t)e->kv.block_size;
     for (int l = 0; l < e->kv.n_layer; l++) {
         float *k = cs_kv_layer_k(&e->kv, l), *v = cs_kv_layer_v(&e->kv, l);
@@ -364,7 +368,7 @@ static void update_stats(cs_engine *e) {
     st->blocks_used = b.used;
     st->blocks_cached = b.cached;
     st->block_size = e->kv.block_size;
-    st->kv_cache_bytes = (size_t)b.total * cs_kv_cache_block_bytes(e->kv.n_layer, e->kv.block_size, e->kv.kv_dim);
+    st->kv_cache_bytes = (size_t)b.total * e->kv_block_bytes;
     st->prefix_hit_rate = b.lookups_tokens ? (double)b.hit_tokens / (double)b.lookups_tokens : 0.0;
     pthread_mutex_unlock(&e->mu);
 }
@@ -381,7 +385,8 @@ bool cs_engine_step(cs_engine *e) {
     cs_batch b;
     build_batch(e, n, &b);
     e->fwd_rows = b.n_logits;
-    cs_forward_run(e->fwd, &b, e->logits);
+    if (e->on_gpu) cs_gpu_forward_run(e->gfwd, &b, e->logits);
+    else cs_forward_run(e->fwd, &b, e->logits);
     postprocess(e, n);
     e->stats.steps++;
     update_stats(e);

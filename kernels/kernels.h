@@ -63,4 +63,8 @@ void cs_cpu_swiglu(float *out, const float *gate, const float *up, int n);
 // x (n) += y (n).
 void cs_cpu_add(float *x, const float *y, int n);
 
+// dst (n) bf16 = the seeded dummy weights of tensor tensor_id, uniform in [-scale, scale)
+// (kernels/dummy_init.h); cs_cuda_fill_dummy_bf16 writes the same bits on the GPU.
+void cs_cpu_fill_dummy_bf16(uint16_t *dst, int64_t n, uint64_t seed, uint32_t tensor_id, float scale);
+
 #endif

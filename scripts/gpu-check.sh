@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The whole GPU check in one command, on a fresh GPU machine: build for the card, run the
-# ctest label gpu, run the GPU benchmarks, and leave logs and a results table in $1 (or $OUT).
-# Prints the table last. Needs cJSON: the system's, or .deps/ from scripts/fetch-gpu-deps.sh.
+# ctest label gpu, run the GPU benchmarks with the PyTorch baselines side by side, and leave
+# logs and a results table in $1 (or $OUT). Prints the table last.
+# Needs cJSON (the system's, or .deps/ from scripts/fetch-gpu-deps.sh, which also brings the
+# PyTorch decode baseline and the default model cut to 4 layers for the real-weights test).
+#   CSERVE_GPU_ONLY="bench_decode ..."  runs only the named benchmarks (for a quick rerun)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-gpu-results}}
 mkdir -p "$out"
 arch=${CSERVE_CUDA_ARCH:-90a}
 status=0
+t_start=$(date +%s)
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 deps=()
@@ -21,20 +25,47 @@ if ! { cmake -S . -B build-gpu "${gen[@]}" -DCSERVE_CUDA=ON -DCMAKE_CUDA_ARCHITE
     echo "BUILD FAILED"
     exit 1
 fi
+echo "built in $(( $(date +%s) - t_start )) s"
 
-echo "== ctest -L gpu"
-ctest --test-dir build-gpu -L gpu --output-on-failure 2>&1 | tee "$out/ctest-gpu.log" | tail -30
-grep -q "100% tests passed" "$out/ctest-gpu.log" || status=1
+if [ -z "${CSERVE_GPU_ONLY:-}" ]; then
+    echo "== ctest -L gpu"
+    [ -f .deps/smollm2-4l.gguf ] && export CSERVE_GPU_MODEL="$PWD/.deps/smollm2-4l.gguf"
+    ctest --test-dir build-gpu -L gpu --output-on-failure --timeout 300 2>&1 | tee "$out/ctest-gpu.log" | tail -60
+    grep -q "100% tests passed" "$out/ctest-gpu.log" || status=1
+fi
 
+# name, then the command; each bounded so one hang cannot eat the machine's time
+benches=(
+    "bench_gpu_kernels|build-gpu/bench_gpu_kernels"
+    "bench_attention_decode|build-gpu/bench_attention_decode"
+    "sdpa_decode|python3 bench/sdpa_decode.py"
+    "bench_attention_prefill|build-gpu/bench_attention_prefill"
+    "sdpa_prefill|python3 bench/sdpa_prefill.py"
+    "bench_sample|build-gpu/bench_sample"
+    "bench_decode|build-gpu/bench_decode"
+    "torch_decode|python3 .deps/baselines/torch_decode.py"
+    "bench_dequant|build-gpu/bench_dequant"
+)
 echo "== benchmarks"
 : >"$out/results.md"
-for b in build-gpu/bench_dequant; do
-    [ -x "$b" ] || continue
-    "$b" 2>&1 | tee "$out/$(basename "$b").log" >>"$out/results.md" || status=1
+for entry in "${benches[@]}"; do
+    name=${entry%%|*}
+    cmd=${entry#*|}
+    if [ -n "${CSERVE_GPU_ONLY:-}" ] && [[ " $CSERVE_GPU_ONLY " != *" $name "* ]]; then continue; fi
+    first=${cmd%% *}
+    last=${cmd##* }
+    [ -e "$first" ] || [ -e "$last" ] || command -v "$first" >/dev/null || continue
+    [ "$first" = python3 ] && [ ! -e "$last" ] && continue
+    echo "-- $name ($(( $(date +%s) - t_start )) s)"
+    { echo "### $name"; echo; } >>"$out/results.md"
+    OUT="$out" timeout 240 $cmd >"$out/$name.log" 2>&1
+    rc=$?
+    [ $rc -ne 0 ] && { echo "$name exited $rc"; status=1; }
+    cat "$out/$name.log" >>"$out/results.md"
     echo >>"$out/results.md"
 done
 
 echo
-echo "== results ($(head -1 "$out/gpu.txt"), $(date -u +%Y-%m-%d))"
+echo "== results ($(head -1 "$out/gpu.txt"), $(date -u +%Y-%m-%d), $(( $(date +%s) - t_start )) s)"
 cat "$out/results.md"
 exit $status

@@ -6,6 +6,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "cserve/engine.h"
+
 #ifndef CSERVE_DEFAULT_MODEL
 #define CSERVE_DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 #endif
@@ -71,3 +73,26 @@ bool cs_cli_u64(const char *name, const char *s, uint64_t *out) {
 }
 
 bool cs_cli_is_help(const char *arg) { return !strcmp(arg, "--help") || !strcmp(arg, "-h"); }
+
+bool cs_cli_device_opt(int argc, char **argv, int *i, struct cs_engine_params *ep, bool *bad) {
+    const char *v = NULL;
+    if (!strcmp(argv[*i], "--enforce-eager")) {
+        ep->enforce_eager = true;
+        return true;
+    }
+    if (cs_cli_value(argc, argv, i, "--device", &v, bad)) {
+        if (!*bad && strcmp(v, "cpu") && strcmp(v, "cuda")) {
+            fprintf(stderr, "error: --device: '%s' is not one of cpu, cuda\n", v);
+            *bad = true;
+        }
+        if (!*bad) ep->device = v;
+        return true;
+    }
+    if (cs_cli_value(argc, argv, i, "--gpu-memory-utilization", &v, bad)) {
+        float f = 0;
+        *bad = *bad || !cs_cli_float("--gpu-memory-utilization", v, 0.05, 1.0, &f);
+        ep->gpu_memory_utilization = f;
+        return true;
+    }
+    return false;
+}

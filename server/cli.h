@@ -25,6 +25,15 @@ bool cs_cli_int(const char *name, const char *s, long lo, long hi, int *out);
 bool cs_cli_float(const char *name, const char *s, double lo, double hi, float *out);
 bool cs_cli_u64(const char *name, const char *s, uint64_t *out);
 
+// The backend flags of the engine commands: --device cpu|cuda, --gpu-memory-utilization F,
+// --enforce-eager. True when argv[*i] was one of them (then *bad tells whether it was valid).
+struct cs_engine_params;
+bool cs_cli_device_opt(int argc, char **argv, int *i, struct cs_engine_params *ep, bool *bad);
+#define CS_CLI_DEVICE_HELP                                                                            \
+    "  --device cpu|cuda          where the model runs (default cpu)\n"                               \
+    "  --gpu-memory-utilization F cuda: share of GPU memory for weights, workspace and KV (0.90)\n" \
+    "  --enforce-eager            cuda: do not capture decode steps in CUDA graphs\n"
+
 int cs_cmd_info(int argc, char **argv);
 int cs_cmd_generate(int argc, char **argv);
 int cs_cmd_perplexity(int argc, char **argv);

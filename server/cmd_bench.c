@@ -50,7 +50,8 @@ static void usage(void) {
            "  --json                      print one JSON object instead of the table\n"
            "engine:\n"
            "  --threads N, --max-num-seqs N, --max-num-batched-tokens N, --max-model-len N,\n"
-           "  --kv-cache-memory BYTES, --no-prefix-caching\n\n"
+           "  --kv-cache-memory BYTES, --no-prefix-caching\n"
+           CS_CLI_DEVICE_HELP "\n"
            "online, against a running server (Poisson arrivals, streaming):\n"
            "  cserve bench --connect HOST:PORT [--socket PATH] [--api-key KEY] --request-rate R|inf\n"
            "               --num-prompts N [--input-len I --output-len O | --prompts FILE] [--seed S] [--json]\n");
@@ -88,6 +89,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
             bad = bad || !cs_cli_int("--max-concurrency", v, 1, 1 << 20, &o->max_concurrency);
         } else if (cs_cli_value(argc, argv, &i, "--seed", &v, &bad)) {
             bad = bad || !cs_cli_u64("--seed", v, &o->seed);
+        } else if (cs_cli_device_opt(argc, argv, &i, &o->ep, &bad)) {
         } else if (cs_cli_value(argc, argv, &i, "--threads", &v, &bad)) {
             bad = bad || !cs_cli_int("--threads", v, 1, 1024, &o->ep.threads);
         } else if (cs_cli_value(argc, argv, &i, "--max-num-seqs", &v, &bad)) {

@@ -15,7 +15,7 @@ static void usage(void) {
            "  --port P                   TCP port (default 7777; 0 = no TCP)\n"
            "  --socket PATH              also listen on a Unix socket\n"
            "  --api-key KEY              clients must call auth {key} first\n"
-           "  --device cpu               where the model runs (cpu; cuda is not built yet)\n"
+           CS_CLI_DEVICE_HELP
            "  --max-model-len N          tokens per sequence (default: the model's, at most 8192)\n"
            "  --max-num-seqs N           sequences per step (default 64)\n"
            "  --max-num-batched-tokens N tokens per step (default 512)\n"
@@ -55,11 +55,7 @@ static int parse_opts(int argc, char **argv, cs_engine_params *ep, rpc_params *r
                  cs_cli_value(argc, argv, &i, "--host", &rp->host, &bad) ||
                  cs_cli_value(argc, argv, &i, "--socket", &rp->socket_path, &bad) ||
                  cs_cli_value(argc, argv, &i, "--api-key", &rp->api_key, &bad)) {
-        } else if (cs_cli_value(argc, argv, &i, "--device", &v, &bad)) {
-            if (!bad && strcmp(v, "cpu") != 0) {
-                fprintf(stderr, "error: --device %s: only cpu is available in this build\n", v);
-                bad = true;
-            }
+        } else if (cs_cli_device_opt(argc, argv, &i, ep, &bad)) {
         } else if (cs_cli_value(argc, argv, &i, "--log-level", &v, &bad)) {
             bad = bad || !parse_level(v, &rp->log_level);
         } else if (cs_cli_value(argc, argv, &i, "--kv-cache-memory", &v, &bad)) {

@@ -53,6 +53,10 @@ typedef struct cs_engine_params {
     bool enable_prefix_caching;  /* default true */
     int threads;                 /* CPU threads; 0 = one per core */
     int max_queued;              /* waiting requests before submit says overloaded (default 4096) */
+    const char *device;          /* "cpu" (default) or "cuda" */
+    double gpu_memory_utilization; /* cuda: share of GPU memory for weights + KV (default 0.90);
+                                      the KV pool takes what the weights and workspace leave */
+    bool enforce_eager;          /* cuda: no CUDA graphs */
 } cs_engine_params;
 
 void cs_engine_params_default(cs_engine_params *p);

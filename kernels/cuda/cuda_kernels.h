@@ -30,6 +30,11 @@ int cs_cuda_device_count(void);
 void cs_cuda_dequant_bf16(cs_dtype t, const void *src, uint16_t *dst, int64_t n_rows,
                           int64_t row_len, void *stream);
 
+// dst (n) bf16 = the dummy weights of tensor_id under seed, bit-identical to
+// cs_cpu_fill_dummy_bf16 (kernels/dummy_init.h).
+void cs_cuda_fill_dummy_bf16(uint16_t *dst, int64_t n, uint64_t seed, uint32_t tensor_id, float scale,
+                             void *stream);
+
 // ---- elementwise and row kernels (kernels/cuda/embed.cu, rmsnorm.cu, rope_kv.cu, activation.cu)
 
 // x (n, dim) fp32 = rows ids (n) of the bf16 table (vocab, dim). dim % 8 == 0.

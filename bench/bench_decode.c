@@ -1,0 +1,126 @@
+// End-to-end decode steps on the GPU with dummy weights at a real model's shapes (default
+// llama3-8b, bf16): each step is the whole forward pass for B sequences at context T (KV pool
+// pre-filled), lm_head and argmax on the GPU, the batch description uploaded and the ids
+// copied back: what the engine pays per decode step. Reports tokens/s and the share of the
+// roofline: (weight bytes + KV bytes read per step) / the measured copy rate.
+//
+//     bench_decode [--preset llama3-8b] [--shapes 1:512,1:4096,64:1024,256:512] [--eager]
+#include <stdio.h>
+
+#ifndef CSERVE_HAVE_CUDA
+int main(void) {
+    puts("bench_decode: built without CUDA, nothing to measure");
+    return 0;
+}
+#else
+#include <cuda_runtime.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bench_cuda_util.h"
+#include "common/assert.h"
+#include "common/clock.h"
+#include "engine/gpu_forward.h"
+#include "engine/gpu_model.h"
+#include "kernels/cuda/cuda_kernels.h"
+
+#define BS 16
+#define STEPS 30
+
+static void one_shape(const cs_gpu_model *g, int B, int T, bool eager, double copy_rate) {
+    const cs_model_config *c = &g->cfg;
+    int per_seq = (T + 1 + BS - 1) / BS;
+    cs_gpu_forward_params p = {.max_tokens = B, .max_seqs = B, .max_ctx = T + 1, .block_size = BS,
+                               .n_blocks = B * per_seq, .enforce_eager = eager};
+    char err[256];
+    cs_gpu_forward *f = cs_gpu_forward_init(g, &p, err, sizeof err);
+    if (!f) {
+        printf("| B=%d T=%d | %s |\n", B, T, err);
+        return;
+    }
+    cs_gpu_forward_fill_kv(f, 7);
+    int32_t *tok = malloc(4 * (size_t)B), *pos = malloc(4 * (size_t)B), *slots = malloc(4 * (size_t)B);
+    int32_t *rows = malloc(4 * (size_t)B), *qs = malloc(4 * (size_t)(B + 1)), *kvl = malloc(4 * (size_t)B);
+    int32_t *bts = malloc(4 * (size_t)(B + 1)), *table = malloc(4 * (size_t)B * per_seq), *ids = malloc(4 * (size_t)B);
+    // blocks handed out in a scrambled order, as a long-running server's pool would be
+    for (int i = 0; i < B * per_seq; i++) table[i] = (int32_t)(((int64_t)i * 7919) % (B * per_seq));
+    bool coprime = (B * per_seq) % 7919 != 0;
+    if (!coprime)
+        for (int i = 0; i < B * per_seq; i++) table[i] = i;
+    qs[0] = bts[0] = 0;
+    for (int s = 0; s < B; s++) {
+        tok[s] = (int32_t)((s * 2654435761u) % (unsigned)c->vocab_size);
+        pos[s] = T;
+        slots[s] = table[s * per_seq + T / BS] * BS + T % BS;
+        rows[s] = s;
+        qs[s + 1] = s + 1;
+        kvl[s] = T + 1;
+        bts[s + 1] = (s + 1) * per_seq;
+    }
+    cs_batch b = {.n_tokens = B, .tokens = tok, .positions = pos, .slots = slots,
+                  .attn = {.n_seqs = B, .q_start = qs, .kv_len = kvl, .bt_start = bts, .block_table = table,
+                           .block_size = BS},
+                  .n_logits = B, .logit_rows = rows};
+    for (int i = 0; i < 3; i++) cs_gpu_forward_run_greedy(f, &b, ids); // eager, capture, replay
+    double t0 = cs_now_s();
+    for (int i = 0; i < STEPS; i++) cs_gpu_forward_run_greedy(f, &b, ids);
+    double step = (cs_now_s() - t0) / STEPS;
+    size_t q_dim = (size_t)c->n_head * c->head_dim, kv_dim = (size_t)c->n_head_kv * c->head_dim;
+    size_t per_layer = (q_dim + 2 * kv_dim) * c->dim + c->dim * q_dim + 3 * (size_t)c->ffn_dim * c->dim;
+    double wbytes = 2.0 * ((double)per_layer * c->n_layer + (double)c->vocab_size * c->dim);
+    double kvbytes = 2.0 * 2.0 * c->n_layer * (double)B * kv_dim * (T + 1);
+    double roof = (wbytes + kvbytes) / copy_rate;
+    printf("| cserve%s | B=%d T=%d | %.3f | %.0f | %.0f | %.1f%% | %d |\n", eager ? " eager" : "", B, T, step * 1e3,
+           B / step, B / roof, 100.0 * roof / step, cs_gpu_forward_graphs(f));
+    cs_gpu_forward_free(f);
+    free(tok), free(pos), free(slots), free(rows), free(qs), free(kvl), free(bts), free(table), free(ids);
+}
+
+int main(int argc, char **argv) {
+    const char *preset = "llama3-8b", *shapes = "1:512,1:4096,64:1024,256:512";
+    bool eager = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--preset") && i + 1 < argc) preset = argv[++i];
+        else if (!strcmp(argv[i], "--shapes") && i + 1 < argc) shapes = argv[++i];
+        else if (!strcmp(argv[i], "--eager")) eager = true;
+        else {
+            fprintf(stderr, "usage: bench_decode [--preset NAME] [--shapes B:T,...] [--eager]\n");
+            return 2;
+        }
+    }
+    if (cs_cuda_device_count() == 0) {
+        puts("bench_decode: no CUDA device");
+        return 0;
+    }
+    struct cudaDeviceProp prop;
+    cudaGetDeviceProperties(&prop, 0);
+    double copy_rate = bench_copy_rate();
+    cs_model_config c;
+    char err[256];
+    if (cs_model_preset(preset, &c, err, sizeof err) != CS_OK) {
+        fprintf(stderr, "bench_decode: %s\n", err);
+        return 2;
+    }
+    cs_gpu_model g;
+    if (cs_gpu_model_dummy(&g, &c, 1, 8192, err, sizeof err) != CS_OK) {
+        fprintf(stderr, "bench_decode: %s\n", err);
+        return 1;
+    }
+    printf("device: %s; copy %.2f TB/s; dummy %s, bf16 weights %.2f GB\n\n", prop.name, copy_rate / 1e12, preset,
+           (double)g.weight_bytes / 1e9);
+    printf("| engine | shape | ms/step | tok/s | roofline tok/s | %% of roofline | graphs |\n|---|---|---|---|---|---|---|\n");
+    char *list = strdup(shapes);
+    for (char *tokp = strtok(list, ","); tokp; tokp = strtok(NULL, ",")) {
+        int B = 0, T = 0;
+        if (sscanf(tokp, "%d:%d", &B, &T) != 2 || B < 1 || T < 1 || T + 1 > 8192) {
+            fprintf(stderr, "bench_decode: bad shape '%s'\n", tokp);
+            return 2;
+        }
+        one_shape(&g, B, T, eager, copy_rate);
+    }
+    free(list);
+    cs_gpu_model_free(&g);
+    return 0;
+}
+#endif

@@ -1,0 +1,382 @@
+// The Llama-family decoder on the CUDA backend, one ragged batch at a time:
+//   embed -> [rmsnorm (+ residual add) -> fused qkv GEMM -> bias + RoPE + KV append ->
+//   paged attention (decode or prefill kernel) -> o GEMM -> rmsnorm (+ residual add) ->
+//   fused gate/up GEMM -> SwiGLU -> down GEMM] x L -> residual add + final norm of the logit
+//   rows only -> lm_head (fp32 logits) [-> argmax].
+// The residual stream stays fp32; every sub-layer output is bf16 and is added into it by the
+// next norm, so one kernel reads it once.
+#include "gpu_forward.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef CSERVE_HAVE_CUDA
+cs_gpu_forward *cs_gpu_forward_init(const cs_gpu_model *g, const cs_gpu_forward_params *p, char *err,
+                                    size_t errlen) {
+    cs_errf(err, errlen, CS_ERR_INVALID, "cserve was built without CUDA");
+    return NULL;
+}
+void cs_gpu_forward_free(cs_gpu_forward *f) { (void)f; }
+int cs_gpu_forward_n_blocks(const cs_gpu_forward *f) { return 0; }
+size_t cs_gpu_forward_kv_bytes(const cs_gpu_forward *f) { return 0; }
+int cs_gpu_forward_graphs(const cs_gpu_forward *f) { return 0; }
+void cs_gpu_forward_run(cs_gpu_forward *f, const cs_batch *b, float *logits) { abort(); }
+void cs_gpu_forward_copy_rows(cs_gpu_forward *f, int dst, int src, int n) { abort(); }
+void cs_gpu_forward_fill_kv(cs_gpu_forward *f, uint64_t seed) { abort(); }
+void cs_gpu_forward_run_greedy(cs_gpu_forward *f, const cs_batch *b, int32_t *ids) { abort(); }
+#else
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdio.h>
+
+#include "../common/assert.h"
+#include "../kernels/cuda/cuda_kernels.h"
+
+#define CK(call)                                                                             \
+    do {                                                                                     \
+        cudaError_t e_ = (call);                                                             \
+        if (e_ != cudaSuccess) {                                                             \
+            fprintf(stderr, "%s:%d: CUDA error %s\n", __FILE__, __LINE__, cudaGetErrorString(e_)); \
+            abort();                                                                         \
+        }                                                                                    \
+    } while (0)
+
+#define MAX_GRAPHS 64
+#define HEADROOM ((size_t)256 << 20) // for cuBLAS internals and captured graphs
+
+typedef struct graph_entry {
+    int n_seqs, kv_bound, greedy, seen;
+    cudaGraphExec_t exec; // NULL until captured
+} graph_entry;
+
+struct cs_gpu_forward {
+    const cs_gpu_model *g;
+    cs_gpu_forward_params p;
+    cudaStream_t stream;
+    cs_cuda_blas *blas;
+    int q_dim, kv_dim, qkv_dim, max_blocks_per_seq;
+    // activations (max_tokens rows each)
+    float *x;          // (T, dim) residual stream
+    uint16_t *xn;      // (T, dim) normed sub-layer input
+    uint16_t *qkv;     // (T, qkv_dim)
+    uint16_t *q;       // (T, q_dim) rotated queries
+    uint16_t *att;     // (T, q_dim)
+    uint16_t *o;       // (T, dim) sub-layer output, added to x by the next norm
+    uint16_t *gu;      // (T, 2 ffn)
+    uint16_t *h;       // (T, ffn)
+    float *logits;     // (T, vocab)
+    void *attn_ws, *sample_ws;
+    size_t attn_ws_bytes, sample_ws_bytes;
+    cs_cuda_sample_params *greedy; // (T) temperature 0, no logprobs
+    int32_t *ids;                  // (T) sampled ids
+    float *lp, *top_lp;            // outputs of the sampler
+    int32_t *top_ids;
+    // batch description: the same layout in pinned host memory and on the device
+    int32_t *h_batch, *d_batch;
+    size_t off_pos, off_slots, off_rows, off_qstart, off_kvlen, off_btstart, off_table;
+    // KV pool: layer l's K at k_pool + l * layer_elems, V likewise
+    uint16_t *k_pool, *v_pool;
+    size_t layer_elems;
+    int n_blocks;
+    int32_t *h_ids; // pinned (T)
+    graph_entry graphs[MAX_GRAPHS];
+    int n_graphs, n_captured;
+    void *arena;
+};
+
+static size_t a256(size_t n) { return (n + 255) / 256 * 256; }
+
+int cs_gpu_forward_n_blocks(const cs_gpu_forward *f) { return f->n_blocks; }
+int cs_gpu_forward_graphs(const cs_gpu_forward *f) { return f->n_captured; }
+size_t cs_gpu_forward_kv_bytes(const cs_gpu_forward *f) {
+    return 2 * f->layer_elems * 2 * (size_t)f->g->cfg.n_layer;
+}
+
+// Carves activations and workspaces from one allocation (base NULL: sizes it).
+static size_t carve(cs_gpu_forward *f, char *base) {
+    const cs_model_config *c = &f->g->cfg;
+    size_t T = (size_t)f->p.max_tokens, S = (size_t)f->p.max_seqs, off = 0;
+#define TAKE(ptr, bytes)                                 \
+    do {                                                 \
+        if (base) *(void **)&(ptr) = base + off;         \
+        off += a256(bytes);                              \
+    } while (0)
+    TAKE(f->x, T * c->dim * 4);
+    TAKE(f->xn, T * c->dim * 2);
+    TAKE(f->qkv, T * f->qkv_dim * 2);
+    TAKE(f->q, T * f->q_dim * 2);
+    TAKE(f->att, T * f->q_dim * 2);
+    TAKE(f->o, T * c->dim * 2);
+    TAKE(f->gu, T * 2 * c->ffn_dim * 2);
+    TAKE(f->h, T * c->ffn_dim * 2);
+    TAKE(f->logits, T * c->vocab_size * 4);
+    TAKE(f->attn_ws, f->attn_ws_bytes);
+    TAKE(f->sample_ws, f->sample_ws_bytes);
+    TAKE(f->greedy, T * sizeof(cs_cuda_sample_params));
+    TAKE(f->ids, T * 4);
+    TAKE(f->lp, T * 4);
+    TAKE(f->top_lp, T * CS_CUDA_MAX_LOGPROBS * 4);
+    TAKE(f->top_ids, T * CS_CUDA_MAX_LOGPROBS * 4);
+    TAKE(f->d_batch, 4 * (4 * T + 3 * S + 2 + S * (size_t)f->max_blocks_per_seq));
+#undef TAKE
+    return off;
+}
+
+void cs_gpu_forward_free(cs_gpu_forward *f) {
+    if (!f) return;
+    for (int i = 0; i < f->n_graphs; i++)
+        if (f->graphs[i].exec) cudaGraphExecDestroy(f->graphs[i].exec);
+    cs_cuda_blas_free(f->blas);
+    if (f->arena) cudaFree(f->arena);
+    if (f->k_pool) cudaFree(f->k_pool);
+    if (f->v_pool) cudaFree(f->v_pool);
+    if (f->h_batch) cudaFreeHost(f->h_batch);
+    if (f->h_ids) cudaFreeHost(f->h_ids);
+    if (f->stream) cudaStreamDestroy(f->stream);
+    free(f);
+}
+
+static cs_gpu_forward *fail(cs_gpu_forward *f, char *err, size_t errlen, cs_status st, const char *msg) {
+    cudaGetLastError(); // clear a failed allocation
+    cs_gpu_forward_free(f);
+    cs_errf(err, errlen, st, "%s", msg);
+    return NULL;
+}
+
+// Blocks the KV pool can take: what memory_utilization leaves after everything else.
+static int size_pool(cs_gpu_forward *f, size_t block_bytes) {
+    if (f->p.n_blocks > 0) return f->p.n_blocks;
+    size_t free_b = 0, total = 0;
+    CK(cudaMemGetInfo(&free_b, &total));
+    double budget = f->p.memory_utilization * (double)total - (double)(total - free_b) - (double)HEADROOM;
+    if (budget < (double)block_bytes) return 0;
+    double n = budget / (double)block_bytes;
+    return n > (double)(INT32_MAX / f->p.block_size) ? INT32_MAX / f->p.block_size : (int)n;
+}
+
+cs_gpu_forward *cs_gpu_forward_init(const cs_gpu_model *g, const cs_gpu_forward_params *p, char *err,
+                                    size_t errlen) {
+    const cs_model_config *c = &g->cfg;
+    if (p->max_tokens < 1 || p->max_seqs < 1 || p->max_seqs > p->max_tokens || p->block_size < 1 ||
+        p->max_ctx < 1 || p->max_ctx > g->rope_max_pos || p->n_blocks < 0 ||
+        (p->n_blocks == 0 && !(p->memory_utilization > 0 && p->memory_utilization <= 1))) {
+        cs_errf(err, errlen, CS_ERR_INVALID, "invalid GPU forward parameters");
+        return NULL;
+    }
+    if (c->head_dim != 64 && c->head_dim != 128) {
+        cs_errf(err, errlen, CS_ERR_INVALID, "the CUDA attention kernels take head_dim 64 or 128, not %d", c->head_dim);
+        return NULL;
+    }
+    cs_gpu_forward *f = calloc(1, sizeof *f);
+    if (!f) {
+        cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    f->g = g;
+    f->p = *p;
+    f->q_dim = c->n_head * c->head_dim;
+    f->kv_dim = c->n_head_kv * c->head_dim;
+    f->qkv_dim = f->q_dim + 2 * f->kv_dim;
+    f->max_blocks_per_seq = (p->max_ctx + p->block_size - 1) / p->block_size;
+    if (cudaStreamCreateWithFlags(&f->stream, cudaStreamNonBlocking) != cudaSuccess)
+        return fail(f, err, errlen, CS_ERR_INVALID, "cannot create a CUDA stream");
+    if (!(f->blas = cs_cuda_blas_init(f->stream)))
+        return fail(f, err, errlen, CS_ERR_NOMEM, "cannot create the cuBLAS handle");
+    for (int s = 1; s <= p->max_seqs; s++) { // the split (and so the workspace) depends on the batch
+        size_t ws = cs_cuda_attn_decode_workspace(s, c->n_head, c->head_dim, p->max_ctx);
+        if (ws > f->attn_ws_bytes) f->attn_ws_bytes = ws;
+    }
+    f->sample_ws_bytes = cs_cuda_sample_workspace(p->max_tokens, c->vocab_size);
+    size_t T = (size_t)p->max_tokens, S = (size_t)p->max_seqs;
+    f->off_pos = T;
+    f->off_slots = 2 * T;
+    f->off_rows = 3 * T;
+    f->off_qstart = 4 * T;
+    f->off_kvlen = 4 * T + S + 1;
+    f->off_btstart = 4 * T + 2 * S + 1;
+    f->off_table = 4 * T + 3 * S + 2;
+    size_t bytes = carve(f, NULL);
+    if (cudaMalloc(&f->arena, bytes) != cudaSuccess)
+        return fail(f, err, errlen, CS_ERR_NOMEM, "no GPU memory for the activations");
+    carve(f, f->arena);
+    size_t batch_bytes = 4 * (f->off_table + S * (size_t)f->max_blocks_per_seq);
+    if (cudaMallocHost((void **)&f->h_batch, batch_bytes) != cudaSuccess ||
+        cudaMallocHost((void **)&f->h_ids, T * 4) != cudaSuccess)
+        return fail(f, err, errlen, CS_ERR_NOMEM, "no pinned host memory for the batch");
+    cs_cuda_sample_params *gp = calloc(T, sizeof *gp);
+    if (!gp) return fail(f, err, errlen, CS_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < T; i++) gp[i].repetition_penalty = 1.0f, gp[i].top_p = 1.0f;
+    CK(cudaMemcpy(f->greedy, gp, T * sizeof *gp, cudaMemcpyHostToDevice));
+    free(gp);
+    size_t block_bytes = 2 * (size_t)p->block_size * f->kv_dim * 2 * (size_t)c->n_layer;
+    int n = size_pool(f, block_bytes);
+    if (n < f->max_blocks_per_seq)
+        return fail(f, err, errlen, CS_ERR_NOMEM,
+                    "not enough GPU memory for the KV cache of one sequence of max_ctx positions "
+                    "(raise --gpu-memory-utilization or lower --max-model-len)");
+    // two allocations, K and V, so that neither exceeds what one cudaMalloc may hand out
+    for (;;) {
+        f->layer_elems = (size_t)n * p->block_size * f->kv_dim;
+        size_t pool = f->layer_elems * 2 * (size_t)c->n_layer;
+        if (cudaMalloc((void **)&f->k_pool, pool) == cudaSuccess &&
+            cudaMalloc((void **)&f->v_pool, pool) == cudaSuccess)
+            break;
+        cudaGetLastError();
+        if (f->k_pool) cudaFree(f->k_pool);
+        f->k_pool = NULL;
+        n = n / 10 * 9; // fragmentation: try a little smaller
+        if (n < f->max_blocks_per_seq) return fail(f, err, errlen, CS_ERR_NOMEM, "cannot allocate the KV pool");
+    }
+    f->n_blocks = n;
+    return f;
+}
+
+static void upload_batch(cs_gpu_forward *f, const cs_batch *b) {
+    const cs_attn_batch *a = &b->attn;
+    int T = b->n_tokens, S = a->n_seqs;
+    int32_t *h = f->h_batch;
+    memcpy(h, b->tokens, (size_t)T * 4);
+    memcpy(h + f->off_pos, b->positions, (size_t)T * 4);
+    memcpy(h + f->off_slots, b->slots, (size_t)T * 4);
+    memcpy(h + f->off_rows, b->logit_rows, (size_t)b->n_logits * 4);
+    memcpy(h + f->off_qstart, a->q_start, (size_t)(S + 1) * 4);
+    memcpy(h + f->off_kvlen, a->kv_len, (size_t)S * 4);
+    memcpy(h + f->off_btstart, a->bt_start, (size_t)(S + 1) * 4);
+    memcpy(h + f->off_table, a->block_table, (size_t)a->bt_start[S] * 4);
+    size_t bytes = 4 * (f->off_table + (size_t)a->bt_start[S]);
+    CK(cudaMemcpyAsync(f->d_batch, h, bytes, cudaMemcpyHostToDevice, f->stream));
+}
+
+// Everything from the embedding to the logits (and the argmax when greedy), on f->stream,
+// from the batch description already on the device: a graph can replay it.
+static void enqueue(cs_gpu_forward *f, int T, int S, int n_logits, int max_q, int kv_bound, bool greedy) {
+    const cs_gpu_model *g = f->g;
+    const cs_model_config *c = &g->cfg;
+    void *st = f->stream;
+    const int32_t *d = f->d_batch;
+    cs_attn_batch ab = {.n_seqs = S, .q_start = d + f->off_qstart, .kv_len = d + f->off_kvlen,
+                        .bt_start = d + f->off_btstart, .block_table = d + f->off_table,
+                        .block_size = f->p.block_size};
+    float scale = 1.0f / sqrtf((float)c->head_dim);
+    bool decode = T == S;
+    cs_cuda_embed(f->x, g->tok_embd, d, T, c->dim, st);
+    for (int l = 0; l < c->n_layer; l++) {
+        const cs_gpu_layer *L = &g->layers[l];
+        uint16_t *kc = f->k_pool + (size_t)l * f->layer_elems, *vc = f->v_pool + (size_t)l * f->layer_elems;
+        cs_cuda_rmsnorm(f->xn, f->x, l ? f->o : NULL, L->attn_norm, NULL, T, c->dim, c->rms_eps, st);
+        cs_cuda_gemm(f->blas, f->qkv, 0, f->xn, L->wqkv, T, f->qkv_dim, c->dim);
+        cs_cuda_rope_kv_write(f->q, kc, vc, f->qkv, L->bqkv, d + f->off_pos, d + f->off_slots, g->rope_cos_sin,
+                              T, c->n_head, c->n_head_kv, c->head_dim, c->rope_dim,
+                              c->rope_layout == CS_ROPE_NEOX, st);
+        if (decode)
+            cs_cuda_attn_decode(f->att, f->q, kc, vc, &ab, kv_bound, c->n_head, c->n_head_kv, c->head_dim, scale,
+                                f->attn_ws, f->attn_ws_bytes, st);
+        else
+            cs_cuda_attn_prefill(f->att, f->q, kc, vc, &ab, max_q, c->n_head, c->n_head_kv, c->head_dim, scale, st);
+        cs_cuda_gemm(f->blas, f->o, 0, f->att, L->wo, T, c->dim, f->q_dim);
+        cs_cuda_rmsnorm(f->xn, f->x, f->o, L->ffn_norm, NULL, T, c->dim, c->rms_eps, st);
+        cs_cuda_gemm(f->blas, f->gu, 0, f->xn, L->w_gate_up, T, 2 * c->ffn_dim, c->dim);
+        cs_cuda_swiglu(f->h, f->gu, T, c->ffn_dim, st);
+        cs_cuda_gemm(f->blas, f->o, 0, f->h, L->w_down, T, c->dim, c->ffn_dim);
+    }
+    if (n_logits == 0) return;
+    cs_cuda_rmsnorm(f->xn, f->x, f->o, g->output_norm, d + f->off_rows, n_logits, c->dim, c->rms_eps, st);
+    cs_cuda_gemm(f->blas, f->logits, 1, f->xn, g->output, n_logits, c->vocab_size, c->dim);
+    if (greedy)
+        cs_cuda_sample(f->ids, f->lp, f->top_ids, f->top_lp, f->logits, n_logits, c->vocab_size, f->greedy,
+                       NULL, NULL, NULL, f->sample_ws, f->sample_ws_bytes, st);
+}
+
+static int pow2_at_least(int n, int lo) {
+    int p = lo;
+    while (p < n) p *= 2;
+    return p;
+}
+
+// Decode steps replay a graph captured for (batch size, context bound), the second time the
+// shape comes: the first run is eager, which also warms every lazy initialisation up.
+static graph_entry *graph_for(cs_gpu_forward *f, int S, int kv_bound, bool greedy) {
+    for (int i = 0; i < f->n_graphs; i++)
+        if (f->graphs[i].n_seqs == S && f->graphs[i].kv_bound == kv_bound && f->graphs[i].greedy == greedy)
+            return &f->graphs[i];
+    if (f->n_graphs == MAX_GRAPHS) return NULL;
+    graph_entry *e = &f->graphs[f->n_graphs++];
+    *e = (graph_entry){.n_seqs = S, .kv_bound = kv_bound, .greedy = greedy};
+    return e;
+}
+
+static void run(cs_gpu_forward *f, const cs_batch *b, bool greedy) {
+    const cs_model_config *c = &f->g->cfg;
+    const cs_attn_batch *a = &b->attn;
+    int T = b->n_tokens, S = a->n_seqs, max_q = 0, max_kv = 0;
+    CS_ASSERT(T >= 1 && T <= f->p.max_tokens && S >= 1 && S <= f->p.max_seqs && b->n_logits >= 0 &&
+              b->n_logits <= T && a->block_size == f->p.block_size);
+    for (int s = 0; s < S; s++) {
+        int q = a->q_start[s + 1] - a->q_start[s];
+        CS_ASSERT(q >= 1 && a->kv_len[s] >= q && a->kv_len[s] <= f->p.max_ctx &&
+                  a->bt_start[s + 1] - a->bt_start[s] <= f->max_blocks_per_seq);
+        if (q > max_q) max_q = q;
+        if (a->kv_len[s] > max_kv) max_kv = a->kv_len[s];
+    }
+    for (int t = 0; t < T; t++)
+        CS_ASSERT(b->tokens[t] >= 0 && b->tokens[t] < c->vocab_size && b->positions[t] >= 0 &&
+                  b->positions[t] < f->g->rope_max_pos && b->slots[t] >= 0 &&
+                  (int64_t)b->slots[t] < (int64_t)f->n_blocks * f->p.block_size);
+    for (int i = 0; i < a->bt_start[S]; i++) CS_ASSERT(a->block_table[i] >= 0 && a->block_table[i] < f->n_blocks);
+    upload_batch(f, b);
+    int kv_bound = max_kv;
+    graph_entry *ge = NULL;
+    if (!f->p.enforce_eager && T == S && b->n_logits == T) {
+        kv_bound = pow2_at_least(max_kv, 256);
+        if (kv_bound > f->p.max_ctx) kv_bound = f->p.max_ctx;
+        ge = graph_for(f, S, kv_bound, greedy);
+    }
+    if (ge && ge->exec) {
+        CK(cudaGraphLaunch(ge->exec, f->stream));
+    } else if (ge && ge->seen) {
+        cudaGraph_t graph;
+        CK(cudaStreamBeginCapture(f->stream, cudaStreamCaptureModeThreadLocal));
+        enqueue(f, T, S, b->n_logits, max_q, kv_bound, greedy);
+        CK(cudaStreamEndCapture(f->stream, &graph));
+        CK(cudaGraphInstantiate(&ge->exec, graph, 0));
+        CK(cudaGraphDestroy(graph));
+        f->n_captured++;
+        CK(cudaGraphLaunch(ge->exec, f->stream));
+    } else {
+        enqueue(f, T, S, b->n_logits, max_q, kv_bound, greedy);
+        if (ge) ge->seen = 1;
+    }
+}
+
+void cs_gpu_forward_copy_rows(cs_gpu_forward *f, int dst, int src, int n) {
+    CS_ASSERT(n >= 0 && dst >= 0 && src >= 0 && (int64_t)dst + n <= (int64_t)f->n_blocks * f->p.block_size &&
+              (int64_t)src + n <= (int64_t)f->n_blocks * f->p.block_size);
+    size_t row = (size_t)f->kv_dim * 2;
+    for (int l = 0; l < f->g->cfg.n_layer; l++) {
+        char *k = (char *)(f->k_pool + (size_t)l * f->layer_elems), *v = (char *)(f->v_pool + (size_t)l * f->layer_elems);
+        CK(cudaMemcpyAsync(k + dst * row, k + src * row, n * row, cudaMemcpyDeviceToDevice, f->stream));
+        CK(cudaMemcpyAsync(v + dst * row, v + src * row, n * row, cudaMemcpyDeviceToDevice, f->stream));
+    }
+}
+
+void cs_gpu_forward_fill_kv(cs_gpu_forward *f, uint64_t seed) {
+    size_t n = f->layer_elems * (size_t)f->g->cfg.n_layer;
+    cs_cuda_fill_dummy_bf16(f->k_pool, (int64_t)n, seed, 0xFFFF0001u, 1.0f, f->stream);
+    cs_cuda_fill_dummy_bf16(f->v_pool, (int64_t)n, seed, 0xFFFF0002u, 1.0f, f->stream);
+    CK(cudaStreamSynchronize(f->stream));
+}
+
+void cs_gpu_forward_run(cs_gpu_forward *f, const cs_batch *b, float *logits) {
+    run(f, b, false);
+    size_t bytes = (size_t)b->n_logits * f->g->cfg.vocab_size * sizeof(float);
+    if (bytes) CK(cudaMemcpyAsync(logits, f->logits, bytes, cudaMemcpyDeviceToHost, f->stream));
+    CK(cudaStreamSynchronize(f->stream));
+}
+
+void cs_gpu_forward_run_greedy(cs_gpu_forward *f, const cs_batch *b, int32_t *ids) {
+    run(f, b, true);
+    if (b->n_logits) CK(cudaMemcpyAsync(f->h_ids, f->ids, (size_t)b->n_logits * 4, cudaMemcpyDeviceToHost, f->stream));
+    CK(cudaStreamSynchronize(f->stream));
+    memcpy(ids, f->h_ids, (size_t)b->n_logits * 4);
+}
+#endif

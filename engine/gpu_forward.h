@@ -1,0 +1,60 @@
+// The forward pass on the GPU: the same ragged batches as engine/forward.h, over a bf16
+// paged KV pool in device memory.
+//
+//     cs_gpu_forward_params p = {.max_tokens = 512, .max_seqs = 64, .max_ctx = 8192,
+//                                .block_size = 16, .memory_utilization = 0.90};
+//     cs_gpu_forward *f = cs_gpu_forward_init(&gpu_model, &p, err, sizeof err);
+//     int n_blocks = cs_gpu_forward_n_blocks(f);      // for the block manager
+//     cs_gpu_forward_run(f, &batch, logits);         // logits (n_logits, vocab) on the host
+//     cs_gpu_forward_run_greedy(f, &batch, ids);     // or argmax on the GPU: ids (n_logits)
+//     cs_gpu_forward_free(f);
+//
+// Every buffer (activations, batch description, attention and sampling workspaces, the KV
+// pool) is allocated at init; a step allocates nothing. Decode steps (one token per sequence)
+// run as CUDA graphs, captured per (batch size, power-of-two bound on the context) the second
+// time that shape is seen, unless enforce_eager.
+#ifndef CS_GPU_FORWARD_H
+#define CS_GPU_FORWARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "forward.h"
+#include "gpu_model.h"
+
+typedef struct cs_gpu_forward_params {
+    int max_tokens;            // tokens in one step
+    int max_seqs;              // sequences in one step
+    int max_ctx;               // positions per sequence (<= the model's RoPE table)
+    int block_size;            // KV slots per block
+    int n_blocks;              // > 0: exactly this many KV blocks; 0: from memory_utilization
+    double memory_utilization; // share of the device memory the process may hold, all told
+    bool enforce_eager;        // never use CUDA graphs
+} cs_gpu_forward_params;
+
+typedef struct cs_gpu_forward cs_gpu_forward;
+
+// The model is borrowed and must outlive f. Fails (CS_ERR_NOMEM) when not even one sequence of
+// max_ctx positions fits in the KV pool.
+cs_gpu_forward *cs_gpu_forward_init(const cs_gpu_model *g, const cs_gpu_forward_params *p, char *err,
+                                    size_t errlen);
+void cs_gpu_forward_free(cs_gpu_forward *f);
+int cs_gpu_forward_n_blocks(const cs_gpu_forward *f);
+size_t cs_gpu_forward_kv_bytes(const cs_gpu_forward *f); // the KV pool, K and V, all layers
+int cs_gpu_forward_graphs(const cs_gpu_forward *f);      // CUDA graphs captured so far
+
+// Copies n KV slots (every layer, K and V) from slot src to slot dst: copy-on-write of a
+// shared partial block.
+void cs_gpu_forward_copy_rows(cs_gpu_forward *f, int dst, int src, int n);
+
+// Fills the whole KV pool with seeded values (benchmarks that time decode at a given context
+// without computing the prefill first).
+void cs_gpu_forward_fill_kv(cs_gpu_forward *f, uint64_t seed);
+
+// Runs the batch; writes (n_logits, vocab) fp32 logits to host memory.
+void cs_gpu_forward_run(cs_gpu_forward *f, const cs_batch *b, float *logits);
+// Runs the batch and takes the argmax of each logits row on the GPU; ids (n_logits) to host.
+void cs_gpu_forward_run_greedy(cs_gpu_forward *f, const cs_batch *b, int32_t *ids);
+
+#endif
