@@ -5,6 +5,7 @@
 # Needs cJSON (the system's, or .deps/ from scripts/fetch-gpu-deps.sh, which also brings the
 # PyTorch decode baseline and the default model cut to 4 layers for the real-weights test).
 #   CSERVE_GPU_ONLY="bench_decode ..."  runs only the named benchmarks (for a quick rerun)
+#   CSERVE_GPU_TESTS=REGEX              runs only the gpu tests matching REGEX
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-gpu-results}}
@@ -27,10 +28,11 @@ if ! { cmake -S . -B build-gpu "${gen[@]}" -DCSERVE_CUDA=ON -DCMAKE_CUDA_ARCHITE
 fi
 echo "built in $(( $(date +%s) - t_start )) s"
 
-if [ -z "${CSERVE_GPU_ONLY:-}" ]; then
+if [ -z "${CSERVE_GPU_ONLY:-}" ] || [ -n "${CSERVE_GPU_TESTS:-}" ]; then
     echo "== ctest -L gpu"
     [ -f .deps/smollm2-4l.gguf ] && export CSERVE_GPU_MODEL="$PWD/.deps/smollm2-4l.gguf"
-    ctest --test-dir build-gpu -L gpu --output-on-failure --timeout 300 2>&1 | tee "$out/ctest-gpu.log" | tail -60
+    ctest --test-dir build-gpu -L gpu ${CSERVE_GPU_TESTS:+-R "$CSERVE_GPU_TESTS"} --output-on-failure -V \
+        --timeout 300 2>&1 | tee "$out/ctest-gpu.log" | grep -E "^[0-9]+: (.*(rms|agreement|identical|blocks|checks|FAILED|error)|[^ ]*:[0-9]+:)|tests passed|Failed|Passed|Skipped" | tail -80
     grep -q "100% tests passed" "$out/ctest-gpu.log" || status=1
 fi
 

@@ -80,14 +80,6 @@ __global__ void convert_elems(const void *__restrict__ src, uint16_t *__restrict
 
 } // namespace
 
-extern "C" int cs_cuda_device_count(void) {
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess) {
-        cudaGetLastError(); // clear the non-sticky "no device" error
-        return 0;
-    }
-    return n;
-}
 
 extern "C" void cs_cuda_dequant_bf16(cs_dtype t, const void *src, uint16_t *dst, int64_t n_rows,
                                      int64_t row_len, void *stream) {
