@@ -108,6 +108,17 @@ static int init_gpu(cs_engine *e, char *err, size_t errlen) {
     e->kv_block_bytes = cs_gpu_forward_kv_bytes(e->gfwd) / (size_t)n_blocks;
     e->bm = cs_bm_init(n_blocks, e->p.block_size, e->p.enable_prefix_caching);
     if (!e->bm) return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
+    e->pen_cap = (size_t)gp.max_seqs * e->max_model_len;
+    e->s_params = malloc(sizeof *e->s_params * (size_t)gp.max_seqs);
+    e->pen_ids = malloc(4 * e->pen_cap);
+    e->pen_counts = malloc(4 * e->pen_cap);
+    e->pen_in_prompt = malloc(e->pen_cap);
+    e->pen_stamp = malloc(4 * (size_t)e->vocab);
+    e->pen_slot = malloc(4 * (size_t)e->vocab);
+    if (!e->s_params || !e->pen_ids || !e->pen_counts || !e->pen_in_prompt || !e->pen_stamp || !e->pen_slot)
+        return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
+    for (int i = 0; i < e->vocab; i++) e->pen_stamp[i] = -1;
+    e->seed_state = (uint64_t)cs_engine_now_ms() * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)e;
     return init_buffers(e, err, errlen) ? CS_ENGINE_ENOMEM : 0;
 }
 
@@ -200,6 +211,8 @@ void cs_engine_free(cs_engine *e) {
     free(e->b_kvlen); free(e->b_btstart); free(e->b_table); free(e->b_seqs); free(e->logits);
     free(e->row_kind); free(e->row_seq); free(e->events);
     free(e->row_copy); free(e->row_copy2);
+    free(e->s_params); free(e->pen_ids); free(e->pen_counts); free(e->pen_in_prompt);
+    free(e->pen_stamp); free(e->pen_slot);
     if (e->event_fd >= 0) close(e->event_fd);
     cs_forward_free(e->fwd);
     cs_gpu_forward_free(e->gfwd);

@@ -34,6 +34,7 @@ typedef struct eng_seq {
     int n_sched;       // tokens scheduled in the current step
     int logit_row;     // row of this step's logits to sample from, or -1
     bool prefilled;    // the whole prompt has been computed once
+    uint64_t gpu_seed; // Philox key of the GPU sampler (the request's seed, or drawn)
 } eng_seq;
 
 typedef struct eng_req {
@@ -91,6 +92,16 @@ struct cs_engine {
     eng_seq **row_seq;
     int fwd_rows;         // logits rows of the current step
     float *row_copy, *row_copy2; // (vocab) scratch for forking choices
+    // GPU sampling (on_gpu): per-row parameters and penalty entries of a step, its results
+    cs_cuda_sample_params *s_params; // (max_num_seqs)
+    int32_t *pen_ids, *pen_counts;   // (pen_cap)
+    uint8_t *pen_in_prompt;
+    size_t pen_cap;
+    int32_t *pen_stamp, *pen_slot;   // (vocab) dedup of a row's token ids
+    int32_t pen_row;
+    uint64_t seed_state;             // draws Philox keys for requests without a seed
+    bool gpu_sampled;                // this step's rows were sampled on the GPU: see sampled
+    cs_gpu_sampled sampled;
 
     // shared with other threads, under mu
     pthread_mutex_t mu;
@@ -107,6 +118,13 @@ struct cs_engine {
     bool stop;
     pthread_t thread;
 };
+
+// gpu_sampling.c: runs the step's forward pass with sampling on the GPU when every logits
+// row is a sequence's next token (then e->sampled holds the results); false when the step
+// needs the logits on the host.
+bool cs_engine_gpu_sample_step(cs_engine *e, int n_seqs, const cs_batch *b);
+// The GPU sampler's choice for logits row `row`, shaped as the CPU sampler reports it.
+void cs_engine_gpu_sample_result(const cs_engine *e, int row, int32_t *id, cs_sample_result *res);
 
 // scheduler.c: runs one step if there is work; returns false when idle.
 bool cs_engine_step(cs_engine *e);

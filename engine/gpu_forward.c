@@ -24,6 +24,9 @@ void cs_gpu_forward_run(cs_gpu_forward *f, const cs_batch *b, float *logits) { a
 void cs_gpu_forward_copy_rows(cs_gpu_forward *f, int dst, int src, int n) { abort(); }
 void cs_gpu_forward_fill_kv(cs_gpu_forward *f, uint64_t seed) { abort(); }
 void cs_gpu_forward_run_greedy(cs_gpu_forward *f, const cs_batch *b, int32_t *ids) { abort(); }
+void cs_gpu_forward_run_sample(cs_gpu_forward *f, const cs_batch *b, const cs_cuda_sample_params *params,
+                               const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt,
+                               int n_pen, cs_gpu_sampled *out) { abort(); }
 #else
 #include <cuda_runtime.h>
 #include <math.h>
@@ -42,10 +45,11 @@ void cs_gpu_forward_run_greedy(cs_gpu_forward *f, const cs_batch *b, int32_t *id
     } while (0)
 
 #define MAX_GRAPHS 64
+enum { MODE_LOGITS, MODE_GREEDY, MODE_SAMPLE }; // what a step ends with
 #define HEADROOM ((size_t)256 << 20) // for cuBLAS internals and captured graphs
 
 typedef struct graph_entry {
-    int n_seqs, kv_bound, greedy, seen;
+    int n_seqs, kv_bound, mode, seen;
     cudaGraphExec_t exec; // NULL until captured
 } graph_entry;
 
@@ -68,9 +72,16 @@ struct cs_gpu_forward {
     void *attn_ws, *sample_ws;
     size_t attn_ws_bytes, sample_ws_bytes;
     cs_cuda_sample_params *greedy; // (T) temperature 0, no logprobs
-    int32_t *ids;                  // (T) sampled ids
-    float *lp, *top_lp;            // outputs of the sampler
+    cs_cuda_sample_params *params; // (S) uploaded per step by cs_gpu_forward_run_sample
+    int32_t *pen_ids, *pen_counts; // (S * max_ctx) penalty entries, uploaded with params
+    uint8_t *pen_in_prompt;
+    size_t pen_cap;
+    // sampler outputs, contiguous so that one copy brings them back: ids (T), logprob (T),
+    // top_ids (T, CS_CUDA_MAX_LOGPROBS), top_lp (T, CS_CUDA_MAX_LOGPROBS)
+    int32_t *ids;
+    float *lp, *top_lp;
     int32_t *top_ids;
+    void *h_out;                   // pinned copy of the outputs
     // batch description: the same layout in pinned host memory and on the device
     int32_t *h_batch, *d_batch;
     size_t off_pos, off_slots, off_rows, off_qstart, off_kvlen, off_btstart, off_table;
@@ -85,6 +96,7 @@ struct cs_gpu_forward {
 };
 
 static size_t a256(size_t n) { return (n + 255) / 256 * 256; }
+static size_t out_bytes(size_t rows) { return rows * (8 + 8 * CS_CUDA_MAX_LOGPROBS); }
 
 int cs_gpu_forward_n_blocks(const cs_gpu_forward *f) { return f->n_blocks; }
 int cs_gpu_forward_graphs(const cs_gpu_forward *f) { return f->n_captured; }
@@ -113,10 +125,17 @@ static size_t carve(cs_gpu_forward *f, char *base) {
     TAKE(f->attn_ws, f->attn_ws_bytes);
     TAKE(f->sample_ws, f->sample_ws_bytes);
     TAKE(f->greedy, T * sizeof(cs_cuda_sample_params));
-    TAKE(f->ids, T * 4);
-    TAKE(f->lp, T * 4);
-    TAKE(f->top_lp, T * CS_CUDA_MAX_LOGPROBS * 4);
-    TAKE(f->top_ids, T * CS_CUDA_MAX_LOGPROBS * 4);
+    TAKE(f->params, S * sizeof(cs_cuda_sample_params));
+    TAKE(f->pen_ids, f->pen_cap * 4);
+    TAKE(f->pen_counts, f->pen_cap * 4);
+    TAKE(f->pen_in_prompt, f->pen_cap);
+    if (base) { // unpadded: one copy brings all four back
+        f->ids = (int32_t *)(base + off);
+        f->lp = (float *)(f->ids + T);
+        f->top_ids = (int32_t *)(f->lp + T);
+        f->top_lp = (float *)(f->top_ids + T * CS_CUDA_MAX_LOGPROBS);
+    }
+    off += a256(out_bytes(T));
     TAKE(f->d_batch, 4 * (4 * T + 3 * S + 2 + S * (size_t)f->max_blocks_per_seq));
 #undef TAKE
     return off;
@@ -132,6 +151,7 @@ void cs_gpu_forward_free(cs_gpu_forward *f) {
     if (f->v_pool) cudaFree(f->v_pool);
     if (f->h_batch) cudaFreeHost(f->h_batch);
     if (f->h_ids) cudaFreeHost(f->h_ids);
+    if (f->h_out) cudaFreeHost(f->h_out);
     if (f->stream) cudaStreamDestroy(f->stream);
     free(f);
 }
@@ -195,13 +215,15 @@ cs_gpu_forward *cs_gpu_forward_init(const cs_gpu_model *g, const cs_gpu_forward_
     f->off_kvlen = 4 * T + S + 1;
     f->off_btstart = 4 * T + 2 * S + 1;
     f->off_table = 4 * T + 3 * S + 2;
+    f->pen_cap = S * (size_t)p->max_ctx;
     size_t bytes = carve(f, NULL);
     if (cudaMalloc(&f->arena, bytes) != cudaSuccess)
         return fail(f, err, errlen, CS_ERR_NOMEM, "no GPU memory for the activations");
     carve(f, f->arena);
     size_t batch_bytes = 4 * (f->off_table + S * (size_t)f->max_blocks_per_seq);
     if (cudaMallocHost((void **)&f->h_batch, batch_bytes) != cudaSuccess ||
-        cudaMallocHost((void **)&f->h_ids, T * 4) != cudaSuccess)
+        cudaMallocHost((void **)&f->h_ids, T * 4) != cudaSuccess ||
+        cudaMallocHost(&f->h_out, out_bytes(T)) != cudaSuccess)
         return fail(f, err, errlen, CS_ERR_NOMEM, "no pinned host memory for the batch");
     cs_cuda_sample_params *gp = calloc(T, sizeof *gp);
     if (!gp) return fail(f, err, errlen, CS_ERR_NOMEM, "out of memory");
@@ -249,7 +271,7 @@ static void upload_batch(cs_gpu_forward *f, const cs_batch *b) {
 
 // Everything from the embedding to the logits (and the argmax when greedy), on f->stream,
 // from the batch description already on the device: a graph can replay it.
-static void enqueue(cs_gpu_forward *f, int T, int S, int n_logits, int max_q, int kv_bound, bool greedy) {
+static void enqueue(cs_gpu_forward *f, int T, int S, int n_logits, int max_q, int kv_bound, int mode) {
     const cs_gpu_model *g = f->g;
     const cs_model_config *c = &g->cfg;
     void *st = f->stream;
@@ -282,9 +304,12 @@ static void enqueue(cs_gpu_forward *f, int T, int S, int n_logits, int max_q, in
     if (n_logits == 0) return;
     cs_cuda_rmsnorm(f->xn, f->x, f->o, g->output_norm, d + f->off_rows, n_logits, c->dim, c->rms_eps, st);
     cs_cuda_gemm(f->blas, f->logits, 1, f->xn, g->output, n_logits, c->vocab_size, c->dim);
-    if (greedy)
+    if (mode == MODE_GREEDY)
         cs_cuda_sample(f->ids, f->lp, f->top_ids, f->top_lp, f->logits, n_logits, c->vocab_size, f->greedy,
                        NULL, NULL, NULL, f->sample_ws, f->sample_ws_bytes, st);
+    else if (mode == MODE_SAMPLE)
+        cs_cuda_sample(f->ids, f->lp, f->top_ids, f->top_lp, f->logits, n_logits, c->vocab_size, f->params,
+                       f->pen_ids, f->pen_counts, f->pen_in_prompt, f->sample_ws, f->sample_ws_bytes, st);
 }
 
 static int pow2_at_least(int n, int lo) {
@@ -295,17 +320,17 @@ static int pow2_at_least(int n, int lo) {
 
 // Decode steps replay a graph captured for (batch size, context bound), the second time the
 // shape comes: the first run is eager, which also warms every lazy initialisation up.
-static graph_entry *graph_for(cs_gpu_forward *f, int S, int kv_bound, bool greedy) {
+static graph_entry *graph_for(cs_gpu_forward *f, int S, int kv_bound, int mode) {
     for (int i = 0; i < f->n_graphs; i++)
-        if (f->graphs[i].n_seqs == S && f->graphs[i].kv_bound == kv_bound && f->graphs[i].greedy == greedy)
+        if (f->graphs[i].n_seqs == S && f->graphs[i].kv_bound == kv_bound && f->graphs[i].mode == mode)
             return &f->graphs[i];
     if (f->n_graphs == MAX_GRAPHS) return NULL;
     graph_entry *e = &f->graphs[f->n_graphs++];
-    *e = (graph_entry){.n_seqs = S, .kv_bound = kv_bound, .greedy = greedy};
+    *e = (graph_entry){.n_seqs = S, .kv_bound = kv_bound, .mode = mode};
     return e;
 }
 
-static void run(cs_gpu_forward *f, const cs_batch *b, bool greedy) {
+static void run(cs_gpu_forward *f, const cs_batch *b, int mode) {
     const cs_model_config *c = &f->g->cfg;
     const cs_attn_batch *a = &b->attn;
     int T = b->n_tokens, S = a->n_seqs, max_q = 0, max_kv = 0;
@@ -329,21 +354,21 @@ static void run(cs_gpu_forward *f, const cs_batch *b, bool greedy) {
     if (!f->p.enforce_eager && T == S && b->n_logits == T) {
         kv_bound = pow2_at_least(max_kv, 256);
         if (kv_bound > f->p.max_ctx) kv_bound = f->p.max_ctx;
-        ge = graph_for(f, S, kv_bound, greedy);
+        ge = graph_for(f, S, kv_bound, mode);
     }
     if (ge && ge->exec) {
         CK(cudaGraphLaunch(ge->exec, f->stream));
     } else if (ge && ge->seen) {
         cudaGraph_t graph;
         CK(cudaStreamBeginCapture(f->stream, cudaStreamCaptureModeThreadLocal));
-        enqueue(f, T, S, b->n_logits, max_q, kv_bound, greedy);
+        enqueue(f, T, S, b->n_logits, max_q, kv_bound, mode);
         CK(cudaStreamEndCapture(f->stream, &graph));
         CK(cudaGraphInstantiate(&ge->exec, graph, 0));
         CK(cudaGraphDestroy(graph));
         f->n_captured++;
         CK(cudaGraphLaunch(ge->exec, f->stream));
     } else {
-        enqueue(f, T, S, b->n_logits, max_q, kv_bound, greedy);
+        enqueue(f, T, S, b->n_logits, max_q, kv_bound, mode);
         if (ge) ge->seen = 1;
     }
 }
@@ -367,16 +392,41 @@ void cs_gpu_forward_fill_kv(cs_gpu_forward *f, uint64_t seed) {
 }
 
 void cs_gpu_forward_run(cs_gpu_forward *f, const cs_batch *b, float *logits) {
-    run(f, b, false);
+    run(f, b, MODE_LOGITS);
     size_t bytes = (size_t)b->n_logits * f->g->cfg.vocab_size * sizeof(float);
     if (bytes) CK(cudaMemcpyAsync(logits, f->logits, bytes, cudaMemcpyDeviceToHost, f->stream));
     CK(cudaStreamSynchronize(f->stream));
 }
 
 void cs_gpu_forward_run_greedy(cs_gpu_forward *f, const cs_batch *b, int32_t *ids) {
-    run(f, b, true);
+    run(f, b, MODE_GREEDY);
     if (b->n_logits) CK(cudaMemcpyAsync(f->h_ids, f->ids, (size_t)b->n_logits * 4, cudaMemcpyDeviceToHost, f->stream));
     CK(cudaStreamSynchronize(f->stream));
     memcpy(ids, f->h_ids, (size_t)b->n_logits * 4);
+}
+
+void cs_gpu_forward_run_sample(cs_gpu_forward *f, const cs_batch *b, const cs_cuda_sample_params *params,
+                               const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt,
+                               int n_pen, cs_gpu_sampled *out) {
+    int n = b->n_logits, T = f->p.max_tokens;
+    CS_ASSERT(n <= f->p.max_seqs && n_pen >= 0 && (size_t)n_pen <= f->pen_cap);
+    for (int i = 0; i < n; i++)
+        CS_ASSERT(params[i].pen_start >= 0 && params[i].pen_len >= 0 && params[i].pen_start + params[i].pen_len <= n_pen &&
+                  params[i].n_logprobs >= 0 && params[i].n_logprobs <= CS_CUDA_MAX_LOGPROBS);
+    // the previous step synchronised, so the device is done with these buffers
+    if (n) CK(cudaMemcpyAsync(f->params, params, (size_t)n * sizeof *params, cudaMemcpyHostToDevice, f->stream));
+    if (n_pen) {
+        CK(cudaMemcpyAsync(f->pen_ids, pen_ids, (size_t)n_pen * 4, cudaMemcpyHostToDevice, f->stream));
+        CK(cudaMemcpyAsync(f->pen_counts, pen_counts, (size_t)n_pen * 4, cudaMemcpyHostToDevice, f->stream));
+        CK(cudaMemcpyAsync(f->pen_in_prompt, pen_in_prompt, (size_t)n_pen, cudaMemcpyHostToDevice, f->stream));
+    }
+    run(f, b, MODE_SAMPLE);
+    if (n) CK(cudaMemcpyAsync(f->h_out, f->ids, out_bytes((size_t)T), cudaMemcpyDeviceToHost, f->stream));
+    CK(cudaStreamSynchronize(f->stream));
+    const char *h = f->h_out;
+    out->ids = (const int32_t *)h;
+    out->logprob = (const float *)(h + (size_t)T * 4);
+    out->top_ids = (const int32_t *)(h + (size_t)T * 8);
+    out->top_lp = (const float *)(h + (size_t)T * (8 + 4 * CS_CUDA_MAX_LOGPROBS));
 }
 #endif

@@ -22,6 +22,7 @@
 
 #include "forward.h"
 #include "gpu_model.h"
+#include "../kernels/cuda/cuda_kernels.h"
 
 typedef struct cs_gpu_forward_params {
     int max_tokens;            // tokens in one step
@@ -56,5 +57,21 @@ void cs_gpu_forward_fill_kv(cs_gpu_forward *f, uint64_t seed);
 void cs_gpu_forward_run(cs_gpu_forward *f, const cs_batch *b, float *logits);
 // Runs the batch and takes the argmax of each logits row on the GPU; ids (n_logits) to host.
 void cs_gpu_forward_run_greedy(cs_gpu_forward *f, const cs_batch *b, int32_t *ids);
+
+// What the GPU sampler returned for a step's n_logits rows, in f's pinned memory (valid until
+// the next run): ids (n), logprob (n), top_ids and top_lp (n, CS_CUDA_MAX_LOGPROBS).
+typedef struct cs_gpu_sampled {
+    const int32_t *ids;
+    const float *logprob;
+    const int32_t *top_ids;
+    const float *top_lp;
+} cs_gpu_sampled;
+
+// Runs the batch and samples every logits row on the GPU with params (n_logits, host; at most
+// max_seqs rows) and the penalty entries they index (n_pen, host): only the sampled ids and
+// logprobs come back (kernels/cuda/cuda_kernels.h, cs_cuda_sample).
+void cs_gpu_forward_run_sample(cs_gpu_forward *f, const cs_batch *b, const cs_cuda_sample_params *params,
+                               const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt,
+                               int n_pen, cs_gpu_sampled *out);
 
 #endif

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "../common/assert.h"
+#include "../common/rng.h"
 #include "engine_internal.h"
 #include "tokenizer.h"
 
@@ -101,6 +102,7 @@ static bool seq_start(cs_engine *e, eng_seq *s, const int32_t *tokens, int n, in
     char err[CS_ERR_LEN];
     s->tg = cs_textgen_init(e->file->tok, &g, r->prompt, (size_t)r->n_prompt, err, sizeof err);
     if (!s->tokens || !s->tg) return false;
+    s->gpu_seed = g.sampling.has_seed ? g.sampling.seed : cs_splitmix64(&e->seed_state);
     memcpy(s->tokens, tokens, sizeof(int32_t) * n);
     s->n_tokens = n;
     return true;
@@ -262,11 +264,19 @@ static void emit_prompt_logprob(cs_engine *e, eng_req *r, int pos, const float *
     r->plp_next = pos + 1;
 }
 
-// Samples the next token of s from row, emits it, and ends the choice when textgen says so.
+// Samples the next token of s (from row on the host, or takes what the GPU sampled for s's
+// logits row), emits it, and ends the choice when textgen says so.
 static void sample(cs_engine *e, eng_seq *s, float *row) {
     eng_req *r = s->req;
     cs_sample_result res;
-    cs_textgen_step st = cs_textgen_next(s->tg, row, &res);
+    cs_textgen_step st;
+    if (e->gpu_sampled) {
+        int32_t id;
+        cs_engine_gpu_sample_result(e, s->logit_row, &id, &res);
+        st = cs_textgen_take(s->tg, id);
+    } else {
+        st = cs_textgen_next(s->tg, row, &res);
+    }
     if (st.token >= 0) {
         cs_event ev = {.type = CS_EVENT_TOKEN, .request_id = r->id, .index = s->index, .token = st.token,
                        .logprob = res.logprob, .n_top = res.n_top};
@@ -343,7 +353,7 @@ static void postprocess(cs_engine *e, int n_seqs) {
             maybe_done(e, r);
             continue;
         }
-        float *row = e->logits + (size_t)s->logit_row * e->vocab;
+        float *row = e->gpu_sampled ? NULL : e->logits + (size_t)s->logit_row * e->vocab;
         if (first && s->index == 0 && r->n > 1 && r->n_started < r->n) {
             // the others start from choice 0's prompt, before it appends its own first token
             memcpy(e->row_copy, row, sizeof(float) * e->vocab);
@@ -385,7 +395,9 @@ bool cs_engine_step(cs_engine *e) {
     cs_batch b;
     build_batch(e, n, &b);
     e->fwd_rows = b.n_logits;
-    if (e->on_gpu) cs_gpu_forward_run(e->gfwd, &b, e->logits);
+    e->gpu_sampled = cs_engine_gpu_sample_step(e, n, &b);
+    if (e->gpu_sampled) e->fwd_rows = 0; // no host rows: prompt logprobs cannot be due
+    else if (e->on_gpu) cs_gpu_forward_run(e->gfwd, &b, e->logits);
     else cs_forward_run(e->fwd, &b, e->logits);
     postprocess(e, n);
     e->stats.steps++;

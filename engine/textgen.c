@@ -92,13 +92,19 @@ static size_t flush(cs_textgen *g, size_t at) {
 }
 
 cs_textgen_step cs_textgen_next(cs_textgen *g, float *logits, cs_sample_result *res) {
+    if (g->finished || g->n_generated >= g->p.max_tokens) return cs_textgen_take(g, -1);
+    return cs_textgen_take(g, cs_sampler_sample(g->sampler, logits, res));
+}
+
+const cs_sampling_params *cs_textgen_sampling(const cs_textgen *g) { return &g->p.sampling; }
+
+cs_textgen_step cs_textgen_take(cs_textgen *g, int32_t id) {
     cs_textgen_step st = {.token = -1, .text = g->out};
     if (g->finished || g->n_generated >= g->p.max_tokens) {
         g->finished = true;
         st.finish = CS_FINISH_LENGTH;
         return st;
     }
-    int32_t id = cs_sampler_sample(g->sampler, logits, res);
     st.token = id;
     if (id < 0) { // everything masked: nothing can follow
         g->finished = true;

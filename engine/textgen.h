@@ -61,5 +61,11 @@ void cs_textgen_free(cs_textgen *g);
 // Samples from logits (vocab; modified in place); res gets logprobs when asked for.
 cs_textgen_step cs_textgen_next(cs_textgen *g, float *logits, cs_sample_result *res);
 int cs_textgen_n_generated(const cs_textgen *g);
+// The step after a token sampled elsewhere (the GPU sampler, with this generation's
+// parameters): records it for the penalties, detokenizes, checks the stops. -1 means nothing
+// could be sampled. cs_textgen_next is cs_textgen_take of the CPU sampler's choice.
+cs_textgen_step cs_textgen_take(cs_textgen *g, int32_t id);
+// The sampling parameters as given at init (the seed already made distinct per choice).
+const cs_sampling_params *cs_textgen_sampling(const cs_textgen *g);
 
 #endif

@@ -14,18 +14,21 @@ int main(void) {
     return 77;
 }
 #else
+#include <math.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cserve/engine.h"
 #include "kernels/cuda/cuda_kernels.h"
 
-#define N_REQ 6
+#define N_REQ 8 // 6 greedy, then the same seeded sampling request twice
 #define MAX_GEN 12
 
 typedef struct out {
     uint64_t id;
     int32_t toks[2][MAX_GEN];
+    float lps[2][MAX_GEN];
+    int n_top_ok; // TOKEN events whose top logprobs are sorted and hold the chosen token's
     int n_toks[2];
     bool done;
 } out;
@@ -63,6 +66,19 @@ static void run(const char *model, const char *device, out *o) {
         r.max_tokens = MAX_GEN;
         r.ignore_eos = true;
         r.n = i == 5 ? 2 : 1;
+        if (i >= 6) { // seeded sampling with every filter and penalty, and logprobs
+            r.prompt = prompts[2];
+            r.temperature = 0.9f;
+            r.top_k = 40;
+            r.top_p = 0.9f;
+            r.min_p = 0.02f;
+            r.repetition_penalty = 1.2f;
+            r.presence_penalty = 0.5f;
+            r.frequency_penalty = 0.3f;
+            r.seed = 7;
+            r.has_seed = true;
+            r.logprobs = 5;
+        }
         memset(&o[i], 0, sizeof o[i]);
         TEST_CONDF(cs_engine_submit(e, &r, &o[i].id, err, sizeof err) == 0, "%s", err);
     }
@@ -71,8 +87,15 @@ static void run(const char *model, const char *device, out *o) {
     while (left > 0 && cs_engine_poll(e, &ev, 120000) == 1) {
         for (int i = 0; i < N_REQ; i++) {
             if (o[i].id != ev.request_id) continue;
-            if (ev.type == CS_EVENT_TOKEN && ev.index < 2 && o[i].n_toks[ev.index] < MAX_GEN)
+            if (ev.type == CS_EVENT_TOKEN && ev.index < 2 && o[i].n_toks[ev.index] < MAX_GEN) {
+                o[i].lps[ev.index][o[i].n_toks[ev.index]] = ev.logprob;
                 o[i].toks[ev.index][o[i].n_toks[ev.index]++] = ev.token;
+                bool ok = i < 6 ? ev.n_top == 0 : ev.n_top == 5 && ev.logprob <= 0;
+                for (int k = 1; k < ev.n_top; k++) ok = ok && ev.top_logprobs[k] <= ev.top_logprobs[k - 1];
+                for (int k = 0; k < ev.n_top; k++) // the chosen token's logprob where it is listed
+                    if (ev.top_ids[k] == ev.token) ok = ok && fabsf(ev.top_logprobs[k] - ev.logprob) < 1e-4f;
+                o[i].n_top_ok += ok;
+            }
             if (ev.type == CS_EVENT_DONE) o[i].done = true, left--;
         }
     }
@@ -105,7 +128,26 @@ int main(void) {
     run(model, "cpu", cpu);
     run(model, "cuda", gpu);
     int same = 0, total = 0;
-    for (int i = 0; i < N_REQ; i++)
+    double worst_lp = 0;
+    for (int d = 0; d < 2; d++) {
+        out *o = d ? gpu : cpu;
+        for (int i = 0; i < N_REQ; i++)
+            TEST_CONDF(o[i].n_top_ok == o[i].n_toks[0] + o[i].n_toks[1], "%s request %d: %d of %d TOKEN events with "
+                       "bad logprobs", d ? "cuda" : "cpu", i, o[i].n_toks[0] + o[i].n_toks[1] - o[i].n_top_ok,
+                       o[i].n_toks[0] + o[i].n_toks[1]);
+    }
+    // the same seed and parameters: the same tokens (the GPU's Philox stream differs from the
+    // CPU sampler's, so only GPU against GPU)
+    TEST_CONDF(gpu[6].n_toks[0] == MAX_GEN && !memcmp(gpu[6].toks[0], gpu[7].toks[0], sizeof gpu[6].toks[0]),
+               "seeded sampling on the GPU is not reproducible");
+    for (int i = 0; i < 6; i++)
+        for (int k = 0; k < MAX_GEN; k++) {
+            double d = fabs((double)gpu[i].lps[0][k] - cpu[i].lps[0][k]);
+            if (!(d <= worst_lp)) worst_lp = d;
+        }
+    printf("greedy tokens' logprobs: largest GPU - CPU difference %.4f\n", worst_lp);
+    TEST_CONDF(worst_lp < 0.1, "greedy logprobs differ by %.4f between backends", worst_lp);
+    for (int i = 0; i < 6; i++)
         for (int c = 0; c < (i == 5 ? 2 : 1); c++) {
             total++;
             bool eq = cpu[i].n_toks[c] == MAX_GEN && gpu[i].n_toks[c] == MAX_GEN &&

@@ -73,6 +73,8 @@ void cs_cuda_swiglu(uint16_t *out, const uint16_t *gate_up, int n, int ffn, void
 // max_kv_len so that one long sequence still fills the GPU. workspace: at least
 // cs_cuda_attn_decode_workspace(...) bytes of device memory (fp32 partials and log-sum-exps).
 size_t cs_cuda_attn_decode_workspace(int n_seqs, int n_head, int head_dim, int max_kv_len);
+// The number of KV chunks the launcher will use for these arguments (tests and benchmarks).
+int cs_cuda_attn_decode_splits(int n_seqs, int n_head, int n_kv, int head_dim, int max_kv_len);
 void cs_cuda_attn_decode(uint16_t *out, const uint16_t *q, const uint16_t *k_cache,
                          const uint16_t *v_cache, const cs_attn_batch *b, int max_kv_len,
                          int n_head, int n_kv, int head_dim, float scale, void *workspace,
