@@ -147,7 +147,7 @@ static int cmp_from(const void *a, const void *b) {
 // Edges of every state after epsilon removal: those of all states its epsilon closure reaches.
 static cs_status remove_epsilons(cs_gram_builder *b, bedge **out, int32_t *n_out, char *err, size_t errlen) {
     int32_t n = b->n_states, ne = b->n_edges;
-    qsort(b->edges, (size_t)ne, sizeof *b->edges, cmp_from);
+    if (ne > 1) qsort(b->edges, (size_t)ne, sizeof *b->edges, cmp_from);
     int32_t *first = calloc((size_t)n + 1, sizeof *first), *stamp = malloc(sizeof(int32_t) * (size_t)n);
     int32_t *stack = malloc(sizeof(int32_t) * (size_t)n);
     bedge *res = NULL;
@@ -194,6 +194,8 @@ done:
     return CS_OK;
 }
 
+static bool start_fits(const cs_grammar *g);
+
 cs_status cs_gb_finish(cs_gram_builder *b, int32_t root_rule, cs_grammar **out, char *err, size_t errlen) {
     *out = NULL;
     cs_status st = CS_OK;
@@ -215,7 +217,7 @@ cs_status cs_gb_finish(cs_gram_builder *b, int32_t root_rule, cs_grammar **out, 
             goto done;
         }
     if ((st = remove_epsilons(b, &edges, &ne, err, errlen)) != CS_OK) goto done;
-    qsort(edges, (size_t)ne, sizeof *edges, cmp_from);
+    if (ne > 1) qsort(edges, (size_t)ne, sizeof *edges, cmp_from);
     g = calloc(1, sizeof *g);
     if (!g) goto nomem;
     g->n_states = b->n_states;
@@ -237,6 +239,12 @@ cs_status cs_gb_finish(cs_gram_builder *b, int32_t root_rule, cs_grammar **out, 
     for (int32_t s = 0; s < g->n_states; s++) g->edge_start[s + 1] += g->edge_start[s];
     memcpy(g->accept, b->accept, (size_t)g->n_states);
     memcpy(g->rule_start, b->rule_start, sizeof(int32_t) * (size_t)g->n_rules);
+    if (!start_fits(g)) {
+        st = cs_errf(err, errlen, CS_ERR_INVALID,
+                     "grammar too ambiguous: its start has more than %d alternatives (or left recursion)",
+                     CS_GRAM_MAX_STACKS);
+        goto done;
+    }
     *out = g;
     g = NULL;
     goto done;
@@ -275,20 +283,61 @@ struct cs_gram_matcher {
     int32_t n_nodes, cap_nodes;
     // history: set k = tops[set_start[k] .. set_start[k + 1]), k = 0 .. n_hist (the current);
     // node_end[k] = nodes in use once set k was built (what a rollback to k keeps)
+    int32_t *table;   // hash-consing of nodes: (state, parent) -> id, open addressing
+    uint32_t table_size, table_used;
+    int32_t *key_buf; // scratch of cs_gm_state_key
+    size_t key_cap;
     int32_t *tops;
     int32_t n_tops, cap_tops;
     int32_t *set_start, *node_end;
     int32_t n_hist, cap_hist;
     int32_t build_start; // first top of the set being built
+    bool start_failed;   // the start's closure passed a cap: the matcher accepts nothing
     // dedup of (state, parent) within the set being built: stamped open addressing
     int32_t slot_node[HASH_SLOTS];
     uint32_t slot_stamp[HASH_SLOTS];
     uint32_t stamp;
 };
 
-static int32_t add_node(cs_gram_matcher *m, int32_t state, int32_t parent, int32_t depth) {
+static uint32_t node_hash(int32_t state, int32_t parent) {
+    return ((uint32_t)state * 0x9E3779B1u) ^ ((uint32_t)parent * 0x85EBCA77u + 0x68E31DA4u);
+}
+
+// Rebuilds the node table from the live nodes, at twice their count or more.
+static bool rehash(cs_gram_matcher *m) {
+    uint32_t size = 1024;
+    while (size < 4u * (uint32_t)m->n_nodes + 16) size *= 2;
+    int32_t *t = malloc(sizeof(int32_t) * size);
+    if (!t) return false;
+    memset(t, 0xff, sizeof(int32_t) * size);
+    for (int32_t id = 0; id < m->n_nodes; id++) {
+        uint32_t h = node_hash(m->nodes[id].state, m->nodes[id].parent) & (size - 1);
+        while (t[h] >= 0) h = (h + 1) & (size - 1);
+        t[h] = id;
+    }
+    free(m->table);
+    m->table = t;
+    m->table_size = size;
+    m->table_used = (uint32_t)m->n_nodes;
+    return true;
+}
+
+// The node (state, parent): nodes are hash-consed, so equal stacks are the same node and a
+// set's stacks are distinct by content (the state key then determines the behaviour). Table
+// entries of rolled-back nodes go stale: they are skipped (id past the end or a different
+// node there) and swept by the next rehash.
+static int32_t get_node(cs_gram_matcher *m, int32_t state, int32_t parent, int32_t depth) {
+    if (2 * (m->table_used + 1) > m->table_size && !rehash(m)) return -1;
+    uint32_t mask = m->table_size - 1, h = node_hash(state, parent) & mask;
+    for (;; h = (h + 1) & mask) {
+        int32_t id = m->table[h];
+        if (id < 0) break;
+        if (id < m->n_nodes && m->nodes[id].state == state && m->nodes[id].parent == parent) return id;
+    }
     if (!grow((void **)&m->nodes, &m->cap_nodes, m->n_nodes + 1, sizeof(gnode), INT32_MAX / 2)) return -1;
     m->nodes[m->n_nodes] = (gnode){state, parent, depth};
+    m->table[h] = m->n_nodes;
+    m->table_used++;
     return m->n_nodes++;
 }
 
@@ -311,25 +360,23 @@ static void new_stamp(cs_gram_matcher *m) {
     }
 }
 
-// Adds (state, parent) to the set being built unless there: existing names the node to use
-// (a pop returns to a node that exists), else one is made. -1 when the set is full or memory
-// ran out.
-static int32_t set_insert(cs_gram_matcher *m, int32_t state, int32_t parent, int32_t depth, int32_t existing) {
-    uint32_t h = ((uint32_t)state * 0x9E3779B1u) ^ ((uint32_t)parent * 0x85EBCA77u);
+// Adds node (state, parent) to the set being built unless there. -1 when the set is full or
+// memory ran out.
+static int32_t set_insert(cs_gram_matcher *m, int32_t state, int32_t parent, int32_t depth) {
+    int32_t id = get_node(m, state, parent, depth);
+    if (id < 0) return -1;
+    uint32_t h = (uint32_t)id * 0x9E3779B1u;
     for (uint32_t i = 0; i < HASH_SLOTS; i++) {
         uint32_t s = (h + i) & (HASH_SLOTS - 1);
         if (m->slot_stamp[s] != m->stamp) {
             if (m->n_tops - m->build_start >= CS_GRAM_MAX_STACKS) return -1;
-            int32_t id = existing >= 0 ? existing : add_node(m, state, parent, depth);
-            if (id < 0) return -1;
             if (!grow((void **)&m->tops, &m->cap_tops, m->n_tops + 1, sizeof(int32_t), INT32_MAX / 2)) return -1;
             m->slot_stamp[s] = m->stamp;
             m->slot_node[s] = id;
             m->tops[m->n_tops++] = id;
             return id;
         }
-        const gnode *n = &m->nodes[m->slot_node[s]];
-        if (n->state == state && n->parent == parent) return m->slot_node[s];
+        if (m->slot_node[s] == id) return id;
     }
     return -1;
 }
@@ -342,7 +389,7 @@ static bool closure(cs_gram_matcher *m) {
         gnode n = m->nodes[m->tops[i]];
         if (g->accept[n.state] && n.parent >= 0) {
             const gnode *p = &m->nodes[n.parent];
-            if (set_insert(m, p->state, p->parent, p->depth, n.parent) < 0) return false;
+            if (set_insert(m, p->state, p->parent, p->depth) < 0) return false;
         }
         for (int32_t e = g->edge_start[n.state]; e < g->edge_start[n.state + 1]; e++) {
             const gedge *ed = &g->edges[e];
@@ -351,41 +398,49 @@ static bool closure(cs_gram_matcher *m) {
             // a tail call (nothing follows the callee but the end of this rule) returns
             // straight to our parent: repetition written as right recursion stays flat
             if (g->accept[ed->to] && g->edge_start[ed->to] == g->edge_start[ed->to + 1]) {
-                if (set_insert(m, callee, n.parent, n.depth, -1) < 0) return false;
+                if (set_insert(m, callee, n.parent, n.depth) < 0) return false;
                 continue;
             }
             if (n.depth >= CS_GRAM_MAX_DEPTH) continue; // deeper nesting is not generated
-            int32_t ret = add_node(m, ed->to, n.parent, n.depth);
-            if (ret < 0 || set_insert(m, callee, ret, n.depth + 1, -1) < 0) return false;
+            int32_t ret = get_node(m, ed->to, n.parent, n.depth);
+            if (ret < 0 || set_insert(m, callee, ret, n.depth + 1) < 0) return false;
         }
     }
     return true;
 }
 
-void cs_gm_reset(cs_gram_matcher *m) {
+// Back to the start. False when the start's alternatives pass the caps (cs_gb_finish refuses
+// such grammars) or memory ran out: the matcher then accepts nothing.
+static bool reset(cs_gram_matcher *m) {
     m->n_nodes = m->n_tops = m->n_hist = 0;
     m->set_start[0] = m->build_start = 0;
     new_stamp(m);
-    CS_ASSERT(set_insert(m, m->g->rule_start[m->g->root], -1, 1, -1) >= 0 && closure(m));
+    bool ok = (m->table || rehash(m)) && set_insert(m, m->g->rule_start[m->g->root], -1, 1) >= 0 && closure(m);
+    if (!ok) m->n_tops = m->n_nodes = 0;
     m->set_start[1] = m->n_tops;
     m->node_end[0] = m->n_nodes;
+    return ok;
 }
+
+void cs_gm_reset(cs_gram_matcher *m) { reset(m); }
 
 cs_gram_matcher *cs_gm_init(const cs_grammar *g) {
     cs_gram_matcher *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     m->g = g;
-    if (!ensure_hist(m, 64)) {
+    if (!ensure_hist(m, 64) || !rehash(m)) {
         cs_gm_free(m);
         return NULL;
     }
-    cs_gm_reset(m);
+    m->start_failed = !reset(m);
     return m;
 }
 
 void cs_gm_free(cs_gram_matcher *m) {
     if (!m) return;
     free(m->nodes);
+    free(m->table);
+    free(m->key_buf);
     free(m->tops);
     free(m->set_start);
     free(m->node_end);
@@ -408,7 +463,7 @@ bool cs_gm_advance(cs_gram_matcher *m, uint8_t byte) {
         for (int32_t e = g->edge_start[n.state]; e < g->edge_start[n.state + 1] && ok; e++) {
             const gedge *ed = &g->edges[e];
             if (ed->call >= 0 || byte < ed->lo || byte > ed->hi) continue;
-            ok = set_insert(m, ed->to, n.parent, n.depth, -1) >= 0;
+            ok = set_insert(m, ed->to, n.parent, n.depth) >= 0;
         }
     }
     if (ok && m->n_tops > m->build_start) ok = closure(m);
@@ -496,6 +551,15 @@ void cs_gm_commit(cs_gram_matcher *m) {
     m->node_end[0] = k;
     free(map);
     free(fresh);
+    if (!rehash(m)) { // keep the old table valid: drop every entry, ids are all renumbered
+        memset(m->table, 0xff, sizeof(int32_t) * m->table_size);
+        for (int32_t id = 0; id < m->n_nodes; id++) {
+            uint32_t h = node_hash(m->nodes[id].state, m->nodes[id].parent) & (m->table_size - 1);
+            while (m->table[h] >= 0) h = (h + 1) & (m->table_size - 1);
+            m->table[h] = id;
+        }
+        m->table_used = (uint32_t)m->n_nodes;
+    }
 }
 
 static int cmp_words(const int32_t *a, const int32_t *b) {
@@ -518,8 +582,16 @@ size_t cs_gm_state_key(const cs_gram_matcher *m, int32_t *buf, size_t cap) {
     // each stack: its states top to bottom, then -1
     size_t words = 0;
     for (int32_t i = b0; i < b1; i++) words += (size_t)m->nodes[m->tops[i]].depth + 1;
-    int32_t *tmp = malloc(sizeof(int32_t) * (words + (size_t)n + 1));
-    if (!tmp) return (size_t)-1;
+    // the scratch is the matcher's own (not part of its state): reused across calls
+    cs_gram_matcher *mm = (cs_gram_matcher *)m;
+    size_t need = words + (size_t)n + 1;
+    if (need > mm->key_cap) {
+        int32_t *grown = realloc(mm->key_buf, sizeof(int32_t) * need);
+        if (!grown) return (size_t)-1;
+        mm->key_buf = grown;
+        mm->key_cap = need;
+    }
+    int32_t *tmp = mm->key_buf;
     int32_t *offs = tmp + words, w = 0;
     n = 0;
     for (int32_t i = b0; i < b1; i++) {
@@ -539,7 +611,6 @@ size_t cs_gm_state_key(const cs_gram_matcher *m, int32_t *buf, size_t cap) {
             if (*p == -1) break;
         }
     }
-    free(tmp);
     return out;
 }
 
@@ -556,4 +627,12 @@ uint64_t cs_gm_state_hash(const cs_gram_matcher *m) {
     for (size_t i = 0; i < n; i++) h = (h ^ (uint32_t)key[i]) * 0x100000001b3ull;
     if (key != small) free(key);
     return h;
+}
+
+// A grammar whose very start passes the stack caps could never match anything.
+static bool start_fits(const cs_grammar *g) {
+    cs_gram_matcher *m = cs_gm_init(g);
+    bool ok = m && !m->start_failed;
+    cs_gm_free(m);
+    return ok;
 }

@@ -330,6 +330,16 @@ static const char *token_bytes(const cs_tokenizer *t, int32_t id, bool first, si
     return d;
 }
 
+size_t cs_tokenizer_token_bytes(const cs_tokenizer *t, int32_t id, char *out, size_t cap) {
+    size_t len;
+    if (id < 0 || id >= t->n_vocab || t->type[id] == CS_TT_CONTROL || t->type[id] == CS_TT_UNKNOWN)
+        return 0;
+    const char *d = token_bytes(t, id, false, &len);
+    if (!d) return 0;
+    if (len > 0 && len <= cap) memcpy(out, d, len);
+    return len;
+}
+
 size_t cs_tokenizer_decode(const cs_tokenizer *t, const int32_t *ids, size_t n,
                            bool skip_special, char *out, size_t cap) {
     unsigned char pending[4];

@@ -74,6 +74,12 @@ const char *cs_tokenizer_piece(const cs_tokenizer *tok, int32_t id, size_t *len)
 // Longest decoded text of one token, in bytes.
 size_t cs_tokenizer_max_token_bytes(const cs_tokenizer *tok);
 
+// The bytes token id stands for in the middle of a text (no SentencePiece leading-space
+// removal, byte tokens as their raw byte): what constrained decoding matches a grammar
+// against. Returns the length (> cap: nothing written); 0 for special (control) tokens,
+// <unk> and ids that name no token, which never stand for text.
+size_t cs_tokenizer_token_bytes(const cs_tokenizer *tok, int32_t id, char *out, size_t cap);
+
 // Encodes len bytes of UTF-8 text. Writes at most cap ids and returns how many the text needs
 // (call again with a larger buffer if that is > cap), or a negative cs_status.
 int cs_tokenizer_encode(const cs_tokenizer *tok, const char *text, size_t len, int flags,
