@@ -171,6 +171,8 @@ int cs_engine_init(const cs_engine_params *p, cs_engine **out, char *err, size_t
     pthread_cond_init(&e->wake, NULL);
     pthread_cond_init(&e->ev_cond, NULL);
     int rc = init_model(e, err, errlen);
+    if (rc == 0 && !(e->cc = cs_cc_init(e->file->tok, 64)))
+        rc = engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
     if (rc == 0 && (e->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
         rc = engine_err(err, errlen, CS_ENGINE_ENOMEM, "eventfd: %s", strerror(errno));
     if (rc == 0) { // the stats callers see before the first step
@@ -214,6 +216,7 @@ void cs_engine_free(cs_engine *e) {
     free(e->s_params); free(e->pen_ids); free(e->pen_counts); free(e->pen_in_prompt);
     free(e->pen_stamp); free(e->pen_slot);
     if (e->event_fd >= 0) close(e->event_fd);
+    cs_cc_free(e->cc);
     cs_forward_free(e->fwd);
     cs_gpu_forward_free(e->gfwd);
     if (e->on_gpu) cs_gpu_model_free(&e->gmodel);
@@ -349,6 +352,7 @@ int cs_engine_submit(cs_engine *e, const cs_request *q, uint64_t *id, char *err,
     int rc = request_params(e, q, r, err, errlen);
     if (rc == 0) rc = request_prompt(e, q, r, err, errlen);
     if (rc == 0) rc = request_fits(e, r, err, errlen);
+    if (rc == 0 && cs_cc_get(e->cc, q, &r->grammar, err, errlen) != CS_OK) rc = CS_ENGINE_EINVAL;
     if (rc == 0 && q->prompt_logprobs_from >= r->n_prompt)
         rc = engine_err(err, errlen, CS_ENGINE_EINVAL, "prompt_logprobs: start %d is past the prompt (%d tokens)",
                      q->prompt_logprobs_from, r->n_prompt);
@@ -357,6 +361,8 @@ int cs_engine_submit(cs_engine *e, const cs_request *q, uint64_t *id, char *err,
     r->r.tokens = NULL;
     r->r.messages = NULL;
     r->r.cache_salt = NULL;
+    r->r.json_schema = r->r.regex = NULL;
+    r->r.choices = NULL;
     memset(r->r.stop, 0, sizeof r->r.stop);
     r->n = q->n;
     r->plp_next = q->prompt_logprobs_from < 1 ? 1 : q->prompt_logprobs_from;
@@ -380,6 +386,7 @@ int cs_engine_submit(cs_engine *e, const cs_request *q, uint64_t *id, char *err,
     }
     pthread_mutex_unlock(&e->mu);
     if (rc != 0) {
+        cs_cc_release(e->cc, r->grammar);
         free(r->prompt);
         free(r->strings);
         free(r->seqs);

@@ -9,6 +9,7 @@
 
 #include "../include/cserve/engine.h"
 #include "block_manager.h"
+#include "constraint.h"
 #include "forward.h"
 #include "gpu_forward.h"
 #include "gpu_model.h"
@@ -35,12 +36,14 @@ typedef struct eng_seq {
     int logit_row;     // row of this step's logits to sample from, or -1
     bool prefilled;    // the whole prompt has been computed once
     uint64_t gpu_seed; // Philox key of the GPU sampler (the request's seed, or drawn)
+    cs_constraint *cons; // constrained decoding: the matcher and mask, or NULL
 } eng_seq;
 
 typedef struct eng_req {
     uint64_t id;
     cs_request r;         // copy; pointer fields cleared (strings copied below)
     cs_gen_params gen;
+    cs_compiled *grammar; // the constraint's compiled grammar (shared, released at free), or NULL
     char *strings;        // owned copies of stop strings and cache_salt
     uint64_t salt;
     int32_t *prompt;
@@ -68,6 +71,7 @@ struct cs_engine {
     cs_model model;
     cs_kv_cache kv;
     cs_bm *bm;
+    cs_constraint_cache *cc; // compiled grammars, shared by requests
     cs_pool *pool;
     cs_forward *fwd;         // CPU backend
     bool on_gpu;             // CUDA backend: gmodel and gfwd instead of kv and fwd

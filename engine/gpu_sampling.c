@@ -41,6 +41,7 @@ bool cs_engine_gpu_sample_step(cs_engine *e, int n_seqs, const cs_batch *b) {
         const eng_req *r = s->req;
         if (s->logit_row >= 0 && !s->prefilled && s->index == 0 && r->n > 1 && r->n_started < r->n)
             return false; // choices fork from this row
+        if (s->logit_row >= 0 && s->cons) return false; // grammar masks are applied on the host
     }
     int n_pen = 0;
     for (int row = 0; row < b->n_logits; row++) {

@@ -52,8 +52,10 @@ void cs_engine_req_free(cs_engine *e, eng_req *r) {
         if (s->state == SEQ_RUNNING) remove_ptr((void **)e->running, &e->n_running, s);
         cs_bm_release(e->bm, &s->bm);
         cs_textgen_free(s->tg);
+        cs_constraint_free(s->cons);
         free(s->tokens);
     }
+    cs_cc_release(e->cc, r->grammar);
     remove_ptr((void **)e->reqs, &e->n_reqs, r);
     free(r->seqs);
     free(r->prompt);
@@ -103,6 +105,7 @@ static bool seq_start(cs_engine *e, eng_seq *s, const int32_t *tokens, int n, in
     s->tg = cs_textgen_init(e->file->tok, &g, r->prompt, (size_t)r->n_prompt, err, sizeof err);
     if (!s->tokens || !s->tg) return false;
     s->gpu_seed = g.sampling.has_seed ? g.sampling.seed : cs_splitmix64(&e->seed_state);
+    if (r->grammar && !(s->cons = cs_constraint_init(r->grammar, e->vocab))) return false;
     memcpy(s->tokens, tokens, sizeof(int32_t) * n);
     s->n_tokens = n;
     return true;
@@ -264,39 +267,80 @@ static void emit_prompt_logprob(cs_engine *e, eng_req *r, int pos, const float *
     r->plp_next = pos + 1;
 }
 
-// Samples the next token of s (from row on the host, or takes what the GPU sampled for s's
-// logits row), emits it, and ends the choice when textgen says so.
-static void sample(cs_engine *e, eng_seq *s, float *row) {
+// Emits the step's token (when there is one), records it, and either feeds it to the model
+// (true) or ends the choice (false).
+static bool deliver(cs_engine *e, eng_seq *s, const cs_textgen_step *st, const cs_sample_result *res) {
     eng_req *r = s->req;
-    cs_sample_result res;
-    cs_textgen_step st;
-    if (e->gpu_sampled) {
-        int32_t id;
-        cs_engine_gpu_sample_result(e, s->logit_row, &id, &res);
-        st = cs_textgen_take(s->tg, id);
-    } else {
-        st = cs_textgen_next(s->tg, row, &res);
-    }
-    if (st.token >= 0) {
-        cs_event ev = {.type = CS_EVENT_TOKEN, .request_id = r->id, .index = s->index, .token = st.token,
-                       .logprob = res.logprob, .n_top = res.n_top};
-        for (int i = 0; i < res.n_top; i++) {
-            ev.top_ids[i] = res.top[i].id;
-            ev.top_logprobs[i] = res.top[i].logprob;
+    if (st->token >= 0) {
+        if (s->cons && !cs_constraint_accept(s->cons, st->token)) { // the mask allowed it: a bug
+            finish_seq(e, s, CS_FINISH_REASON_ERROR);
+            return false;
         }
-        ev.text_len = st.text_len < sizeof ev.text ? st.text_len : sizeof ev.text;
-        memcpy(ev.text, st.text, ev.text_len);
+        cs_event ev = {.type = CS_EVENT_TOKEN, .request_id = r->id, .index = s->index, .token = st->token,
+                       .logprob = res->logprob, .n_top = res->n_top};
+        for (int i = 0; i < res->n_top; i++) {
+            ev.top_ids[i] = res->top[i].id;
+            ev.top_logprobs[i] = res->top[i].logprob;
+        }
+        ev.text_len = st->text_len < sizeof ev.text ? st->text_len : sizeof ev.text;
+        memcpy(ev.text, st->text, ev.text_len);
         cs_engine_emit(e, &ev);
         r->completion_tokens++;
         e->stats.generated_tokens++;
         if (r->t_first == 0) r->t_first = cs_engine_now_ms();
     }
-    if (st.feed) {
+    if (st->feed) {
         CS_ASSERT(s->n_tokens < s->cap);
-        s->tokens[s->n_tokens++] = st.token;
-        return;
+        s->tokens[s->n_tokens++] = st->token;
+        return true;
     }
-    finish_seq(e, s, st.finish == CS_FINISH_LENGTH ? CS_FINISH_REASON_LENGTH : CS_FINISH_REASON_STOP);
+    finish_seq(e, s, st->finish == CS_FINISH_LENGTH ? CS_FINISH_REASON_LENGTH : CS_FINISH_REASON_STOP);
+    return false;
+}
+
+// A constrained sequence's next token when the grammar leaves no choice: the only allowed
+// token (-1: none is allowed, which ends the choice), else -2: sample.
+static int32_t forced_token(eng_seq *s) {
+    int32_t single;
+    int n = cs_constraint_mask(s->cons, &single);
+    return n == 0 ? -1 : single >= 0 ? single : -2;
+}
+
+// Jump-forward at the token level: while the grammar allows exactly one token, take it and
+// append it, so the next step computes the whole run in one extend. The tokens are the ones
+// step-by-step masking would pick (each is the only one allowed); their logprobs are not
+// computed (reported as 0: probability 1 under the constraint).
+static void append_forced(cs_engine *e, eng_seq *s) {
+    static const cs_sample_result none = {.id = -1, .logprob = 0.0f};
+    for (;;) {
+        int32_t id = forced_token(s);
+        if (id < -1) return;
+        cs_textgen_step st = cs_textgen_take(s->tg, id);
+        cs_sample_result res = none;
+        res.id = st.token;
+        if (!deliver(e, s, &st, &res)) return;
+    }
+}
+
+// Samples the next token of s (from row on the host, or takes what the GPU sampled for s's
+// logits row; a constrained choice masks row first, or takes its forced token), emits it, and
+// ends the choice when textgen says so.
+static void sample(cs_engine *e, eng_seq *s, float *row) {
+    cs_sample_result res = {.id = -1, .logprob = -INFINITY};
+    cs_textgen_step st;
+    int32_t forced = s->cons && !e->gpu_sampled ? forced_token(s) : -2;
+    if (e->gpu_sampled) {
+        int32_t id;
+        cs_engine_gpu_sample_result(e, s->logit_row, &id, &res);
+        st = cs_textgen_take(s->tg, id);
+    } else if (forced >= -1) {
+        st = cs_textgen_take(s->tg, forced);
+        if (forced >= 0) res = (cs_sample_result){.id = forced, .logprob = log_softmax_at(row, e->vocab, forced)};
+    } else {
+        if (s->cons) cs_constraint_apply(s->cons, row);
+        st = cs_textgen_next(s->tg, row, &res);
+    }
+    if (deliver(e, s, &st, &res) && s->cons && !e->p.no_forced_runs) append_forced(e, s);
 }
 
 // Choice 0 has computed the prompt: the other choices start from its blocks (shared, copied

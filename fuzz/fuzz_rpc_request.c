@@ -20,9 +20,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (cJSON_IsObject(params)) {
         rpc_reader rd = {.params = params};
         cs_request q;
-        int32_t *tokens = NULL;
-        cs_chat_message *msgs = NULL;
-        rpc_read_generate(&rd, 49152, 8192, &q, &tokens, &msgs);
+        rpc_gen_bufs bufs = {0};
+        rpc_read_generate(&rd, 49152, 8192, &q, &bufs);
         if (!rd.bad_param) {
             // what the engine will be handed must be within the limits the reader promises
             if (q.tokens && (q.n_tokens < 1 || q.n_tokens > 8192)) abort();
@@ -33,8 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         } else {
             sink += (int)strlen(rd.msg);
         }
-        free(tokens);
-        free(msgs);
+        rpc_gen_bufs_free(&bufs);
     }
     cJSON_Delete(req);
     return 0;

@@ -22,6 +22,7 @@ static void usage(void) {
            "  --block-size N             tokens per KV block (default 16)\n"
            "  --kv-cache-memory BYTES    KV cache size (default 1073741824)\n"
            "  --no-prefix-caching        do not reuse KV across requests\n"
+           "  --no-forced-runs           constrained decoding: one forced token per step (same output)\n"
            "  --threads N                CPU threads (default: all cores)\n"
            "  --max-connections N        (default 1024)\n"
            "  --max-line-bytes N         longest request line (default 1048576)\n"
@@ -51,6 +52,7 @@ static int parse_opts(int argc, char **argv, cs_engine_params *ep, rpc_params *r
             return -1;
         }
         if (!strcmp(argv[i], "--no-prefix-caching")) ep->enable_prefix_caching = false;
+        else if (!strcmp(argv[i], "--no-forced-runs")) ep->no_forced_runs = true;
         else if (cs_cli_value(argc, argv, &i, "--model", &ep->model_path, &bad) ||
                  cs_cli_value(argc, argv, &i, "--host", &rp->host, &bad) ||
                  cs_cli_value(argc, argv, &i, "--socket", &rp->socket_path, &bad) ||

@@ -94,9 +94,8 @@ static uint64_t submit(rpc_server *s, rpc_conn *c, const cJSON *id, const cs_req
 static void do_generate(rpc_server *s, rpc_conn *c, const cJSON *id, const cJSON *params) {
     rpc_reader rd = {.params = params};
     cs_request q;
-    int32_t *tokens = NULL;
-    cs_chat_message *msgs = NULL;
-    rpc_read_generate(&rd, cs_engine_vocab_size(rpc_engine(s)), cs_engine_max_model_len(rpc_engine(s)), &q, &tokens, &msgs);
+    rpc_gen_bufs bufs = {0};
+    rpc_read_generate(&rd, cs_engine_vocab_size(rpc_engine(s)), cs_engine_max_model_len(rpc_engine(s)), &q, &bufs);
     bool stream = rpc_bool(&rd, "stream", false);
     if (rd.bad_param) {
         send_params_error(s, c, id, &rd);
@@ -114,8 +113,7 @@ static void do_generate(rpc_server *s, rpc_conn *c, const cJSON *id, const cJSON
             rpc_pending_free(p);
         }
     }
-    free(tokens);
-    free(msgs);
+    rpc_gen_bufs_free(&bufs);
 }
 
 static cJSON *token_logprobs(const cs_event *ev) {

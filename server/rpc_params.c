@@ -162,7 +162,59 @@ int rpc_read_messages(rpc_reader *rd, cs_chat_message **msgs) {
 static const char *const generate_keys[] = {
     "prompt", "tokens", "messages", "max_tokens", "temperature", "top_p", "top_k", "min_p",
     "repetition_penalty", "presence_penalty", "frequency_penalty", "seed", "stop", "stop_token_ids",
-    "ignore_eos", "n", "logprobs", "prompt_logprobs", "stream", "priority", "cache_salt", NULL};
+    "ignore_eos", "n", "logprobs", "prompt_logprobs", "stream", "priority", "cache_salt", "json_schema",
+    "json_object", "regex", "choices", NULL};
+
+void rpc_gen_bufs_free(rpc_gen_bufs *b) {
+    free(b->tokens);
+    free(b->msgs);
+    free(b->schema);
+    free(b->choices);
+    memset(b, 0, sizeof *b);
+}
+
+#define MAX_CHOICES 65536
+
+// json_schema (an object or a boolean schema), json_object, regex, choices: at most one.
+static void read_constraint(rpc_reader *rd, cs_request *q, rpc_gen_bufs *bufs) {
+    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(rd->params, "json_schema");
+    if (schema && !cJSON_IsNull(schema)) {
+        if (!cJSON_IsObject(schema) && !cJSON_IsBool(schema)) {
+            rpc_fail(rd, "json_schema", "json_schema: expected a JSON Schema object");
+            return;
+        }
+        if (!(bufs->schema = cJSON_PrintUnformatted(schema))) {
+            rpc_fail(rd, "json_schema", "json_schema: out of memory");
+            return;
+        }
+        q->json_schema = bufs->schema;
+    }
+    q->json_object = rpc_bool(rd, "json_object", false);
+    q->regex = rpc_str(rd, "regex");
+    const cJSON *ch = cJSON_GetObjectItemCaseSensitive(rd->params, "choices");
+    if (ch && !cJSON_IsNull(ch)) {
+        int n = cJSON_IsArray(ch) ? cJSON_GetArraySize(ch) : -1;
+        if (n < 1 || n > MAX_CHOICES) {
+            rpc_fail(rd, "choices", "choices: expected an array of 1 to %d strings", MAX_CHOICES);
+            return;
+        }
+        if (!(bufs->choices = malloc(sizeof(char *) * (size_t)n))) {
+            rpc_fail(rd, "choices", "choices: out of memory");
+            return;
+        }
+        const cJSON *item;
+        cJSON_ArrayForEach(item, ch) {
+            if (!cJSON_IsString(item)) {
+                rpc_fail(rd, "choices", "choices: entries must be strings");
+                return;
+            }
+            bufs->choices[q->n_choices++] = item->valuestring;
+        }
+        q->choices = bufs->choices;
+    }
+    if (!rd->bad_param && (q->json_schema != NULL) + q->json_object + (q->regex != NULL) + (q->choices != NULL) > 1)
+        rpc_fail(rd, "json_schema", "give at most one of json_schema, json_object, regex, choices");
+}
 
 static void read_stop(rpc_reader *rd, cs_request *q) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(rd->params, "stop");
@@ -186,15 +238,14 @@ static void read_stop(rpc_reader *rd, cs_request *q) {
     }
 }
 
-void rpc_read_generate(rpc_reader *rd, int vocab, int max_model_len, cs_request *q, int32_t **tokens,
-                       cs_chat_message **msgs) {
+void rpc_read_generate(rpc_reader *rd, int vocab, int max_model_len, cs_request *q, rpc_gen_bufs *bufs) {
     cs_request_default(q);
     rpc_only_keys(rd, generate_keys);
     q->prompt = rpc_str(rd, "prompt");
-    *tokens = rpc_int_array(rd, "tokens", 0, vocab, max_model_len, &q->n_tokens);
-    q->tokens = *tokens;
-    q->n_messages = rpc_read_messages(rd, msgs);
-    q->messages = *msgs;
+    bufs->tokens = rpc_int_array(rd, "tokens", 0, vocab, max_model_len, &q->n_tokens);
+    q->tokens = bufs->tokens;
+    q->n_messages = rpc_read_messages(rd, &bufs->msgs);
+    q->messages = bufs->msgs;
     if (!rd->bad_param && (q->prompt != NULL) + (q->tokens != NULL) + (q->messages != NULL) != 1)
         rpc_fail(rd, "prompt", "give exactly one of prompt, tokens, messages");
     q->max_tokens = (int)rpc_num(rd, "max_tokens", 16, 0, 1 << 24, true);
@@ -221,5 +272,6 @@ void rpc_read_generate(rpc_reader *rd, int vocab, int max_model_len, cs_request 
     q->prompt_logprobs_from = (int)rpc_num(rd, "prompt_logprobs", -1, 0, 1 << 24, true);
     q->priority = (int)rpc_num(rd, "priority", 0, -1e9, 1e9, true);
     q->cache_salt = rpc_str(rd, "cache_salt");
+    read_constraint(rd, q, bufs);
 }
 

@@ -29,10 +29,18 @@ void rpc_fail(rpc_reader *r, const char *param, const char *fmt, ...) __attribut
 // messages [{role, content}] into *msgs (malloc'd; pointers into the JSON). Returns the count
 // (0 when absent), or -1 with the reader failed.
 int rpc_read_messages(rpc_reader *r, cs_chat_message **msgs);
-// The generate method's params into q (defaults first). Pointers in q point into params,
-// *tokens and *msgs (caller frees those two). Problems are left in r.
-void rpc_read_generate(rpc_reader *r, int vocab, int max_model_len, cs_request *q, int32_t **tokens,
-                       cs_chat_message **msgs);
+// What a generate request's fields point at besides the JSON itself; rpc_gen_bufs_free.
+typedef struct rpc_gen_bufs {
+    int32_t *tokens;
+    cs_chat_message *msgs;
+    char *schema;          // json_schema, serialised compactly
+    const char **choices;  // into the JSON
+} rpc_gen_bufs;
+void rpc_gen_bufs_free(rpc_gen_bufs *b);
+
+// The generate method's params into q (defaults first). Pointers in q point into params and
+// *bufs (zero it first; the caller frees it). Problems are left in r.
+void rpc_read_generate(rpc_reader *r, int vocab, int max_model_len, cs_request *q, rpc_gen_bufs *bufs);
 
 // True when [s, s + len) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
 bool rpc_valid_utf8(const char *s, size_t len);

@@ -57,6 +57,8 @@ typedef struct cs_engine_params {
     double gpu_memory_utilization; /* cuda: share of GPU memory for weights + KV (default 0.90);
                                       the KV pool takes what the weights and workspace leave */
     bool enforce_eager;          /* cuda: no CUDA graphs */
+    bool no_forced_runs;         /* constrained decoding: one forced token per step instead of
+                                    appending runs of forced tokens at once (same output) */
 } cs_engine_params;
 
 void cs_engine_params_default(cs_engine_params *p);
@@ -101,6 +103,14 @@ typedef struct cs_request {
     int n;                      /* choices (default 1), sharing the prompt's KV blocks */
     int logprobs;               /* top-N alternatives per generated token, 0..20 */
     int prompt_logprobs_from;   /* -1 = none; else log p(token i | tokens < i) for i >= this */
+    /* constrained decoding, at most one (README "Constrained decoding"): the output is a JSON
+     * text valid for the schema / any JSON object / a full match of the regex / one of the
+     * choices, and ends only where that allows */
+    const char *json_schema;    /* JSON Schema text */
+    bool json_object;
+    const char *regex;
+    const char *const *choices;
+    int n_choices;
     /* scheduling */
     const char *cache_salt;     /* requests share cached prefixes only with the same salt */
     int priority;               /* lower runs first (as in vLLM); default 0; FCFS within */
