@@ -19,6 +19,7 @@ int main(void) {
 #include <string.h>
 
 #include "common/assert.h"
+#include "common/rng.h"
 #include "common/thread_pool.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/kernels.h"
@@ -30,12 +31,7 @@ int main(void) {
 #define BLOCK 16
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint32_t next_u32(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
+static uint32_t next_u32(void) { return cs_xorshift32(&rng); }
 static uint16_t rand_bf16(void) { return cs_f32_to_bf16((float)next_u32() / 4294967296.0f * 2.0f - 1.0f); }
 
 // A ragged batch on the device: q, KV caches and block tables, random values, shuffled blocks.

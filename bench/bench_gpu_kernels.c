@@ -18,6 +18,7 @@ int main(void) {
 #include <string.h>
 
 #include "common/assert.h"
+#include "common/rng.h"
 #include "engine/model.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/kernels.h"
@@ -32,12 +33,7 @@ enum { DIM = 4096, FFN = 14336, N_HEAD = 32, N_KV = 8, HEAD_DIM = 128, VOCAB = 3
 static double g_ceiling; // bytes per second
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint32_t next_u32(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
+static uint32_t next_u32(void) { return cs_xorshift32(&rng); }
 static float frand(float lo, float hi) { return lo + (hi - lo) * (float)(next_u32() >> 8) / 16777216.0f; }
 static void fill_bf16(uint16_t *h, size_t n, float lo, float hi) {
     for (size_t i = 0; i < n; i++) h[i] = cs_f32_to_bf16(frand(lo, hi));

@@ -11,4 +11,13 @@ static inline uint64_t cs_splitmix64(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
+// xorshift64, returning 32 of its bits: the test data generator of the GPU tests and
+// benchmarks (each file keeps its own seed).
+static inline uint32_t cs_xorshift32(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return (uint32_t)(*s >> 16);
+}
+
 #endif

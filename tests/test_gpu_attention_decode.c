@@ -40,6 +40,7 @@ int main(void) {
 #include <string.h>
 
 #include "common/assert.h"
+#include "common/rng.h"
 #include "common/thread_pool.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/kernels.h"
@@ -53,12 +54,7 @@ int main(void) {
 #define BF16_MINUS_ONE 0xbf80
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
-static uint32_t next_u32(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
+static uint32_t next_u32(void) { return cs_xorshift32(&rng); }
 static uint16_t rand_bf16(void) { // uniform in [-1, 1)
     return cs_f32_to_bf16((float)next_u32() * (2.0f / 4294967296.0f) - 1.0f);
 }

@@ -20,6 +20,7 @@ int main(void) {
 #include <string.h>
 
 #include "common/assert.h"
+#include "common/rng.h"
 #include "common/thread_pool.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/kernels.h"
@@ -29,12 +30,7 @@ int main(void) {
 #define NAN_BITS 0xffffu // bf16 NaN
 
 static uint64_t rng = 0x243f6a8885a308d3ull;
-static uint32_t next_u32(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
+static uint32_t next_u32(void) { return cs_xorshift32(&rng); }
 // uniform in [-1, 1], as bf16 bits
 static uint16_t rand_bf16(void) { return cs_f32_to_bf16((float)next_u32() / 4294967296.0f * 2.0f - 1.0f); }
 

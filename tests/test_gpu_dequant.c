@@ -15,16 +15,12 @@ int main(void) {
 #include <string.h>
 
 #include "common/assert.h"
+#include "common/rng.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/kernels.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint32_t next_u32(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
+static uint32_t next_u32(void) { return cs_xorshift32(&rng); }
 
 // Random bytes for the codes, and finite scales in [-2, 2] (the format's meaningful range).
 static void fill_random(cs_dtype t, unsigned char *p, size_t nbytes, int64_t n_elems) {

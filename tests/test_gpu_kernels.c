@@ -20,17 +20,13 @@ int main(void) {
 #include <string.h>
 
 #include "common/assert.h"
+#include "common/rng.h"
 #include "engine/model.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/kernels.h"
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
-static uint32_t next_u32(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
+static uint32_t next_u32(void) { return cs_xorshift32(&rng); }
 static float frand(float lo, float hi) { return lo + (hi - lo) * (float)(next_u32() >> 8) / 16777216.0f; }
 
 // bf16 raw bits of a random value in [lo, hi); also its float value in f (may be NULL).
