@@ -264,6 +264,12 @@ int cs_constraint_mask(cs_constraint *k, int32_t *single) {
     return k->n_allowed;
 }
 
+const uint32_t *cs_constraint_bits(cs_constraint *k) {
+    int32_t single;
+    cs_constraint_mask(k, &single);
+    return k->bits;
+}
+
 void cs_constraint_apply(cs_constraint *k, float *logits) {
     int32_t single;
     cs_constraint_mask(k, &single);

@@ -39,6 +39,9 @@ void cs_constraint_free(cs_constraint *k);
 // The allowed tokens for the next position (computed once per position); returns how many,
 // *single = the only one when exactly one is allowed, else -1.
 int cs_constraint_mask(cs_constraint *k, int32_t *single);
+// The mask as a bitset of (vocab + 31) / 32 words (bit t of word t / 32), valid until the next
+// accept.
+const uint32_t *cs_constraint_bits(cs_constraint *k);
 // logits (vocab) of disallowed tokens -> -INFINITY.
 void cs_constraint_apply(cs_constraint *k, float *logits);
 // Moves past token id (which the mask allowed). False if the grammar refuses it (a bug).

@@ -115,7 +115,10 @@ static int init_gpu(cs_engine *e, char *err, size_t errlen) {
     e->pen_in_prompt = malloc(e->pen_cap);
     e->pen_stamp = malloc(4 * (size_t)e->vocab);
     e->pen_slot = malloc(4 * (size_t)e->vocab);
-    if (!e->s_params || !e->pen_ids || !e->pen_counts || !e->pen_in_prompt || !e->pen_stamp || !e->pen_slot)
+    e->mask_bits = malloc(4 * (size_t)gp.max_seqs * (size_t)((e->vocab + 31) / 32));
+    e->mask_row = malloc(4 * (size_t)gp.max_seqs);
+    if (!e->s_params || !e->pen_ids || !e->pen_counts || !e->pen_in_prompt || !e->pen_stamp || !e->pen_slot ||
+        !e->mask_bits || !e->mask_row)
         return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
     for (int i = 0; i < e->vocab; i++) e->pen_stamp[i] = -1;
     e->seed_state = (uint64_t)cs_engine_now_ms() * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)e;
@@ -214,7 +217,7 @@ void cs_engine_free(cs_engine *e) {
     free(e->row_kind); free(e->row_seq); free(e->events);
     free(e->row_copy); free(e->row_copy2);
     free(e->s_params); free(e->pen_ids); free(e->pen_counts); free(e->pen_in_prompt);
-    free(e->pen_stamp); free(e->pen_slot);
+    free(e->pen_stamp); free(e->pen_slot); free(e->mask_bits); free(e->mask_row);
     if (e->event_fd >= 0) close(e->event_fd);
     cs_cc_free(e->cc);
     cs_forward_free(e->fwd);

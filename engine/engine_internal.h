@@ -103,6 +103,8 @@ struct cs_engine {
     size_t pen_cap;
     int32_t *pen_stamp, *pen_slot;   // (vocab) dedup of a row's token ids
     int32_t pen_row;
+    uint32_t *mask_bits;             // (max_num_seqs, (vocab + 31) / 32) grammar masks of a step
+    int32_t *mask_row;               // (max_num_seqs) each logits row's mask or -1
     uint64_t seed_state;             // draws Philox keys for requests without a seed
     bool gpu_sampled;                // this step's rows were sampled on the GPU: see sampled
     cs_gpu_sampled sampled;

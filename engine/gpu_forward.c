@@ -26,7 +26,7 @@ void cs_gpu_forward_fill_kv(cs_gpu_forward *f, uint64_t seed) { abort(); }
 void cs_gpu_forward_run_greedy(cs_gpu_forward *f, const cs_batch *b, int32_t *ids) { abort(); }
 void cs_gpu_forward_run_sample(cs_gpu_forward *f, const cs_batch *b, const cs_cuda_sample_params *params,
                                const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt,
-                               int n_pen, cs_gpu_sampled *out) { abort(); }
+                               int n_pen, const cs_gpu_masks *masks, cs_gpu_sampled *out) { abort(); }
 #else
 #include <cuda_runtime.h>
 #include <math.h>
@@ -76,6 +76,8 @@ struct cs_gpu_forward {
     int32_t *pen_ids, *pen_counts; // (S * max_ctx) penalty entries, uploaded with params
     uint8_t *pen_in_prompt;
     size_t pen_cap;
+    uint32_t *mask_bits;           // (S, (vocab + 31) / 32) grammar masks of a step
+    int32_t *mask_row;             // (S) each logits row's mask, or -1
     // sampler outputs, contiguous so that one copy brings them back: ids (T), logprob (T),
     // top_ids (T, CS_CUDA_MAX_LOGPROBS), top_lp (T, CS_CUDA_MAX_LOGPROBS)
     int32_t *ids;
@@ -129,6 +131,8 @@ static size_t carve(cs_gpu_forward *f, char *base) {
     TAKE(f->pen_ids, f->pen_cap * 4);
     TAKE(f->pen_counts, f->pen_cap * 4);
     TAKE(f->pen_in_prompt, f->pen_cap);
+    TAKE(f->mask_bits, S * (size_t)((c->vocab_size + 31) / 32) * 4);
+    TAKE(f->mask_row, S * 4);
     if (base) { // unpadded: one copy brings all four back
         f->ids = (int32_t *)(base + off);
         f->lp = (float *)(f->ids + T);
@@ -307,9 +311,11 @@ static void enqueue(cs_gpu_forward *f, int T, int S, int n_logits, int max_q, in
     if (mode == MODE_GREEDY)
         cs_cuda_sample(f->ids, f->lp, f->top_ids, f->top_lp, f->logits, n_logits, c->vocab_size, f->greedy,
                        NULL, NULL, NULL, f->sample_ws, f->sample_ws_bytes, st);
-    else if (mode == MODE_SAMPLE)
+    else if (mode == MODE_SAMPLE) {
+        cs_cuda_apply_token_mask(f->logits, f->mask_bits, f->mask_row, n_logits, c->vocab_size, st);
         cs_cuda_sample(f->ids, f->lp, f->top_ids, f->top_lp, f->logits, n_logits, c->vocab_size, f->params,
                        f->pen_ids, f->pen_counts, f->pen_in_prompt, f->sample_ws, f->sample_ws_bytes, st);
+    }
 }
 
 static int pow2_at_least(int n, int lo) {
@@ -407,8 +413,20 @@ void cs_gpu_forward_run_greedy(cs_gpu_forward *f, const cs_batch *b, int32_t *id
 
 void cs_gpu_forward_run_sample(cs_gpu_forward *f, const cs_batch *b, const cs_cuda_sample_params *params,
                                const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt,
-                               int n_pen, cs_gpu_sampled *out) {
+                               int n_pen, const cs_gpu_masks *masks, cs_gpu_sampled *out) {
     int n = b->n_logits, T = f->p.max_tokens;
+    int32_t none[1] = {-1};
+    if (n) { // every row says whether it has a mask; the kernel always runs (graphs replay it)
+        size_t words = (size_t)(f->g->cfg.vocab_size + 31) / 32;
+        CS_ASSERT(!masks || (masks->n_masks >= 0 && masks->n_masks <= f->p.max_seqs));
+        if (masks && masks->n_masks)
+            CK(cudaMemcpyAsync(f->mask_bits, masks->bits, (size_t)masks->n_masks * words * 4, cudaMemcpyHostToDevice,
+                               f->stream));
+        for (int i = 0; masks && i < n; i++) CS_ASSERT(masks->mask_row[i] < masks->n_masks);
+        if (masks) CK(cudaMemcpyAsync(f->mask_row, masks->mask_row, (size_t)n * 4, cudaMemcpyHostToDevice, f->stream));
+        else
+            for (int i = 0; i < n; i++) CK(cudaMemcpyAsync(f->mask_row + i, none, 4, cudaMemcpyHostToDevice, f->stream));
+    }
     CS_ASSERT(n <= f->p.max_seqs && n_pen >= 0 && (size_t)n_pen <= f->pen_cap);
     for (int i = 0; i < n; i++)
         CS_ASSERT(params[i].pen_start >= 0 && params[i].pen_len >= 0 && params[i].pen_start + params[i].pen_len <= n_pen &&

@@ -67,11 +67,19 @@ typedef struct cs_gpu_sampled {
     const float *top_lp;
 } cs_gpu_sampled;
 
+// Grammar masks of a step (host): mask_row (n_logits) names each row's bitset in bits
+// ((vocab + 31) / 32 words each, n_masks of them), or -1 for an unconstrained row.
+typedef struct cs_gpu_masks {
+    const uint32_t *bits;
+    const int32_t *mask_row;
+    int n_masks;
+} cs_gpu_masks;
+
 // Runs the batch and samples every logits row on the GPU with params (n_logits, host; at most
-// max_seqs rows) and the penalty entries they index (n_pen, host): only the sampled ids and
-// logprobs come back (kernels/cuda/cuda_kernels.h, cs_cuda_sample).
+// max_seqs rows), the penalty entries they index (n_pen, host) and the grammar masks (NULL:
+// none): only the sampled ids and logprobs come back (kernels/cuda/cuda_kernels.h).
 void cs_gpu_forward_run_sample(cs_gpu_forward *f, const cs_batch *b, const cs_cuda_sample_params *params,
                                const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt,
-                               int n_pen, cs_gpu_sampled *out);
+                               int n_pen, const cs_gpu_masks *masks, cs_gpu_sampled *out);
 
 #endif

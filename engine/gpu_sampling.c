@@ -1,7 +1,8 @@
 // Sampling on the GPU for the engine's CUDA backend: a step whose logits rows are all "next
-// token of a sequence" runs the sampler kernel after lm_head, so only ids and logprobs cross
-// to the host. Steps that need whole rows on the host (prompt logprobs, the first token of
-// n > 1 choices, which all sample the same row) keep the host path.
+// token of a sequence" runs the grammar masks (constrained rows) and the sampler kernel after
+// lm_head, so only ids and logprobs cross to the host. Steps that need whole rows on the host
+// (prompt logprobs, the first token of n > 1 choices, which all sample the same row) keep the
+// host path.
 #include <math.h>
 #include <string.h>
 
@@ -41,9 +42,9 @@ bool cs_engine_gpu_sample_step(cs_engine *e, int n_seqs, const cs_batch *b) {
         const eng_req *r = s->req;
         if (s->logit_row >= 0 && !s->prefilled && s->index == 0 && r->n > 1 && r->n_started < r->n)
             return false; // choices fork from this row
-        if (s->logit_row >= 0 && s->cons) return false; // grammar masks are applied on the host
     }
-    int n_pen = 0;
+    int n_pen = 0, n_masks = 0;
+    size_t words = (size_t)(e->vocab + 31) / 32;
     for (int row = 0; row < b->n_logits; row++) {
         const eng_seq *s = e->row_seq[row];
         const cs_sampling_params *sp = cs_textgen_sampling(s->tg);
@@ -55,8 +56,14 @@ bool cs_engine_gpu_sample_step(cs_engine *e, int n_seqs, const cs_batch *b) {
                                      .seed = s->gpu_seed, .step = (uint64_t)cs_textgen_n_generated(s->tg)};
         if (sp->repetition_penalty != 1.0f || sp->presence_penalty != 0.0f || sp->frequency_penalty != 0.0f)
             penalty_entries(e, s, &n_pen, p);
+        e->mask_row[row] = -1;
+        if (s->cons) { // the grammar's mask goes with the row; the GPU applies it before sampling
+            memcpy(e->mask_bits + (size_t)n_masks * words, cs_constraint_bits(s->cons), words * 4);
+            e->mask_row[row] = n_masks++;
+        }
     }
-    cs_gpu_forward_run_sample(e->gfwd, b, e->s_params, e->pen_ids, e->pen_counts, e->pen_in_prompt, n_pen,
+    cs_gpu_masks masks = {e->mask_bits, e->mask_row, n_masks};
+    cs_gpu_forward_run_sample(e->gfwd, b, e->s_params, e->pen_ids, e->pen_counts, e->pen_in_prompt, n_pen, &masks,
                               &e->sampled);
     return true;
 }

@@ -21,7 +21,7 @@ int main(void) {
 #include "cserve/engine.h"
 #include "kernels/cuda/cuda_kernels.h"
 
-#define N_REQ 8 // 6 greedy, then the same seeded sampling request twice
+#define N_REQ 9 // 6 greedy, the same seeded sampling request twice, a greedy json_schema request
 #define MAX_GEN 12
 
 typedef struct out {
@@ -66,7 +66,13 @@ static void run(const char *model, const char *device, out *o) {
         r.max_tokens = MAX_GEN;
         r.ignore_eos = true;
         r.n = i == 5 ? 2 : 1;
-        if (i >= 6) { // seeded sampling with every filter and penalty, and logprobs
+        if (i == 8) { // constrained: masks applied on the GPU before its sampler
+            r.prompt = "A person as JSON:";
+            r.json_schema = "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"maxLength\":"
+                            "20},\"age\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":120}},\"required\":"
+                            "[\"name\",\"age\"]}";
+            r.ignore_eos = false;
+        } else if (i >= 6) { // seeded sampling with every filter and penalty, and logprobs
             r.prompt = prompts[2];
             r.temperature = 0.9f;
             r.top_k = 40;
@@ -90,7 +96,7 @@ static void run(const char *model, const char *device, out *o) {
             if (ev.type == CS_EVENT_TOKEN && ev.index < 2 && o[i].n_toks[ev.index] < MAX_GEN) {
                 o[i].lps[ev.index][o[i].n_toks[ev.index]] = ev.logprob;
                 o[i].toks[ev.index][o[i].n_toks[ev.index]++] = ev.token;
-                bool ok = i < 6 ? ev.n_top == 0 : ev.n_top == 5 && ev.logprob <= 0;
+                bool ok = i < 6 || i == 8 ? ev.n_top == 0 : ev.n_top == 5 && ev.logprob <= 0;
                 for (int k = 1; k < ev.n_top; k++) ok = ok && ev.top_logprobs[k] <= ev.top_logprobs[k - 1];
                 for (int k = 0; k < ev.n_top; k++) // the chosen token's logprob where it is listed
                     if (ev.top_ids[k] == ev.token) ok = ok && fabsf(ev.top_logprobs[k] - ev.logprob) < 1e-4f;
@@ -147,6 +153,11 @@ int main(void) {
         }
     printf("greedy tokens' logprobs: largest GPU - CPU difference %.4f\n", worst_lp);
     TEST_CONDF(worst_lp < 0.1, "greedy logprobs differ by %.4f between backends", worst_lp);
+    // the constrained request may end before MAX_GEN: compare what both produced
+    TEST_CONDF(gpu[8].n_toks[0] == cpu[8].n_toks[0] && gpu[8].n_toks[0] > 0 &&
+                   !memcmp(gpu[8].toks[0], cpu[8].toks[0], sizeof(int32_t) * (size_t)cpu[8].n_toks[0]),
+               "constrained greedy output differs between backends (%d and %d tokens)", gpu[8].n_toks[0],
+               cpu[8].n_toks[0]);
     for (int i = 0; i < 6; i++)
         for (int c = 0; c < (i == 5 ? 2 : 1); c++) {
             total++;

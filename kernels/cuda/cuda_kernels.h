@@ -118,6 +118,13 @@ void cs_cuda_sample(int32_t *ids, float *logprob, int32_t *top_ids, float *top_l
                     const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt,
                     void *workspace, size_t workspace_bytes, void *stream);
 
+// Constrained decoding: for each row r < n_rows of logits (n_rows, vocab) fp32 with
+// mask_row[r] >= 0, token t keeps its logit when bit t of bits row mask_row[r] (each row
+// (vocab + 31) / 32 words, bit t in word t / 32) is set, and becomes -inf otherwise; rows with
+// mask_row[r] < 0 are left alone. CPU reference: cs_constraint_apply (engine/constraint.h).
+void cs_cuda_apply_token_mask(float *logits, const uint32_t *bits, const int32_t *mask_row, int n_rows,
+                              int vocab, void *stream);
+
 // ---- dense projections through cuBLAS (kernels/cuda/gemm.cu)
 typedef struct cs_cuda_blas cs_cuda_blas; // a cuBLAS(Lt) handle and its workspace, per stream
 cs_cuda_blas *cs_cuda_blas_init(void *stream);
