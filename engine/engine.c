@@ -64,6 +64,8 @@ void cs_request_default(cs_request *r) {
 
 // --- start-up ------------------------------------------------------------------------------
 
+#define DUMMY_SEED 1 // --dummy-weights: the seed bench_decode and the tests use too
+
 static int init_buffers(cs_engine *e, char *err, size_t errlen) {
     int T = e->p.max_num_batched_tokens, S = e->p.max_num_seqs;
     e->max_blocks_per_seq = (e->max_model_len + e->p.block_size - 1) / e->p.block_size;
@@ -92,9 +94,14 @@ static int init_buffers(cs_engine *e, char *err, size_t errlen) {
 
 // The CUDA backend: weights uploaded once, the KV pool sized from the memory left.
 static int init_gpu(cs_engine *e, char *err, size_t errlen) {
-    const cs_model_config *c = &e->file->cfg;
-    if (cs_gpu_model_upload(&e->gmodel, &e->model, err, errlen) != CS_OK) return CS_ENGINE_ENOMEM;
-    cs_model_free(&e->model); // the device holds the weights now
+    const cs_model_config *c = &e->cfg;
+    if (e->p.dummy_weights) {
+        if (cs_gpu_model_dummy(&e->gmodel, c, DUMMY_SEED, e->max_model_len, err, errlen) != CS_OK)
+            return CS_ENGINE_ENOMEM;
+    } else {
+        if (cs_gpu_model_upload(&e->gmodel, &e->model, err, errlen) != CS_OK) return CS_ENGINE_ENOMEM;
+        cs_model_free(&e->model); // the device holds the weights now
+    }
     cs_gpu_forward_params gp = {.max_tokens = e->p.max_num_batched_tokens, .max_seqs = e->p.max_num_seqs,
                                 .max_ctx = e->max_model_len, .block_size = e->p.block_size,
                                 .memory_utilization = e->p.gpu_memory_utilization,
@@ -125,17 +132,34 @@ static int init_gpu(cs_engine *e, char *err, size_t errlen) {
     return init_buffers(e, err, errlen) ? CS_ENGINE_ENOMEM : 0;
 }
 
+// --dummy-weights: the preset's shape; the file's tokenizer must fit its vocabulary.
+static int dummy_config(cs_engine *e, char *err, size_t errlen) {
+    if (cs_model_preset(e->p.dummy_weights, &e->cfg, err, errlen) != CS_OK) return CS_ENGINE_EINVAL;
+    int32_t tok_vocab = cs_tokenizer_vocab_size(e->file->tok);
+    if (tok_vocab > e->cfg.vocab_size)
+        return engine_err(err, errlen, CS_ENGINE_EINVAL,
+                          "dummy weights: preset '%s' has %d tokens, fewer than the tokenizer's %d",
+                          e->p.dummy_weights, e->cfg.vocab_size, tok_vocab);
+    return 0;
+}
+
 static int init_model(cs_engine *e, char *err, size_t errlen) {
     if (cs_model_file_open(e->p.model_path, &e->file, err, errlen) != CS_OK) return CS_ENGINE_EINVAL;
-    const cs_model_config *c = &e->file->cfg;
+    e->cfg = e->file->cfg;
+    int rc = e->p.dummy_weights ? dummy_config(e, err, errlen) : 0;
+    if (rc) return rc;
+    const cs_model_config *c = &e->cfg;
     e->vocab = c->vocab_size;
     int ctx = c->context_len < 8192 ? c->context_len : 8192;
     e->max_model_len = e->p.max_model_len > 0 ? e->p.max_model_len : ctx;
     if (e->max_model_len > c->context_len)
         return engine_err(err, errlen, CS_ENGINE_EINVAL, "max_model_len %d exceeds the model's context %d",
                           e->max_model_len, c->context_len);
-    if (cs_model_init(&e->model, e->file, e->max_model_len, err, errlen) != CS_OK) return CS_ENGINE_ENOMEM;
     int kv_dim = c->n_head_kv * c->head_dim;
+    if (e->on_gpu && e->p.dummy_weights) return init_gpu(e, err, errlen); // weights made on the device
+    cs_status st = e->p.dummy_weights ? cs_model_init_dummy(&e->model, c, DUMMY_SEED, e->max_model_len, err, errlen)
+                                      : cs_model_init(&e->model, e->file, e->max_model_len, err, errlen);
+    if (st != CS_OK) return CS_ENGINE_ENOMEM;
     if (e->on_gpu) return init_gpu(e, err, errlen);
     size_t block_bytes = cs_kv_cache_block_bytes(c->n_layer, e->p.block_size, kv_dim);
     e->kv_block_bytes = block_bytes;
@@ -582,10 +606,12 @@ char *cs_engine_apply_chat_template(cs_engine *e, const cs_chat_message *msgs, i
 void cs_engine_info_get(const cs_engine *e, cs_engine_info *info) {
     memset(info, 0, sizeof *info);
     snprintf(info->name, sizeof info->name, "%s", e->file->name);
-    snprintf(info->architecture, sizeof info->architecture, "%s", cs_arch_name(e->file->cfg.arch));
+    snprintf(info->architecture, sizeof info->architecture, "%s", cs_arch_name(e->cfg.arch));
     bool seen[CS_DTYPE_COUNT] = {0};
     size_t len = 0;
-    for (int i = 0; i < e->file->n_tensors; i++) {
+    if (e->p.dummy_weights) snprintf(info->weight_formats, sizeof info->weight_formats, "BF16 (dummy weights, %s)",
+                                     e->p.dummy_weights);
+    for (int i = 0; !e->p.dummy_weights && i < e->file->n_tensors; i++) {
         cs_dtype t = e->file->tensors[i].dtype;
         if (seen[t]) continue;
         seen[t] = true;

@@ -69,6 +69,7 @@ struct cs_engine {
     cs_engine_params p;
     cs_model_file *file;
     cs_model model;
+    cs_model_config cfg;     // what runs: the file's, or the dummy-weights preset's
     cs_kv_cache kv;
     cs_bm *bm;
     cs_constraint_cache *cc; // compiled grammars, shared by requests

@@ -88,6 +88,10 @@ bool cs_cli_device_opt(int argc, char **argv, int *i, struct cs_engine_params *e
         if (!*bad) ep->device = v;
         return true;
     }
+    if (cs_cli_value(argc, argv, i, "--dummy-weights", &v, bad)) {
+        if (!*bad) ep->dummy_weights = v; // checked by the engine, which names the presets
+        return true;
+    }
     if (cs_cli_value(argc, argv, i, "--gpu-memory-utilization", &v, bad)) {
         float f = 0;
         *bad = *bad || !cs_cli_float("--gpu-memory-utilization", v, 0.05, 1.0, &f);

@@ -26,13 +26,16 @@ bool cs_cli_float(const char *name, const char *s, double lo, double hi, float *
 bool cs_cli_u64(const char *name, const char *s, uint64_t *out);
 
 // The backend flags of the engine commands: --device cpu|cuda, --gpu-memory-utilization F,
-// --enforce-eager. True when argv[*i] was one of them (then *bad tells whether it was valid).
+// --enforce-eager, --dummy-weights PRESET. True when argv[*i] was one of them (then *bad tells whether it was valid).
 struct cs_engine_params;
 bool cs_cli_device_opt(int argc, char **argv, int *i, struct cs_engine_params *ep, bool *bad);
 #define CS_CLI_DEVICE_HELP                                                                            \
     "  --device cpu|cuda          where the model runs (default cpu)\n"                               \
     "  --gpu-memory-utilization F cuda: share of GPU memory for weights, workspace and KV (0.90)\n" \
-    "  --enforce-eager            cuda: do not capture decode steps in CUDA graphs\n"
+    "  --enforce-eager            cuda: do not capture decode steps in CUDA graphs\n"           \
+    "  --dummy-weights PRESET     seeded random weights of a known shape (llama3-8b, llama3-70b,\n" \
+    "                             qwen2-7b, mistral-7b, smollm2-135m, NAME:LAYERS, config.json);\n" \
+    "                             --model then gives only the tokenizer\n"
 
 int cs_cmd_info(int argc, char **argv);
 int cs_cmd_generate(int argc, char **argv);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/assert.h"
+#include "cserve/engine.h"
 #include "engine/forward.h"
 #include "engine/kv_cache.h"
 #include "engine/model.h"
@@ -89,8 +90,52 @@ static void test_forward(void) {
     cs_model_free(&m);
 }
 
+// The engine on --dummy-weights: the preset's shapes behind the model file's tokenizer; a
+// preset whose vocabulary cannot hold the tokenizer's, or an unknown one, is refused.
+static void test_engine(void) {
+    const char *model = test_env("CSERVE_MODEL");
+    if (!model) {
+        puts("default model absent: engine part skipped");
+        return;
+    }
+    cs_engine_params p;
+    cs_engine_params_default(&p);
+    p.model_path = model;
+    p.max_model_len = 256;
+    p.kv_cache_memory = (size_t)16 << 20;
+    char err[256] = "";
+    cs_engine *e = NULL;
+    const char *bad[] = {"mistral-7b", "no-such-preset"};
+    for (int i = 0; i < 2; i++) {
+        p.dummy_weights = bad[i];
+        TEST_CONDF(cs_engine_init(&p, &e, err, sizeof err) == CS_ENGINE_EINVAL && strstr(err, "dummy"), "%s: %s",
+                   bad[i], err);
+    }
+    p.dummy_weights = "smollm2-135m:2";
+    TEST_CONDF(cs_engine_init(&p, &e, err, sizeof err) == 0, "%s", err);
+    if (!e) return;
+    cs_engine_info info;
+    cs_engine_info_get(e, &info);
+    TEST_CONDF(strstr(info.weight_formats, "dummy") && info.vocab_size == 49152, "%s, vocab %d", info.weight_formats,
+               info.vocab_size);
+    cs_request r;
+    cs_request_default(&r);
+    r.prompt = "Hello";
+    r.max_tokens = 6;
+    r.temperature = 0;
+    r.ignore_eos = true;
+    uint64_t id;
+    TEST_CONDF(cs_engine_submit(e, &r, &id, err, sizeof err) == 0, "%s", err);
+    int tokens = 0;
+    cs_event ev;
+    while (cs_engine_poll(e, &ev, 60000) == 1 && ev.type != CS_EVENT_DONE) tokens += ev.type == CS_EVENT_TOKEN;
+    TEST_CONDF(ev.type == CS_EVENT_DONE && tokens == 6, "%d tokens", tokens);
+    cs_engine_free(e);
+}
+
 int main(void) {
     test_presets();
+    test_engine();
     test_values();
     test_forward();
     return TEST_REPORT();

@@ -57,6 +57,9 @@ typedef struct cs_engine_params {
     double gpu_memory_utilization; /* cuda: share of GPU memory for weights + KV (default 0.90);
                                       the KV pool takes what the weights and workspace leave */
     bool enforce_eager;          /* cuda: no CUDA graphs */
+    const char *dummy_weights;   /* a preset (llama3-8b, qwen2-7b, ...; see README): seeded random
+                                    weights of that shape, for benchmarks; model_path then only
+                                    gives the tokenizer */
     bool no_forced_runs;         /* constrained decoding: one forced token per step instead of
                                     appending runs of forced tokens at once (same output) */
 } cs_engine_params;
