@@ -91,7 +91,6 @@ struct cs_gpu_forward {
     uint16_t *k_pool, *v_pool;
     size_t layer_elems;
     int n_blocks;
-    int32_t *h_ids; // pinned (T)
     graph_entry graphs[MAX_GRAPHS];
     int n_graphs, n_captured;
     void *arena;
@@ -154,7 +153,6 @@ void cs_gpu_forward_free(cs_gpu_forward *f) {
     if (f->k_pool) cudaFree(f->k_pool);
     if (f->v_pool) cudaFree(f->v_pool);
     if (f->h_batch) cudaFreeHost(f->h_batch);
-    if (f->h_ids) cudaFreeHost(f->h_ids);
     if (f->h_out) cudaFreeHost(f->h_out);
     if (f->stream) cudaStreamDestroy(f->stream);
     free(f);
@@ -226,7 +224,6 @@ cs_gpu_forward *cs_gpu_forward_init(const cs_gpu_model *g, const cs_gpu_forward_
     carve(f, f->arena);
     size_t batch_bytes = 4 * (f->off_table + S * (size_t)f->max_blocks_per_seq);
     if (cudaMallocHost((void **)&f->h_batch, batch_bytes) != cudaSuccess ||
-        cudaMallocHost((void **)&f->h_ids, T * 4) != cudaSuccess ||
         cudaMallocHost(&f->h_out, out_bytes(T)) != cudaSuccess)
         return fail(f, err, errlen, CS_ERR_NOMEM, "no pinned host memory for the batch");
     cs_cuda_sample_params *gp = calloc(T, sizeof *gp);
@@ -406,16 +403,16 @@ void cs_gpu_forward_run(cs_gpu_forward *f, const cs_batch *b, float *logits) {
 
 void cs_gpu_forward_run_greedy(cs_gpu_forward *f, const cs_batch *b, int32_t *ids) {
     run(f, b, MODE_GREEDY);
-    if (b->n_logits) CK(cudaMemcpyAsync(f->h_ids, f->ids, (size_t)b->n_logits * 4, cudaMemcpyDeviceToHost, f->stream));
+    // the ids lead the pinned copy of the sampler's outputs
+    if (b->n_logits) CK(cudaMemcpyAsync(f->h_out, f->ids, (size_t)b->n_logits * 4, cudaMemcpyDeviceToHost, f->stream));
     CK(cudaStreamSynchronize(f->stream));
-    memcpy(ids, f->h_ids, (size_t)b->n_logits * 4);
+    memcpy(ids, f->h_out, (size_t)b->n_logits * 4);
 }
 
 void cs_gpu_forward_run_sample(cs_gpu_forward *f, const cs_batch *b, const cs_cuda_sample_params *params,
                                const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt,
                                int n_pen, const cs_gpu_masks *masks, cs_gpu_sampled *out) {
     int n = b->n_logits, T = f->p.max_tokens;
-    int32_t none[1] = {-1};
     if (n) { // every row says whether it has a mask; the kernel always runs (graphs replay it)
         size_t words = (size_t)(f->g->cfg.vocab_size + 31) / 32;
         CS_ASSERT(!masks || (masks->n_masks >= 0 && masks->n_masks <= f->p.max_seqs));
@@ -424,8 +421,8 @@ void cs_gpu_forward_run_sample(cs_gpu_forward *f, const cs_batch *b, const cs_cu
                                f->stream));
         for (int i = 0; masks && i < n; i++) CS_ASSERT(masks->mask_row[i] < masks->n_masks);
         if (masks) CK(cudaMemcpyAsync(f->mask_row, masks->mask_row, (size_t)n * 4, cudaMemcpyHostToDevice, f->stream));
-        else
-            for (int i = 0; i < n; i++) CK(cudaMemcpyAsync(f->mask_row + i, none, 4, cudaMemcpyHostToDevice, f->stream));
+        else // no masks: every row -1 (all bytes 0xff)
+            CK(cudaMemsetAsync(f->mask_row, 0xff, (size_t)n * 4, f->stream));
     }
     CS_ASSERT(n <= f->p.max_seqs && n_pen >= 0 && (size_t)n_pen <= f->pen_cap);
     for (int i = 0; i < n; i++)
