@@ -341,7 +341,8 @@ static int request_params(cs_engine *e, const cs_request *q, eng_req *r, char *e
         p += strlen(p) + 1;
     }
     if (q->cache_salt) r->salt = hash_salt(strcpy(p, q->cache_salt));
-    g->max_tokens = q->max_tokens;
+    if (q->max_tokens < -1) return engine_err(err, errlen, CS_ENGINE_EINVAL, "max_tokens must be >= 0 (or -1: what the context leaves)");
+    g->max_tokens = q->max_tokens < 0 ? 0 : q->max_tokens; // -1 is resolved once the prompt's length is known
     g->ignore_eos = q->ignore_eos;
     g->n_stop_ids = q->n_stop_token_ids;
     memcpy(g->stop_ids, q->stop_token_ids, sizeof(int32_t) * (size_t)q->n_stop_token_ids);
@@ -361,7 +362,14 @@ static int request_params(cs_engine *e, const cs_request *q, eng_req *r, char *e
 }
 
 // A request that could never run: longer than the context, or more blocks than the pool.
-static int request_fits(cs_engine *e, const eng_req *r, char *err, size_t errlen) {
+static int request_fits(cs_engine *e, eng_req *r, bool to_context, char *err, size_t errlen) {
+    if (to_context) { // as many tokens as the context and the whole KV pool leave room for
+        long room = (long)e->kv.n_blocks * e->p.block_size;
+        if (room > e->max_model_len) room = e->max_model_len;
+        r->gen.max_tokens = room > r->n_prompt ? (int)(room - r->n_prompt) : 0;
+        if (r->gen.max_tokens == 0)
+            return engine_err(err, errlen, CS_ENGINE_ETOOLARGE, "prompt is %d tokens; the context is %d", r->n_prompt, (int)room);
+    }
     long need = (long)r->n_prompt + r->gen.max_tokens;
     if (need > e->max_model_len)
         return engine_err(err, errlen, CS_ENGINE_ETOOLARGE, "prompt (%d tokens) + max_tokens (%d) exceed the context (%d)", r->n_prompt,
@@ -378,7 +386,7 @@ int cs_engine_submit(cs_engine *e, const cs_request *q, uint64_t *id, char *err,
     if (!r) return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
     int rc = request_params(e, q, r, err, errlen);
     if (rc == 0) rc = request_prompt(e, q, r, err, errlen);
-    if (rc == 0) rc = request_fits(e, r, err, errlen);
+    if (rc == 0) rc = request_fits(e, r, q->max_tokens < 0, err, errlen);
     if (rc == 0 && cs_cc_get(e->cc, q, &r->grammar, err, errlen) != CS_OK) rc = CS_ENGINE_EINVAL;
     if (rc == 0 && q->prompt_logprobs_from >= r->n_prompt)
         rc = engine_err(err, errlen, CS_ENGINE_EINVAL, "prompt_logprobs: start %d is past the prompt (%d tokens)",

@@ -424,6 +424,8 @@ static void update_stats(cs_engine *e) {
     st->block_size = e->kv.block_size;
     st->kv_cache_bytes = (size_t)b.total * e->kv_block_bytes;
     st->prefix_hit_rate = b.lookups_tokens ? (double)b.hit_tokens / (double)b.lookups_tokens : 0.0;
+    st->prefix_cache_queries = b.lookups_tokens;
+    st->prefix_cache_hits = b.hit_tokens;
     pthread_mutex_unlock(&e->mu);
 }
 

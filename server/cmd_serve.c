@@ -1,4 +1,4 @@
-// cserve serve: the engine behind the JSON-RPC socket server.
+// cserve serve: the engine behind the JSON-RPC socket server and the OpenAI HTTP API.
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,9 +12,12 @@
 static void usage(void) {
     printf("usage: cserve serve [--model PATH] [options]\n\n"
            "  --host H                   address to listen on (default 127.0.0.1)\n"
-           "  --port P                   TCP port (default 7777; 0 = no TCP)\n"
-           "  --socket PATH              also listen on a Unix socket\n"
-           "  --api-key KEY              clients must call auth {key} first\n"
+           "  --port P                   JSON-RPC TCP port (default 7777; 0 = none)\n"
+           "  --socket PATH              also serve JSON-RPC on a Unix socket\n"
+           "  --http-port P              OpenAI-compatible HTTP API port (default 8000; 0 = none)\n"
+           "  --served-model-name NAME   the model's name in the HTTP API (default: the model's own)\n"
+           "  --api-key KEY              RPC clients must call auth {key} first; HTTP clients send\n"
+           "                             Authorization: Bearer KEY (/health stays open)\n"
            CS_CLI_DEVICE_HELP
            "  --max-model-len N          tokens per sequence (default: the model's, at most 8192)\n"
            "  --max-num-seqs N           sequences per step (default 64)\n"
@@ -26,6 +29,10 @@ static void usage(void) {
            "  --threads N                CPU threads (default: all cores)\n"
            "  --max-connections N        (default 1024)\n"
            "  --max-line-bytes N         longest request line (default 1048576)\n"
+           "  --max-body-bytes N         longest HTTP request body (default 33554432)\n"
+           "  --max-header-bytes N       longest HTTP request head (default 65536)\n"
+           "  --http-request-timeout S   an HTTP request must arrive within S seconds (default 30)\n"
+           "  --http-idle-timeout S      idle HTTP keep-alive connections close after S (default 60)\n"
            "  --max-queued N             requests waiting before new ones get -32001 (default 4096)\n"
            "  --shutdown-timeout S       seconds in-flight requests get after SIGTERM (default 30)\n"
            "  --log-level L              error, warn, info (default) or debug\n");
@@ -56,7 +63,8 @@ static int parse_opts(int argc, char **argv, cs_engine_params *ep, rpc_params *r
         else if (cs_cli_value(argc, argv, &i, "--model", &ep->model_path, &bad) ||
                  cs_cli_value(argc, argv, &i, "--host", &rp->host, &bad) ||
                  cs_cli_value(argc, argv, &i, "--socket", &rp->socket_path, &bad) ||
-                 cs_cli_value(argc, argv, &i, "--api-key", &rp->api_key, &bad)) {
+                 cs_cli_value(argc, argv, &i, "--api-key", &rp->api_key, &bad) ||
+                 cs_cli_value(argc, argv, &i, "--served-model-name", &rp->served_model_name, &bad)) {
         } else if (cs_cli_device_opt(argc, argv, &i, ep, &bad)) {
         } else if (cs_cli_value(argc, argv, &i, "--log-level", &v, &bad)) {
             bad = bad || !parse_level(v, &rp->log_level);
@@ -69,9 +77,11 @@ static int parse_opts(int argc, char **argv, cs_engine_params *ep, rpc_params *r
                 {"--port", 0, 65535}, {"--max-model-len", 1, 1 << 24}, {"--max-num-seqs", 1, 4096},
                 {"--max-num-batched-tokens", 1, 1 << 20}, {"--block-size", 1, 1024}, {"--threads", 1, 1024},
                 {"--max-connections", 1, 1 << 20}, {"--max-line-bytes", 1024, 1 << 30}, {"--max-queued", 1, 1 << 24},
-                {"--shutdown-timeout", 0, 86400}};
+                {"--shutdown-timeout", 0, 86400}, {"--http-port", 0, 65535}, {"--max-body-bytes", 1024, 1 << 30},
+                {"--max-header-bytes", 1024, 1 << 24}, {"--http-request-timeout", 1, 86400},
+                {"--http-idle-timeout", 1, 86400}};
             int which = -1;
-            for (int k = 0; k < 10 && which < 0; k++)
+            for (int k = 0; k < (int)(sizeof ints / sizeof ints[0]) && which < 0; k++)
                 if (cs_cli_value(argc, argv, &i, ints[k].flag, &v, &bad)) which = k;
             if (which < 0) {
                 fprintf(stderr, "error: unknown option '%s' (see cserve serve --help)\n", argv[i]);
@@ -79,10 +89,15 @@ static int parse_opts(int argc, char **argv, cs_engine_params *ep, rpc_params *r
             }
             bad = bad || !cs_cli_int(ints[which].flag, v, ints[which].lo, ints[which].hi, &n);
             int *dst[] = {&rp->port, &ep->max_model_len, &ep->max_num_seqs, &ep->max_num_batched_tokens,
-                          &ep->block_size, &ep->threads, &rp->max_connections, NULL, &ep->max_queued, NULL};
+                          &ep->block_size, &ep->threads, &rp->max_connections, NULL, &ep->max_queued, NULL,
+                          &rp->http_port, NULL, NULL, NULL, NULL};
             if (!bad && dst[which]) *dst[which] = n;
             if (!bad && which == 7) rp->max_line = (size_t)n;
             if (!bad && which == 9) rp->grace_ms = n * 1000;
+            if (!bad && which == 11) rp->max_body = (size_t)n;
+            if (!bad && which == 12) rp->max_header = (size_t)n;
+            if (!bad && which == 13) rp->request_timeout_ms = n * 1000;
+            if (!bad && which == 14) rp->idle_timeout_ms = n * 1000;
         }
         if (bad) return CS_EXIT_BAD_INPUT;
     }
@@ -104,21 +119,5 @@ int cs_cmd_serve(int argc, char **argv) {
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &mask, NULL);
-    cs_engine *e;
-    char err[256];
-    if (cs_engine_init(&ep, &e, err, sizeof err) != 0) {
-        fprintf(stderr, "error: %s: %s\n", ep.model_path, err);
-        return CS_EXIT_BAD_INPUT;
-    }
-    cs_engine_info info;
-    cs_engine_stats st;
-    cs_engine_info_get(e, &info);
-    cs_engine_stats_get(e, &st);
-    fprintf(stderr, "model %s (%s, %s), device %s, context %d\n", info.name, info.architecture,
-            info.weight_formats, info.device, info.context_length);
-    fprintf(stderr, "KV cache: %d blocks of %d tokens = %d tokens, %.1f MiB\n", st.blocks_total,
-            st.block_size, st.blocks_total * st.block_size, (double)st.kv_cache_bytes / (1 << 20));
-    rc = rpc_serve(e, &rp);
-    cs_engine_free(e);
-    return rc;
+    return rpc_serve(&ep, &rp); // the model loads while the sockets already answer health checks
 }

@@ -41,7 +41,7 @@ static cJSON *json_ids(const int32_t *ids, int n) {
     return a;
 }
 
-static rpc_pending *pending_new(rpc_conn *c, const cJSON *id, int n) {
+rpc_pending *rpc_pending_new(rpc_conn *c, const cJSON *id, int n) {
     rpc_pending *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->conn = c;
@@ -100,7 +100,7 @@ static void do_generate(rpc_server *s, rpc_conn *c, const cJSON *id, const cJSON
     if (rd.bad_param) {
         send_params_error(s, c, id, &rd);
     } else {
-        rpc_pending *p = pending_new(c, id, q.n);
+        rpc_pending *p = rpc_pending_new(c, id, q.n);
         uint64_t eid = p ? submit(s, c, id, &q, NULL) : 0;
         if (!p) rpc_send_error(s, c, id, RPC_OVERLOADED, NULL, "out of memory");
         if (eid) {
@@ -218,7 +218,7 @@ static bool select_submit(rpc_server *s, rpc_select *sel, int i) {
     q.n_tokens = sel->leg_len[i];
     q.max_tokens = 0;
     q.prompt_logprobs_from = sel->n_prompt;
-    rpc_pending *p = pending_new(sel->conn, sel->json_id, 1);
+    rpc_pending *p = rpc_pending_new(sel->conn, sel->json_id, 1);
     uint64_t eid = p ? submit(s, sel->conn, sel->json_id, &q, sel->prompt_param) : 0;
     if (!eid) {
         rpc_pending_free(p);
@@ -530,6 +530,14 @@ void rpc_dispatch(rpc_server *s, rpc_conn *c, const char *line, size_t len) {
         rpc_send_error(s, c, NULL, RPC_INVALID_REQUEST, NULL, "invalid request: id must be an integer or a string");
     } else if (!auth(s, c, id, method->valuestring, params)) {
         // answered (and closing when refused)
+    } else if (!rpc_engine(s) && id && strcmp(method->valuestring, "health") && strcmp(method->valuestring, "auth")) {
+        rpc_send_error(s, c, id, RPC_OVERLOADED, NULL, "the model is still loading");
+    } else if (!rpc_engine(s) && id && !strcmp(method->valuestring, "health")) {
+        cJSON *res = cJSON_CreateObject();
+        cJSON_AddStringToObject(res, "status", "loading");
+        send_result(s, c, id, res);
+    } else if (!rpc_engine(s)) {
+        // a notification while loading: nothing to cancel yet
     } else if (!id) { // a notification gets no answer; of the methods only cancel means anything so
         if (!strcmp(method->valuestring, "cancel") && cJSON_IsObject(params)) do_cancel(s, c, NULL, params);
     } else {

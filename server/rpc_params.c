@@ -216,7 +216,7 @@ static void read_constraint(rpc_reader *rd, cs_request *q, rpc_gen_bufs *bufs) {
         rpc_fail(rd, "json_schema", "give at most one of json_schema, json_object, regex, choices");
 }
 
-static void read_stop(rpc_reader *rd, cs_request *q) {
+void rpc_read_stop(rpc_reader *rd, cs_request *q) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(rd->params, "stop");
     if (!v || cJSON_IsNull(v)) return;
     if (cJSON_IsString(v)) {
@@ -260,7 +260,7 @@ void rpc_read_generate(rpc_reader *rd, int vocab, int max_model_len, cs_request 
     const cJSON *seed = cJSON_GetObjectItemCaseSensitive(rd->params, "seed");
     q->has_seed = seed && !cJSON_IsNull(seed);
     q->seed = (uint64_t)rpc_num(rd, "seed", 0, 0, SEED_LIMIT - 1, true);
-    read_stop(rd, q);
+    rpc_read_stop(rd, q);
     int n_ids = 0;
     int32_t *ids = rpc_int_array(rd, "stop_token_ids", 0, vocab, CS_MAX_STOP, &n_ids);
     if (ids) memcpy(q->stop_token_ids, ids, sizeof(int32_t) * (size_t)n_ids);

@@ -42,6 +42,9 @@ void rpc_gen_bufs_free(rpc_gen_bufs *b);
 // *bufs (zero it first; the caller frees it). Problems are left in r.
 void rpc_read_generate(rpc_reader *r, int vocab, int max_model_len, cs_request *q, rpc_gen_bufs *bufs);
 
+// stop: a string or an array of at most CS_MAX_STOP non-empty strings, into q->stop.
+void rpc_read_stop(rpc_reader *r, cs_request *q);
+
 // True when [s, s + len) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
 bool rpc_valid_utf8(const char *s, size_t len);
 

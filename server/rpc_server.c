@@ -1,8 +1,12 @@
-// The JSON-RPC server's sockets: accept, read and split lines, buffer and flush output,
-// route engine events to the requests they belong to, and shut down gracefully.
+// The server's sockets: accept, read, buffer and flush output, split JSON-RPC lines (HTTP
+// framing is http_server.c's), load the model, route engine events to the requests they
+// belong to, and shut down gracefully.
 #define _GNU_SOURCE // accept4
 #include "common/clock.h"
 #include "rpc_server.h"
+
+#include <pthread.h>
+#include <sys/eventfd.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,17 +24,26 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "metrics.h"
 #include "rpc_internal.h"
 
 #define MAP_BUCKETS 4096
 
 struct rpc_server {
     rpc_params p;
-    cs_engine *engine;
-    int epfd, tcp_fd, unix_fd, sig_fd, ev_fd;
-    int tag_tcp, tag_unix, tag_sig, tag_ev; // their addresses mark the special fds in epoll
+    cs_engine *engine;       // NULL until the loader is done
+    cs_engine_params ep;
+    int epfd, tcp_fd, unix_fd, http_fd, sig_fd, ev_fd, load_fd;
+    int tag_tcp, tag_unix, tag_http, tag_sig, tag_ev, tag_load; // their addresses mark the special fds
+    pthread_t loader;
+    bool loading;            // the loader thread runs
+    int load_rc;             // written by the loader before it signals load_fd
+    cs_engine *loaded;
+    char load_err[256];
+    char model_name[128];
+    cs_metrics *metrics;
     rpc_conn *conns;
-    int n_conns;
+    int n_conns, n_http;
     uint64_t next_serial;
     rpc_pending *map[MAP_BUCKETS];
     int n_pending;
@@ -47,15 +60,22 @@ void rpc_params_default(rpc_params *p) {
     p->max_connections = 1024;
     p->grace_ms = 30000;
     p->log_level = 2;
+    p->http_port = 8000;
+    p->max_body = (size_t)32 << 20;
+    p->max_header = 64 << 10;
+    p->request_timeout_ms = 30000;
+    p->idle_timeout_ms = 60000;
 }
 
 cs_engine *rpc_engine(rpc_server *s) { return s->engine; }
 const char *rpc_api_key(rpc_server *s) { return s->p.api_key; }
+const rpc_params *rpc_server_params(rpc_server *s) { return &s->p; }
+const char *rpc_model_name(rpc_server *s) { return s->model_name; }
+cs_metrics *rpc_metrics(rpc_server *s) { return s->metrics; }
 double rpc_uptime_s(rpc_server *s) { return cs_now_s() - s->t_start; }
 bool rpc_shutting_down(rpc_server *s) { return s->shutting_down; }
 
-static void logf_(rpc_server *s, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void logf_(rpc_server *s, int level, const char *fmt, ...) {
+void rpc_logf(rpc_server *s, int level, const char *fmt, ...) {
     if (level > s->p.log_level) return;
     va_list ap;
     va_start(ap, fmt);
@@ -65,7 +85,7 @@ static void logf_(rpc_server *s, int level, const char *fmt, ...) {
 }
 
 void rpc_log_request(rpc_server *s, const rpc_pending *p, const cs_event *d) {
-    logf_(s, 2, "request %llu: %d prompt (%d cached) + %d generated tokens, ttft %.1f ms, total %.1f ms%s",
+    rpc_logf(s, 2, "request %llu: %d prompt (%d cached) + %d generated tokens, ttft %.1f ms, total %.1f ms%s",
           (unsigned long long)p->engine_id, d->prompt_tokens, d->cached_tokens, d->completion_tokens,
           d->ttft_ms, d->total_ms, p->conn ? "" : " (client gone)");
 }
@@ -91,14 +111,32 @@ void rpc_buf_free(rpc_buf *b) {
     memset(b, 0, sizeof *b);
 }
 
+void rpc_arm(rpc_server *s, rpc_conn *c) {
+    struct epoll_event ev = {.events = EPOLLRDHUP | (c->read_paused ? 0 : EPOLLIN) | (c->want_write ? EPOLLOUT : 0),
+                             .data.ptr = c};
+    epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
 static void arm(rpc_server *s, rpc_conn *c, bool want_write) {
     if (c->want_write == want_write) return;
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | (want_write ? EPOLLOUT : 0), .data.ptr = c};
-    epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev);
     c->want_write = want_write;
+    rpc_arm(s, c);
 }
 
 static void close_conn(rpc_server *s, rpc_conn *c);
+void rpc_close_conn(rpc_server *s, rpc_conn *c) { close_conn(s, c); }
+
+// An HTTP connection closed after an error: shutting our side only, then reading until the
+// client's EOF, keeps the kernel from answering its unread request bytes with a reset that
+// would destroy the error response before the client reads it.
+static void linger(rpc_server *s, rpc_conn *c) {
+    shutdown(c->fd, SHUT_WR);
+    c->lingering = true;
+    c->t_linger = cs_now_s();
+    c->in.len = 0;
+    c->read_paused = false;
+    rpc_arm(s, c);
+}
 
 // Writes what the socket takes now; the rest waits for EPOLLOUT.
 static void flush(rpc_server *s, rpc_conn *c) {
@@ -118,7 +156,25 @@ static void flush(rpc_server *s, rpc_conn *c) {
     }
     c->out.len = c->out_sent = 0;
     arm(s, c, false);
-    if (c->closing) close_conn(s, c);
+    if (c->closing && c->http && !c->lingering) linger(s, c);
+    else if (c->closing) close_conn(s, c);
+}
+
+bool rpc_write(rpc_server *s, rpc_conn *c, const char *data, size_t n) {
+    if (!c || c->fd < 0) return false;
+    if (!rpc_buf_append(&c->out, data, n)) {
+        rpc_logf(s, 0, "connection %llu: out of memory for a response: closing", (unsigned long long)c->serial);
+        close_conn(s, c);
+        return false;
+    }
+    if (c->out.len - c->out_sent > s->p.max_out) { // the client does not read: drop it
+        rpc_logf(s, 1, "connection %llu: %zu unread bytes: closing", (unsigned long long)c->serial,
+                 c->out.len - c->out_sent);
+        close_conn(s, c);
+        return false;
+    }
+    if (!c->want_write) flush(s, c);
+    return c->fd >= 0;
 }
 
 void rpc_send_json(rpc_server *s, rpc_conn *c, cJSON *msg) {
@@ -128,20 +184,15 @@ void rpc_send_json(rpc_server *s, rpc_conn *c, cJSON *msg) {
         free(text);
         return;
     }
-    if (!text || !rpc_buf_append(&c->out, text, strlen(text)) || !rpc_buf_append(&c->out, "\n", 1)) {
-        free(text);
-        logf_(s, 0, "connection %llu: out of memory for a response: closing", (unsigned long long)c->serial);
+    size_t len = text ? strlen(text) : 0;
+    if (text) text[len] = '\n'; // replaces the NUL: the line is written by length
+    if (!text) {
+        rpc_logf(s, 0, "connection %llu: out of memory for a response: closing", (unsigned long long)c->serial);
         close_conn(s, c);
-        return;
+    } else {
+        rpc_write(s, c, text, len + 1);
     }
     free(text);
-    if (c->out.len - c->out_sent > s->p.max_out) { // the client does not read: drop it
-        logf_(s, 1, "connection %llu: %zu unread bytes: closing", (unsigned long long)c->serial,
-              c->out.len - c->out_sent);
-        close_conn(s, c);
-        return;
-    }
-    if (!c->want_write) flush(s, c);
 }
 
 void rpc_send_error(rpc_server *s, rpc_conn *c, const cJSON *id, int code, const char *param,
@@ -198,13 +249,27 @@ static void pending_remove(rpc_server *s, rpc_pending *p) {
     s->n_pending--;
 }
 
+// Metrics see every request, whichever protocol it came by, and whether its client is still there.
+static void observe(rpc_server *s, rpc_pending *p, const cs_event *ev) {
+    if (ev->type == CS_EVENT_DONE) cs_metrics_request_done(s->metrics, ev);
+    if (ev->type == CS_EVENT_FINISH) cs_metrics_choice_finished(s->metrics, ev->finish_reason);
+    if (ev->type == CS_EVENT_TOKEN && ev->index >= 0 && ev->index < p->n) {
+        double now = cs_now_s();
+        rpc_choice *ch = &p->choices[ev->index];
+        if (ch->t_last > 0) cs_metrics_inter_token(s->metrics, now - ch->t_last);
+        ch->t_last = now;
+    }
+}
+
 static void route_events(rpc_server *s) {
     cs_event ev;
     for (int i = 0; i < 4096 && cs_engine_poll(s->engine, &ev, 0) == 1; i++) {
         rpc_pending *p = pending_find(s, ev.request_id);
         if (!p) continue;
+        observe(s, p, &ev);
         if (ev.type == CS_EVENT_DONE) pending_remove(s, p);
-        rpc_on_event(s, p, &ev);
+        if (p->oa) oa_on_event(s, p, &ev);
+        else rpc_on_event(s, p, &ev);
         if (ev.type == CS_EVENT_DONE) rpc_pending_free(p);
     }
 }
@@ -220,10 +285,13 @@ static void close_conn(rpc_server *s, rpc_conn *c) {
     for (rpc_pending *p = c->pending; p; p = p->conn_next) {
         p->conn = NULL;
         if (p->select) p->select->conn = NULL;
+        if (p->oa) oa_conn_gone(p->oa);
         cs_engine_cancel(s->engine, p->engine_id);
     }
     c->pending = NULL;
+    c->call = NULL;
     s->n_conns--;
+    if (c->http) s->n_http--;
 }
 
 static void free_closed(rpc_server *s) {
@@ -240,14 +308,19 @@ static void free_closed(rpc_server *s) {
     }
 }
 
-static void accept_all(rpc_server *s, int lfd) {
+static void accept_all(rpc_server *s, int lfd, bool http) {
     for (;;) {
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) return; // EAGAIN, or a transient error: try at the next wakeup
         if (s->n_conns >= s->p.max_connections) {
             static const char msg[] = "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32001,"
                                       "\"message\":\"too many connections\"}}\n";
-            ssize_t w = send(fd, msg, sizeof msg - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+            static const char hmsg[] = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\n"
+                                       "Content-Type: application/json\r\nContent-Length: 102\r\n\r\n"
+                                       "{\"error\":{\"message\":\"too many connections\",\"type\":\"service_unavailable_error\","
+                                       "\"param\":null,\"code\":null}}";
+            ssize_t w = http ? send(fd, hmsg, sizeof hmsg - 1, MSG_NOSIGNAL | MSG_DONTWAIT)
+                             : send(fd, msg, sizeof msg - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
             (void)w;
             close(fd);
             continue;
@@ -262,15 +335,48 @@ static void accept_all(rpc_server *s, int lfd) {
         c->fd = fd;
         c->serial = ++s->next_serial;
         c->authed = s->p.api_key == NULL;
+        c->http = http;
+        c->t_idle = cs_now_s();
+        if (http) s->n_http++;
         c->next = s->conns;
         s->conns = c;
         s->n_conns++;
     }
 }
 
+// HTTP: reads what came, then lets http_server.c frame it. Input behind a busy request is
+// buffered up to one request's limits, then reading pauses until the request ends.
+static void read_http(rpc_server *s, rpc_conn *c) {
+    char buf[65536];
+    size_t cap = s->p.max_header + s->p.max_body;
+    for (;;) {
+        if (!c->lingering && c->in.len >= cap) {
+            c->read_paused = true;
+            rpc_arm(s, c);
+            break;
+        }
+        ssize_t n = recv(c->fd, buf, sizeof buf, 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            close_conn(s, c);
+            return;
+        }
+        if (n < 0) break;
+        if (c->lingering || c->closing) continue; // an error was sent: the rest is discarded
+        if (!rpc_buf_append(&c->in, buf, (size_t)n)) {
+            close_conn(s, c);
+            return;
+        }
+    }
+    if (!c->lingering && !c->closing) http_on_input(s, c);
+}
+
 // Splits what arrived into lines and runs each; enforces the line limit.
 static void read_conn(rpc_server *s, rpc_conn *c) {
     char buf[65536];
+    if (c->http) {
+        read_http(s, c);
+        return;
+    }
     for (;;) {
         ssize_t n = recv(c->fd, buf, sizeof buf, 0);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
@@ -375,14 +481,84 @@ static int setup(rpc_server *s) {
     s->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
     s->tcp_fd = s->p.port > 0 ? listen_tcp(s->p.host, s->p.port) : -1;
     s->unix_fd = s->p.socket_path ? listen_unix(s->p.socket_path) : -1;
-    s->ev_fd = cs_engine_event_fd(s->engine);
-    if (s->epfd < 0 || s->sig_fd < 0 || (s->p.port > 0 && s->tcp_fd < 0) || (s->p.socket_path && s->unix_fd < 0))
+    s->http_fd = s->p.http_port > 0 ? listen_tcp(s->p.host, s->p.http_port) : -1;
+    s->load_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    s->metrics = cs_metrics_new();
+    if (s->epfd < 0 || s->sig_fd < 0 || s->load_fd < 0 || !s->metrics || (s->p.port > 0 && s->tcp_fd < 0) ||
+        (s->p.socket_path && s->unix_fd < 0) || (s->p.http_port > 0 && s->http_fd < 0))
         return -1;
-    if (!watch(s, s->sig_fd, &s->tag_sig) || !watch(s, s->ev_fd, &s->tag_ev) ||
-        (s->tcp_fd >= 0 && !watch(s, s->tcp_fd, &s->tag_tcp)) || (s->unix_fd >= 0 && !watch(s, s->unix_fd, &s->tag_unix)))
+    if (!watch(s, s->sig_fd, &s->tag_sig) || !watch(s, s->load_fd, &s->tag_load) ||
+        (s->tcp_fd >= 0 && !watch(s, s->tcp_fd, &s->tag_tcp)) || (s->unix_fd >= 0 && !watch(s, s->unix_fd, &s->tag_unix)) ||
+        (s->http_fd >= 0 && !watch(s, s->http_fd, &s->tag_http)))
         return -1;
     if (s->tcp_fd >= 0) fprintf(stderr, "listening on %s:%d\n", s->p.host, s->p.port);
     if (s->unix_fd >= 0) fprintf(stderr, "listening on unix:%s\n", s->p.socket_path);
+    if (s->http_fd >= 0) fprintf(stderr, "listening on http://%s:%d\n", s->p.host, s->p.http_port);
+    return 0;
+}
+
+// --- loading the model ---------------------------------------------------------------------
+
+static void *load_main(void *arg) {
+    rpc_server *s = arg;
+    s->load_rc = cs_engine_init(&s->ep, &s->loaded, s->load_err, sizeof s->load_err);
+    uint64_t one = 1;
+    ssize_t w = write(s->load_fd, &one, sizeof one); // the loop joins this thread when it sees it
+    (void)w;
+    return NULL;
+}
+
+static int start_loading(rpc_server *s) {
+    if (pthread_create(&s->loader, NULL, load_main, s) != 0) {
+        fprintf(stderr, "error: cannot start the model loader thread\n");
+        return -1;
+    }
+    s->loading = true;
+    return 0;
+}
+
+// The served name: --served-model-name, else what the user named (the preset of dummy weights,
+// or the model file or directory without its path and .gguf), as vLLM names a model by its path.
+static void set_model_name(rpc_server *s) {
+    const char *name = s->p.served_model_name ? s->p.served_model_name : s->ep.dummy_weights;
+    if (!name) {
+        const char *path = s->ep.model_path;
+        size_t len = strlen(path);
+        while (len > 1 && path[len - 1] == '/') len--;
+        const char *base = path + len;
+        while (base > path && base[-1] != '/') base--;
+        len -= (size_t)(base - path);
+        if (len > 5 && !strncmp(base + len - 5, ".gguf", 5)) len -= 5;
+        snprintf(s->model_name, sizeof s->model_name, "%.*s", (int)len, base);
+        return;
+    }
+    snprintf(s->model_name, sizeof s->model_name, "%s", name);
+}
+
+// The loader is done: serve its engine, or stop with its error (exit code 2).
+static int finish_loading(rpc_server *s) {
+    uint64_t v;
+    ssize_t r = read(s->load_fd, &v, sizeof v);
+    (void)r;
+    pthread_join(s->loader, NULL);
+    s->loading = false;
+    if (s->load_rc != 0) {
+        fprintf(stderr, "error: %s: %s\n", s->ep.model_path, s->load_err);
+        return 2;
+    }
+    s->engine = s->loaded;
+    s->ev_fd = cs_engine_event_fd(s->engine);
+    if (!watch(s, s->ev_fd, &s->tag_ev)) return 1;
+    cs_engine_info info;
+    cs_engine_stats st;
+    cs_engine_info_get(s->engine, &info);
+    cs_engine_stats_get(s->engine, &st);
+    set_model_name(s);
+    fprintf(stderr, "model %s (%s, %s), device %s, context %d\n", info.name, info.architecture, info.weight_formats,
+            info.device, info.context_length);
+    fprintf(stderr, "KV cache: %d blocks of %d tokens = %d tokens, %.1f MiB\n", st.blocks_total, st.block_size,
+            st.blocks_total * st.block_size, (double)st.kv_cache_bytes / (1 << 20));
+    fprintf(stderr, "ready: model %s\n", s->model_name);
     return 0;
 }
 
@@ -395,8 +571,9 @@ static void begin_shutdown(rpc_server *s) {
     s->deadline = cs_now_s() + s->p.grace_ms / 1000.0;
     if (s->tcp_fd >= 0) close(s->tcp_fd);
     if (s->unix_fd >= 0) close(s->unix_fd);
-    s->tcp_fd = s->unix_fd = -1;
-    logf_(s, 2, "shutting down: %d requests in flight", s->n_pending);
+    if (s->http_fd >= 0) close(s->http_fd);
+    s->tcp_fd = s->unix_fd = s->http_fd = -1;
+    rpc_logf(s, 2, "shutting down: %d requests in flight", s->n_pending);
 }
 
 static void cancel_all(rpc_server *s) {
@@ -404,41 +581,53 @@ static void cancel_all(rpc_server *s) {
         for (rpc_pending *p = s->map[b]; p; p = p->map_next) cs_engine_cancel(s->engine, p->engine_id);
 }
 
-static void handle(rpc_server *s, struct epoll_event *ev) {
+static int handle(rpc_server *s, struct epoll_event *ev) {
     void *tag = ev->data.ptr;
-    if (tag == &s->tag_tcp) accept_all(s, s->tcp_fd);
-    else if (tag == &s->tag_unix) accept_all(s, s->unix_fd);
+    if (tag == &s->tag_tcp) accept_all(s, s->tcp_fd, false);
+    else if (tag == &s->tag_unix) accept_all(s, s->unix_fd, false);
+    else if (tag == &s->tag_http) accept_all(s, s->http_fd, true);
     else if (tag == &s->tag_sig) begin_shutdown(s);
     else if (tag == &s->tag_ev) route_events(s);
+    else if (tag == &s->tag_load) return finish_loading(s);
     else {
         rpc_conn *c = tag;
-        if (c->fd < 0) return;
+        if (c->fd < 0) return 0;
         if (ev->events & EPOLLOUT) flush(s, c);
-        if (c->fd >= 0 && (ev->events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))) read_conn(s, c);
+        if (c->fd >= 0 && c->read_paused && (ev->events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))) close_conn(s, c);
+        else if (c->fd >= 0 && (ev->events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))) read_conn(s, c);
     }
+    return 0;
 }
 
-int rpc_serve(cs_engine *engine, const rpc_params *p) {
+static void check_timers(rpc_server *s) {
+    double now = cs_now_s();
+    for (rpc_conn *c = s->conns; c; c = c->next)
+        if (c->fd >= 0 && c->http) http_check_timers(s, c, now);
+}
+
+int rpc_serve(const cs_engine_params *ep, const rpc_params *p) {
     rpc_server *s = calloc(1, sizeof *s);
     if (!s) return 1;
     s->p = *p;
-    s->engine = engine;
+    s->ep = *ep;
     s->t_start = cs_now_s();
-    s->epfd = s->tcp_fd = s->unix_fd = s->sig_fd = -1;
-    int rc = setup(s) == 0 ? 0 : 1;
+    s->epfd = s->tcp_fd = s->unix_fd = s->http_fd = s->sig_fd = s->ev_fd = s->load_fd = -1;
+    int rc = setup(s) == 0 && start_loading(s) == 0 ? 0 : 1;
     bool cancelled = false;
     struct epoll_event evs[64];
     while (rc == 0) {
         if (s->shutting_down) {
             if (s->n_pending == 0) break;
             if (!cancelled && cs_now_s() > s->deadline) {
-                logf_(s, 1, "grace period over: cancelling %d requests", s->n_pending);
+                rpc_logf(s, 1, "grace period over: cancelling %d requests", s->n_pending);
                 cancel_all(s);
                 cancelled = true;
             }
         }
-        int n = epoll_wait(s->epfd, evs, 64, s->shutting_down ? 100 : -1);
-        for (int i = 0; i < n; i++) handle(s, &evs[i]);
+        // HTTP deadlines (slow or idle clients) are checked a few times a second
+        int n = epoll_wait(s->epfd, evs, 64, s->shutting_down ? 100 : s->n_http > 0 ? 250 : -1);
+        for (int i = 0; i < n && rc == 0; i++) rc = handle(s, &evs[i]);
+        if (s->n_http > 0) check_timers(s);
         free_closed(s);
     }
     for (rpc_conn *c = s->conns; c; c = c->next) {
@@ -454,9 +643,19 @@ int rpc_serve(cs_engine *engine, const rpc_params *p) {
         }
     if (s->tcp_fd >= 0) close(s->tcp_fd);
     if (s->unix_fd >= 0) close(s->unix_fd);
+    if (s->http_fd >= 0) close(s->http_fd);
     if (s->p.socket_path && rc == 0) unlink(s->p.socket_path);
     if (s->sig_fd >= 0) close(s->sig_fd);
     if (s->epfd >= 0) close(s->epfd);
+    cs_engine_free(s->engine);
+    cs_metrics_free(s->metrics);
+    if (s->loading) {
+        // stopped while the model loads: the loader may be blocked in I/O; the process exits
+        // around it (it owns nothing of ours but s, which is left to it)
+        pthread_detach(s->loader);
+        return rc;
+    }
+    if (s->load_fd >= 0) close(s->load_fd);
     free(s);
     return rc;
 }

@@ -1,6 +1,7 @@
 // `cserve serve`'s socket server: JSON-RPC 2.0, one JSON object per line, over TCP and
-// optionally a Unix socket. One I/O thread runs an epoll loop over the listening sockets,
-// the connections, a signalfd (SIGINT/SIGTERM) and the engine's event fd; the engine runs on
+// optionally a Unix socket, and the OpenAI-compatible HTTP API on its own port. One I/O
+// thread runs an epoll loop over the listening sockets, the connections, a signalfd
+// (SIGINT/SIGTERM), the model loader's eventfd and the engine's event fd; the engine runs on
 // its own thread (include/cserve/engine.h). Sockets are non-blocking and every connection
 // has its own buffers, so a slow reader never blocks the engine or anyone else.
 #ifndef CS_RPC_SERVER_H
@@ -20,11 +21,19 @@ typedef struct rpc_params {
     int max_connections;     // default 1024
     int grace_ms;            // on SIGINT/SIGTERM: how long in-flight requests may finish
     int log_level;           // 0 error, 1 warn, 2 info, 3 debug
+    // HTTP
+    int http_port;           // default 8000; 0 = no HTTP
+    const char *served_model_name; // NULL = the model's name
+    size_t max_body;         // request body bytes (default 32 MiB)
+    size_t max_header;       // request line + headers (default 64 KiB)
+    int request_timeout_ms;  // a request's head and body must arrive in this time (default 30 s)
+    int idle_timeout_ms;     // idle keep-alive connections close after this (default 60 s)
 } rpc_params;
 
 void rpc_params_default(rpc_params *p);
-// Serves until SIGINT/SIGTERM; returns the exit code (0 after a clean shutdown). The engine
-// is borrowed. Errors at start-up (address in use, ...) are printed and give 1.
-int rpc_serve(cs_engine *engine, const rpc_params *p);
+// Listens, loads the model on a background thread (health checks answer "loading" meanwhile),
+// then serves until SIGINT/SIGTERM; returns the exit code (0 after a clean shutdown). Errors at
+// start-up (address in use, ...) give 1; a model that fails to load gives 2.
+int rpc_serve(const cs_engine_params *ep, const rpc_params *p);
 
 #endif

@@ -23,7 +23,8 @@ static int free_port(void) {
     return ntohs(a.sin_port);
 }
 
-// Starts the server and waits for its "listening on" line; returns its pid or -1.
+// Starts the server and waits for its "ready: model" line (the model loads after the sockets
+// listen); returns its pid or -1.
 static pid_t start_server(const char *bin, const char *model, int port) {
     int fds[2];
     if (pipe(fds) != 0) return -1;
@@ -33,15 +34,15 @@ static pid_t start_server(const char *bin, const char *model, int port) {
         close(fds[0]);
         char ports[16];
         snprintf(ports, sizeof ports, "%d", port);
-        execl(bin, bin, "serve", "--model", model, "--port", ports, "--max-model-len", "512", "--kv-cache-memory",
-              "67108864", (char *)NULL);
+        execl(bin, bin, "serve", "--model", model, "--port", ports, "--http-port", "0", "--max-model-len", "512",
+              "--kv-cache-memory", "67108864", (char *)NULL);
         _exit(127);
     }
     close(fds[1]);
     FILE *err = fdopen(fds[0], "r");
     char line[512];
     bool ready = false;
-    while (!ready && fgets(line, sizeof line, err)) ready = strstr(line, "listening on") != NULL;
+    while (!ready && fgets(line, sizeof line, err)) ready = strstr(line, "ready: model") != NULL;
     // keep draining the server's log so it never blocks on a full pipe
     if (ready && fork() == 0) {
         while (fgets(line, sizeof line, err)) {}

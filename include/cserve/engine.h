@@ -96,7 +96,7 @@ typedef struct cs_request {
     uint64_t seed;
     bool has_seed;
     /* ending */
-    int max_tokens;             /* default 16; 0 = prefill only (scoring) */
+    int max_tokens;             /* default 16; 0 = prefill only (scoring); -1 = what the context leaves */
     const char *stop[CS_MAX_STOP];
     int n_stop;
     int32_t stop_token_ids[CS_MAX_STOP];
@@ -173,6 +173,7 @@ typedef struct cs_engine_stats {
     int block_size;
     size_t kv_cache_bytes;           /* the whole KV pool: K and V, every layer */
     double prefix_hit_rate;          /* cached prompt tokens / prompt tokens looked up */
+    long prefix_cache_queries, prefix_cache_hits; /* prompt tokens looked up in the prefix cache, and found */
     long prompt_tokens_computed, generated_tokens, steps, preemptions;
     long requests_finished;
 } cs_engine_stats;

@@ -1,0 +1,226 @@
+// The HTTP/1.1 side of a connection: framing requests out of the input (server/http_parser.c
+// parses heads), their limits and deadlines, keep-alive and pipelining (one request answered
+// at a time, in order), API-key checks, and writing responses and server-sent-event streams
+// (chunked). What each path does is openai_api.c's.
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "http_parser.h"
+#include "metrics.h"
+#include "rpc_internal.h"
+
+#define LINGER_S 2.0 // how long input is drained after an error before the socket closes
+
+static const char *reason(int status) {
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+static const char *error_type(int status) {
+    switch (status) {
+    case 401: return "authentication_error";
+    case 404: return "not_found_error";
+    case 503: return "service_unavailable_error";
+    default: return status >= 500 ? "server_error" : "invalid_request_error";
+    }
+}
+
+// Ends the current request: the next pipelined one may start.
+static void end_request(rpc_server *s, rpc_conn *c) {
+    c->busy = false;
+    c->call = NULL;
+    c->continue_sent = false;
+    c->t_idle = cs_now_s();
+    if (!c->keep_alive) c->closing = true;
+    if (c->read_paused) {
+        c->read_paused = false;
+        rpc_arm(s, c);
+    }
+    if (c->closing && !c->want_write) rpc_write(s, c, "", 0); // the flush closes (or lingers)
+}
+
+static void write_head(rpc_server *s, rpc_conn *c, int status, const char *content_type, long long len,
+                       const char *extra) {
+    char head[1024];
+    int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nServer: cserve\r\n%s%s%s%s%s", status, reason(status),
+                     content_type ? "Content-Type: " : "", content_type ? content_type : "", content_type ? "\r\n" : "",
+                     extra ? extra : "", c->keep_alive ? "" : "Connection: close\r\n");
+    if (len >= 0) n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %lld\r\n\r\n", len);
+    else n += snprintf(head + n, sizeof head - (size_t)n, "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\n\r\n");
+    cs_metrics_http_response(rpc_metrics(s), status);
+    rpc_write(s, c, head, (size_t)n);
+}
+
+void http_respond(rpc_server *s, rpc_conn *c, int status, const char *content_type, const char *body, size_t len,
+                  const char *extra) {
+    if (c->fd < 0) return;
+    write_head(s, c, status, content_type, (long long)len, extra);
+    if (len) rpc_write(s, c, body, len);
+    if (c->fd >= 0) end_request(s, c);
+}
+
+void http_error(rpc_server *s, rpc_conn *c, int status, const char *param, const char *code, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cJSON *r = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(r, "error");
+    cJSON_AddStringToObject(e, "message", msg);
+    cJSON_AddStringToObject(e, "type", error_type(status));
+    cJSON_AddItemToObject(e, "param", param ? cJSON_CreateString(param) : cJSON_CreateNull());
+    cJSON_AddItemToObject(e, "code", code ? cJSON_CreateString(code) : cJSON_CreateNull());
+    char *text = cJSON_PrintUnformatted(r);
+    cJSON_Delete(r);
+    const char *extra = status == 503 ? "Retry-After: 1\r\n"
+                        : status == 401 ? "WWW-Authenticate: Bearer\r\n"
+                                        : NULL;
+    http_respond(s, c, status, "application/json", text ? text : "", text ? strlen(text) : 0, extra);
+    free(text);
+}
+
+// --- server-sent events --------------------------------------------------------------------
+
+void http_stream_begin(rpc_server *s, rpc_conn *c) {
+    write_head(s, c, 200, "text/event-stream", -1, NULL);
+}
+
+static void chunk(rpc_server *s, rpc_conn *c, const char *a, size_t na, const char *b, size_t nb, const char *z,
+                  size_t nz) {
+    char size[24];
+    int n = snprintf(size, sizeof size, "%zx\r\n", na + nb + nz);
+    // one buffer append per piece; rpc_write flushes at most once per call anyway
+    if (!rpc_write(s, c, size, (size_t)n)) return;
+    if (na && !rpc_write(s, c, a, na)) return;
+    if (nb && !rpc_write(s, c, b, nb)) return;
+    if (nz && !rpc_write(s, c, z, nz)) return;
+    rpc_write(s, c, "\r\n", 2);
+}
+
+void http_stream_data(rpc_server *s, rpc_conn *c, const char *json) {
+    if (c->fd < 0) return;
+    chunk(s, c, "data: ", 6, json, strlen(json), "\n\n", 2);
+}
+
+void http_stream_end(rpc_server *s, rpc_conn *c) {
+    if (c->fd < 0) return;
+    chunk(s, c, "data: [DONE]\n\n", 14, NULL, 0, NULL, 0);
+    if (c->fd >= 0) rpc_write(s, c, "0\r\n\r\n", 5);
+    if (c->fd < 0) return;
+    end_request(s, c);
+    http_on_input(s, c);
+}
+
+void http_request_done(rpc_server *s, rpc_conn *c) {
+    if (c->fd < 0) return;
+    end_request(s, c);
+    http_on_input(s, c);
+}
+
+// --- requests ------------------------------------------------------------------------------
+
+static bool authorized(rpc_server *s, const http_request *req) {
+    const char *key = rpc_api_key(s);
+    if (!key) return true;
+    size_t len;
+    const char *v = http_header_get(req, "authorization", &len);
+    size_t klen = strlen(key);
+    if (!v || len != 7 + klen || strncasecmp(v, "Bearer ", 7) != 0) return false;
+    unsigned diff = 0; // compare in constant time
+    for (size_t i = 0; i < klen; i++) diff |= (unsigned)(key[i] ^ v[7 + i]);
+    return diff == 0;
+}
+
+// Runs one complete request whose head and body are at the start of c->in.
+static void run_request(rpc_server *s, rpc_conn *c, const http_request *req) {
+    char path[256];
+    size_t n = req->path_len < sizeof path - 1 ? req->path_len : sizeof path - 1;
+    memcpy(path, req->path, n);
+    path[n] = 0;
+    const char *body = c->in.p + req->head_len;
+    size_t len = (size_t)(req->content_length > 0 ? req->content_length : 0);
+    c->busy = true;
+    c->keep_alive = req->keep_alive;
+    if (strcmp(path, "/health") != 0 && !authorized(s, req)) {
+        http_error(s, c, 401, NULL, "invalid_api_key", "invalid or missing API key: send Authorization: Bearer KEY");
+        return;
+    }
+    oa_dispatch(s, c, req->method, path, body, len);
+}
+
+void http_on_input(rpc_server *s, rpc_conn *c) {
+    const rpc_params *p = rpc_server_params(s);
+    while (c->fd >= 0 && !c->busy && !c->closing && c->in.len > 0) {
+        if (c->t_request == 0) c->t_request = cs_now_s();
+        http_request req;
+        int status = 0;
+        const char *why = NULL;
+        int rc = http_parse_head(c->in.p, c->in.len, p->max_header, &req, &status, &why);
+        if (rc == HTTP_HEAD_PARTIAL) return;
+        c->busy = true;
+        c->keep_alive = false;
+        if (rc == HTTP_HEAD_BAD) { // what follows in the input cannot be framed: answer and close
+            http_error(s, c, status, NULL, NULL, "%s", why ? why : "bad request");
+            return;
+        }
+        c->keep_alive = req.keep_alive;
+        if (req.content_length > 0 && (unsigned long long)req.content_length > p->max_body) {
+            c->keep_alive = false;
+            http_error(s, c, 413, NULL, NULL, "the request body (%lld bytes) exceeds the limit of %zu bytes",
+                       req.content_length, p->max_body);
+            return;
+        }
+        size_t need = req.head_len + (size_t)(req.content_length > 0 ? req.content_length : 0);
+        if (c->in.len < need) { // the body is still coming
+            c->busy = false;
+            if (req.expect_continue && !c->continue_sent) {
+                c->continue_sent = true;
+                rpc_write(s, c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+            }
+            return;
+        }
+        run_request(s, c, &req);
+        if (c->fd < 0) return;
+        if (c->closing || c->lingering) { // what follows is not read
+            c->in.len = 0;
+            return;
+        }
+        // the request's bytes are consumed whether it was answered or is running
+        memmove(c->in.p, c->in.p + need, c->in.len - need);
+        c->in.len -= need;
+        c->t_request = c->in.len > 0 ? cs_now_s() : 0;
+    }
+}
+
+void http_check_timers(rpc_server *s, rpc_conn *c, double now) {
+    const rpc_params *p = rpc_server_params(s);
+    if (c->lingering) {
+        if (now - c->t_linger > LINGER_S) rpc_close_conn(s, c);
+        return;
+    }
+    if (c->busy || c->closing) return;
+    if (c->in.len > 0 && c->t_request > 0 && now - c->t_request > p->request_timeout_ms / 1000.0) {
+        c->busy = true;
+        c->keep_alive = false;
+        http_error(s, c, 408, NULL, NULL, "the request did not arrive within %d s", p->request_timeout_ms / 1000);
+    } else if (c->in.len == 0 && now - c->t_idle > p->idle_timeout_ms / 1000.0) {
+        rpc_close_conn(s, c);
+    }
+}
