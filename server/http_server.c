@@ -65,15 +65,14 @@ static void write_head(rpc_server *s, rpc_conn *c, int status, const char *conte
     if (len >= 0) n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %lld\r\n\r\n", len);
     else n += snprintf(head + n, sizeof head - (size_t)n, "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\n\r\n");
     cs_metrics_http_response(rpc_metrics(s), status);
-    rpc_write(s, c, head, (size_t)n);
+    rpc_append(s, c, head, (size_t)n); // sent with the body (or the first event)
 }
 
 void http_respond(rpc_server *s, rpc_conn *c, int status, const char *content_type, const char *body, size_t len,
                   const char *extra) {
     if (c->fd < 0) return;
     write_head(s, c, status, content_type, (long long)len, extra);
-    if (len) rpc_write(s, c, body, len);
-    if (c->fd >= 0) end_request(s, c);
+    if (rpc_write(s, c, body, len)) end_request(s, c);
 }
 
 void http_error(rpc_server *s, rpc_conn *c, int status, const char *param, const char *code, const char *fmt, ...) {
@@ -100,18 +99,17 @@ void http_error(rpc_server *s, rpc_conn *c, int status, const char *param, const
 
 void http_stream_begin(rpc_server *s, rpc_conn *c) {
     write_head(s, c, 200, "text/event-stream", -1, NULL);
+    rpc_write(s, c, "", 0); // the client learns at once that the request was taken
 }
 
 static void chunk(rpc_server *s, rpc_conn *c, const char *a, size_t na, const char *b, size_t nb, const char *z,
                   size_t nz) {
     char size[24];
     int n = snprintf(size, sizeof size, "%zx\r\n", na + nb + nz);
-    // one buffer append per piece; rpc_write flushes at most once per call anyway
-    if (!rpc_write(s, c, size, (size_t)n)) return;
-    if (na && !rpc_write(s, c, a, na)) return;
-    if (nb && !rpc_write(s, c, b, nb)) return;
-    if (nz && !rpc_write(s, c, z, nz)) return;
-    rpc_write(s, c, "\r\n", 2);
+    // queued piece by piece, written once
+    if (rpc_append(s, c, size, (size_t)n) && rpc_append(s, c, a, na) && rpc_append(s, c, b, nb) &&
+        rpc_append(s, c, z, nz))
+        rpc_write(s, c, "\r\n", 2);
 }
 
 void http_stream_data(rpc_server *s, rpc_conn *c, const char *json) {
@@ -121,9 +119,8 @@ void http_stream_data(rpc_server *s, rpc_conn *c, const char *json) {
 
 void http_stream_end(rpc_server *s, rpc_conn *c) {
     if (c->fd < 0) return;
-    chunk(s, c, "data: [DONE]\n\n", 14, NULL, 0, NULL, 0);
-    if (c->fd >= 0) rpc_write(s, c, "0\r\n\r\n", 5);
-    if (c->fd < 0) return;
+    static const char tail[] = "e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"; // the last event, then the last chunk
+    if (!rpc_write(s, c, tail, sizeof tail - 1)) return;
     end_request(s, c);
     http_on_input(s, c);
 }

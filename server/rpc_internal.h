@@ -105,6 +105,7 @@ typedef struct rpc_server rpc_server;
 // Queues bytes for the client and writes what the socket takes; false when the connection
 // had to be closed (out of memory, or a client that does not read).
 bool rpc_write(rpc_server *s, rpc_conn *c, const char *data, size_t n);
+bool rpc_append(rpc_server *s, rpc_conn *c, const char *data, size_t n); // queues only
 void rpc_send_json(rpc_server *s, rpc_conn *c, cJSON *msg); // takes msg
 void rpc_send_error(rpc_server *s, rpc_conn *c, const cJSON *id, int code, const char *param,
                     const char *fmt, ...) __attribute__((format(printf, 6, 7)));

@@ -12,6 +12,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -158,6 +160,17 @@ static void flush(rpc_server *s, rpc_conn *c) {
     arm(s, c, false);
     if (c->closing && c->http && !c->lingering) linger(s, c);
     else if (c->closing) close_conn(s, c);
+}
+
+// Queues without writing (rpc_write then sends all at once: one segment, not several).
+bool rpc_append(rpc_server *s, rpc_conn *c, const char *data, size_t n) {
+    if (!c || c->fd < 0) return false;
+    if (!rpc_buf_append(&c->out, data, n)) {
+        rpc_logf(s, 0, "connection %llu: out of memory for a response: closing", (unsigned long long)c->serial);
+        close_conn(s, c);
+        return false;
+    }
+    return true;
 }
 
 bool rpc_write(rpc_server *s, rpc_conn *c, const char *data, size_t n) {
@@ -332,6 +345,9 @@ static void accept_all(rpc_server *s, int lfd, bool http) {
             close(fd);
             continue;
         }
+        // streamed tokens are small writes that must leave at once, not wait for an ACK
+        int one = 1;
+        if (lfd != s->unix_fd) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         c->fd = fd;
         c->serial = ++s->next_serial;
         c->authed = s->p.api_key == NULL;

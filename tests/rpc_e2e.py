@@ -262,7 +262,7 @@ class Server:
         self.name = name
         self.port = free_port()
         self.socket_path = socket_path
-        args = [BIN, "serve", "--model", MODEL, "--host", "127.0.0.1", "--port", str(self.port)] + extra
+        args = [BIN, "serve", "--model", MODEL, "--host", "127.0.0.1", "--port", str(self.port), "--http-port", "0"] + extra
         if socket_path:
             args += ["--socket", socket_path]
         self.args = args
@@ -279,7 +279,7 @@ class Server:
             self.log.append(line)
             if VERBOSE:
                 print(f"  [{self.name}] {line}", flush=True)
-            if "listening on" in line:
+            if "ready: model" in line:  # the model loads after the sockets listen
                 self.ready.set()
 
     @property
@@ -1389,7 +1389,7 @@ def main():
         expected(P_FRANCE, 8)
         for name in ("main", "auth", "unix"):
             ok = S[name].wait_ready(60)
-            check(f"{name} server: 'listening on' on stderr", ok, f"exit {S[name].proc.poll()}; args {S[name].args}; stderr {S[name].tail()}")
+            check(f"{name} server: 'ready: model' on stderr", ok, f"exit {S[name].proc.poll()}; args {S[name].args}; stderr {S[name].tail()}")
             if not ok:
                 raise SystemExit(f"{name} server did not start")
         for t in TESTS:
