@@ -34,9 +34,10 @@ setup_venv() {
         log "creating .venv"
         python3 -m venv .venv
     fi
-    if ! .venv/bin/python -c "import gguf, numpy, safetensors, tokenizers, jsonschema" 2>/dev/null; then
-        log "pip install gguf numpy safetensors tokenizers jsonschema"
-        .venv/bin/pip install -q --disable-pip-version-check gguf numpy safetensors tokenizers jsonschema
+    if ! .venv/bin/python -c "import gguf, numpy, safetensors, tokenizers, jsonschema, openai, prometheus_client" 2>/dev/null; then
+        log "pip install gguf numpy safetensors tokenizers jsonschema openai prometheus_client"
+        .venv/bin/pip install -q --disable-pip-version-check gguf numpy safetensors tokenizers jsonschema \
+            openai prometheus_client
     fi
 }
 

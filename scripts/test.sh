@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --for-tests
 
 jobs=$(nproc)
-fuzz_seconds=${CSERVE_FUZZ_SECONDS:-12}
+fuzz_seconds=${CSERVE_FUZZ_SECONDS:-10}
 passed=0
 failed=0
 

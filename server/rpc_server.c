@@ -103,7 +103,7 @@ bool rpc_buf_append(rpc_buf *b, const char *data, size_t n) {
         b->p = q;
         b->cap = cap;
     }
-    memcpy(b->p + b->len, data, n);
+    if (n) memcpy(b->p + b->len, data, n); // data may be NULL when n is 0
     b->len += n;
     return true;
 }
@@ -559,7 +559,9 @@ static int finish_loading(rpc_server *s) {
     pthread_join(s->loader, NULL);
     s->loading = false;
     if (s->load_rc != 0) {
-        fprintf(stderr, "error: %s: %s\n", s->ep.model_path, s->load_err);
+        const char *path = s->ep.model_path;
+        bool named = !strncmp(s->load_err, path, strlen(path)); // file errors name the path already
+        fprintf(stderr, "error: %s%s%s\n", named ? "" : path, named ? "" : ": ", s->load_err);
         return 2;
     }
     s->engine = s->loaded;

@@ -535,8 +535,8 @@ static void test_rejects(cs_engine *e) {
     cs_request r;
 #define BASE() (cs_request_default(&r), r.tokens = ids, r.n_tokens = 8)
     BASE();
-    r.max_tokens = -1;
-    expect_reject(e, &r, "max_tokens -1", "max_tokens", NULL);
+    r.max_tokens = -2; // -1 is "what the context leaves" (test_no_leaks)
+    expect_reject(e, &r, "max_tokens -2", "max_tokens", NULL);
     BASE();
     r.temperature = -0.5f;
     expect_reject(e, &r, "temperature -0.5", "temperature", NULL);
@@ -691,6 +691,19 @@ static void test_no_leaks(const char *model, size_t block_bytes) {
            N_LEAK, n_cancelled, st.preemptions, st.steps, rss1 / 1048576.0, rss2 / 1048576.0, heap1 / 1048576.0,
            heap2 / 1048576.0, t1 - t0, cs_now_s() - t1);
     free(rs);
+    // max_tokens -1: as many tokens as the context leaves (64 - 8 here)
+    int32_t ids[8];
+    random_ids(11, ids, 8);
+    cs_request r;
+    cs_request_default(&r);
+    r.tokens = ids;
+    r.n_tokens = 8;
+    r.max_tokens = -1;
+    r.ignore_eos = true;
+    result res;
+    if (run_alone(e, &r, &res))
+        TEST_CONDF(res.n_toks[0] == 56 && res.reason[0] == CS_FINISH_REASON_LENGTH,
+                   "max_tokens -1: %d tokens (finish %d), meant 56 (length)", res.n_toks[0], res.reason[0]);
     cs_engine_free(e);
 }
 
