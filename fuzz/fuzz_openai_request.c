@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
     }
     oa_params p;
-    if (oa_read_params(json, chat, 49152, 8192, &p)) {
+    if (oa_read_params(json, chat, 49152, &p)) {
         // what the engine will be handed must be within the limits the reader promises
         const cs_request *q = &p.q;
         if (p.n_legs < 1 || p.n_legs > OA_MAX_PROMPTS || (chat && (p.n_msgs < 1 || !p.msgs))) abort();

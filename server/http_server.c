@@ -11,6 +11,7 @@
 #include "http_parser.h"
 #include "metrics.h"
 #include "rpc_internal.h"
+#include "rpc_params.h"
 
 #define LINGER_S 2.0 // how long input is drained after an error before the socket closes
 
@@ -48,6 +49,7 @@ static void end_request(rpc_server *s, rpc_conn *c) {
     c->call = NULL;
     c->continue_sent = false;
     c->t_idle = cs_now_s();
+    c->t_request = c->in.len > 0 ? c->t_idle : 0; // a pipelined request's time starts now
     if (!c->keep_alive) c->closing = true;
     if (c->read_paused) {
         c->read_paused = false;
@@ -63,6 +65,7 @@ static void write_head(rpc_server *s, rpc_conn *c, int status, const char *conte
                      content_type ? "Content-Type: " : "", content_type ? content_type : "", content_type ? "\r\n" : "",
                      extra ? extra : "", c->keep_alive ? "" : "Connection: close\r\n");
     if (len >= 0) n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %lld\r\n\r\n", len);
+    else if (c->http10) n += snprintf(head + n, sizeof head - (size_t)n, "Cache-Control: no-cache\r\n\r\n");
     else n += snprintf(head + n, sizeof head - (size_t)n, "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\n\r\n");
     cs_metrics_http_response(rpc_metrics(s), status);
     rpc_append(s, c, head, (size_t)n); // sent with the body (or the first event)
@@ -81,8 +84,10 @@ void http_error(rpc_server *s, rpc_conn *c, int status, const char *param, const
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    char *clean = rpc_utf8_clean(msg, strlen(msg)); // a quoted client value may end mid-character
     cJSON *r = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(r, "error");
-    cJSON_AddStringToObject(e, "message", msg);
+    cJSON_AddStringToObject(e, "message", clean ? clean : "error");
+    free(clean);
     cJSON_AddStringToObject(e, "type", error_type(status));
     cJSON_AddItemToObject(e, "param", param ? cJSON_CreateString(param) : cJSON_CreateNull());
     cJSON_AddItemToObject(e, "code", code ? cJSON_CreateString(code) : cJSON_CreateNull());
@@ -98,6 +103,7 @@ void http_error(rpc_server *s, rpc_conn *c, int status, const char *param, const
 // --- server-sent events --------------------------------------------------------------------
 
 void http_stream_begin(rpc_server *s, rpc_conn *c) {
+    if (c->http10) c->keep_alive = false; // HTTP/1.0 has no chunks: the stream ends with the connection
     write_head(s, c, 200, "text/event-stream", -1, NULL);
     rpc_write(s, c, "", 0); // the client learns at once that the request was taken
 }
@@ -105,22 +111,23 @@ void http_stream_begin(rpc_server *s, rpc_conn *c) {
 static void chunk(rpc_server *s, rpc_conn *c, const char *a, size_t na, const char *b, size_t nb, const char *z,
                   size_t nz) {
     char size[24];
-    int n = snprintf(size, sizeof size, "%zx\r\n", na + nb + nz);
+    int n = c->http10 ? 0 : snprintf(size, sizeof size, "%zx\r\n", na + nb + nz);
     // queued piece by piece, written once
     if (rpc_append(s, c, size, (size_t)n) && rpc_append(s, c, a, na) && rpc_append(s, c, b, nb) &&
         rpc_append(s, c, z, nz))
-        rpc_write(s, c, "\r\n", 2);
+        rpc_write(s, c, "\r\n", c->http10 ? 0 : 2);
 }
 
 void http_stream_data(rpc_server *s, rpc_conn *c, const char *json) {
-    if (c->fd < 0) return;
+    if (!c || c->fd < 0) return;
     chunk(s, c, "data: ", 6, json, strlen(json), "\n\n", 2);
 }
 
 void http_stream_end(rpc_server *s, rpc_conn *c) {
-    if (c->fd < 0) return;
+    if (!c || c->fd < 0) return;
     static const char tail[] = "e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"; // the last event, then the last chunk
-    if (!rpc_write(s, c, tail, sizeof tail - 1)) return;
+    bool ok = c->http10 ? rpc_write(s, c, tail + 3, 14) : rpc_write(s, c, tail, sizeof tail - 1);
+    if (!ok) return;
     end_request(s, c);
     http_on_input(s, c);
 }
@@ -162,54 +169,88 @@ static void run_request(rpc_server *s, rpc_conn *c, const http_request *req) {
     oa_dispatch(s, c, req->method, path, body, len);
 }
 
+// Frames and runs the requests in c->in, one at a time: parses from an offset and compacts the
+// buffer once at the end, so a pile of pipelined requests costs linear time. A partial head is
+// parsed again only when a line has ended since the last try, and a body still arriving is
+// waited for without parsing its head again.
 void http_on_input(rpc_server *s, rpc_conn *c) {
     const rpc_params *p = rpc_server_params(s);
-    while (c->fd >= 0 && !c->busy && !c->closing && c->in.len > 0) {
+    size_t off = 0;
+    while (c->fd >= 0 && !c->busy && !c->closing && off < c->in.len) {
+        const char *buf = c->in.p + off;
+        size_t len = c->in.len - off;
         if (c->t_request == 0) c->t_request = cs_now_s();
+        if (c->need > len) break; // the body is still coming
+        if (c->need == 0 && c->scanned > 0 && len < p->max_header &&
+            (c->scanned >= len || !memchr(buf + c->scanned, '\n', len - c->scanned))) {
+            c->scanned = len; // no line ended since the last try: the head cannot be complete
+            break;
+        }
         http_request req;
         int status = 0;
         const char *why = NULL;
-        int rc = http_parse_head(c->in.p, c->in.len, p->max_header, &req, &status, &why);
-        if (rc == HTTP_HEAD_PARTIAL) return;
+        int rc = http_parse_head(buf, len, p->max_header, &req, &status, &why);
+        if (rc == HTTP_HEAD_PARTIAL) {
+            c->scanned = len;
+            break;
+        }
+        c->scanned = 0;
         c->busy = true;
         c->keep_alive = false;
         if (rc == HTTP_HEAD_BAD) { // what follows in the input cannot be framed: answer and close
             http_error(s, c, status, NULL, NULL, "%s", why ? why : "bad request");
-            return;
+            break;
         }
         c->keep_alive = req.keep_alive;
+        c->http10 = req.minor == 0;
         if (req.content_length > 0 && (unsigned long long)req.content_length > p->max_body) {
             c->keep_alive = false;
             http_error(s, c, 413, NULL, NULL, "the request body (%lld bytes) exceeds the limit of %zu bytes",
                        req.content_length, p->max_body);
-            return;
+            break;
         }
         size_t need = req.head_len + (size_t)(req.content_length > 0 ? req.content_length : 0);
-        if (c->in.len < need) { // the body is still coming
+        if (len < need) { // the body is still coming
             c->busy = false;
+            c->need = need;
             if (req.expect_continue && !c->continue_sent) {
                 c->continue_sent = true;
                 rpc_write(s, c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
             }
-            return;
+            break;
         }
+        c->need = 0;
         run_request(s, c, &req);
         if (c->fd < 0) return;
-        if (c->closing || c->lingering) { // what follows is not read
-            c->in.len = 0;
-            return;
-        }
         // the request's bytes are consumed whether it was answered or is running
-        memmove(c->in.p, c->in.p + need, c->in.len - need);
-        c->in.len -= need;
-        c->t_request = c->in.len > 0 ? cs_now_s() : 0;
+        off += need;
+        c->t_request = off < c->in.len ? cs_now_s() : 0;
+    }
+    if (c->fd < 0) return;
+    if (c->closing || c->lingering) { // what follows is not read
+        c->in.len = 0;
+        return;
+    }
+    if (off > 0) {
+        memmove(c->in.p, c->in.p + off, c->in.len - off);
+        c->in.len -= off;
     }
 }
 
 void http_check_timers(rpc_server *s, rpc_conn *c, double now) {
     const rpc_params *p = rpc_server_params(s);
+    double idle = p->idle_timeout_ms / 1000.0;
     if (c->lingering) {
         if (now - c->t_linger > LINGER_S) rpc_close_conn(s, c);
+        return;
+    }
+    // a client that stops reading its response (streamed or not) is dropped, its request cancelled
+    if (c->out_sent < c->out.len) {
+        if (now - c->t_progress > idle) {
+            rpc_logf(s, 1, "connection %llu: the client read nothing for %d s: closing", (unsigned long long)c->serial,
+                     p->idle_timeout_ms / 1000);
+            rpc_close_conn(s, c);
+        }
         return;
     }
     if (c->busy || c->closing) return;
@@ -217,7 +258,7 @@ void http_check_timers(rpc_server *s, rpc_conn *c, double now) {
         c->busy = true;
         c->keep_alive = false;
         http_error(s, c, 408, NULL, NULL, "the request did not arrive within %d s", p->request_timeout_ms / 1000);
-    } else if (c->in.len == 0 && now - c->t_idle > p->idle_timeout_ms / 1000.0) {
+    } else if (c->in.len == 0 && now - c->t_idle > idle) {
         rpc_close_conn(s, c);
     }
 }

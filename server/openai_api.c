@@ -27,6 +27,8 @@ typedef struct oa_call {
     bool failed;             // a choice ended in an engine error
 } oa_call;
 
+#define MAX_TOKENIZE (1 << 20) // tokens /tokenize lists (a response of a few MB)
+
 static unsigned long long call_counter;
 
 // --- JSON helpers --------------------------------------------------------------------------
@@ -50,23 +52,7 @@ static char *token_text(cs_engine *e, int32_t id, unsigned char *bytes, int *n_b
     if (n > (long)sizeof raw) n = sizeof raw;
     memcpy(bytes, raw, (size_t)n);
     *n_bytes = (int)n;
-    char *out = malloc((size_t)n * 3 + 1), *o = out;
-    if (!out) return NULL;
-    for (long i = 0; i < n;) {
-        size_t k = 1;
-        while (k <= 4 && (size_t)i + k <= (size_t)n && !rpc_valid_utf8(raw + i, k)) k++;
-        if (k <= 4 && (size_t)i + k <= (size_t)n) {
-            memcpy(o, raw + i, k);
-            o += k;
-            i += (long)k;
-        } else {
-            memcpy(o, "\xef\xbf\xbd", 3);
-            o += 3;
-            i++;
-        }
-    }
-    *o = 0;
-    return out;
+    return rpc_utf8_clean(raw, (size_t)n);
 }
 
 static cJSON *byte_array(const unsigned char *b, int n) {
@@ -143,7 +129,7 @@ static cJSON *envelope(const oa_call *call, const char *object) {
 }
 
 static cJSON *text_value(const rpc_buf *b) {
-    char *t = strndup(b->p ? b->p : "", b->len);
+    char *t = rpc_utf8_clean(b->p ? b->p : "", b->len); // a NUL would end the string early
     cJSON *v = cJSON_CreateString(t ? t : "");
     free(t);
     return v;
@@ -152,6 +138,10 @@ static cJSON *text_value(const rpc_buf *b) {
 // --- streaming -----------------------------------------------------------------------------
 
 static void send_chunk(oa_call *call, cJSON *choice) {
+    if (!call->conn) { // the previous write found the client gone
+        cJSON_Delete(choice);
+        return;
+    }
     cJSON *r = envelope(call, call->chat ? "chat.completion.chunk" : "text_completion");
     cJSON_AddItemToArray(cJSON_AddArrayToObject(r, "choices"), choice);
     if (call->include_usage) cJSON_AddNullToObject(r, "usage");
@@ -165,7 +155,7 @@ static cJSON *chunk_choice(const oa_call *call, int index, const char *delta_tex
                            cJSON *logprobs, bool role) {
     cJSON *ch = cJSON_CreateObject();
     cJSON_AddNumberToObject(ch, "index", index);
-    char *t = strndup(delta_text ? delta_text : "", len);
+    char *t = rpc_utf8_clean(delta_text ? delta_text : "", len);
     if (call->chat) {
         cJSON *d = cJSON_AddObjectToObject(ch, "delta");
         if (role) cJSON_AddStringToObject(d, "role", "assistant");
@@ -218,7 +208,7 @@ static void on_token(oa_call *call, rpc_pending *p, const cs_event *ev) {
 }
 
 static void on_finish(oa_call *call, rpc_pending *p, const cs_event *ev) {
-    static const char *names[] = {"stop", "length", "cancelled", "error"};
+    static const char *names[] = {"stop", "length", "abort", "error"}; // "abort": vLLM's word for cancelled
     rpc_choice *ch = &p->choices[ev->index];
     ch->finish = names[ev->finish_reason];
     if (ev->finish_reason == CS_FINISH_REASON_ERROR) call->failed = true;
@@ -342,9 +332,16 @@ static void submit_error(rpc_server *s, rpc_conn *c, int rc, const char *err, co
     size_t n = 0;
     while (n + 1 < sizeof pbuf && ((err[n] >= 'a' && err[n] <= 'z') || err[n] == '_')) pbuf[n] = err[n], n++;
     pbuf[n] = 0;
-    const char *param = n ? pbuf : NULL;
-    if (param && (!strcmp(param, "prompt") || !strcmp(param, "tokens") || !strcmp(param, "messages")))
+    // the engine's messages start with the parameter they are about, when there is one
+    static const char *const params[] = {"temperature", "top_p", "top_k", "min_p", "repetition_penalty",
+                                         "presence_penalty", "frequency_penalty", "max_tokens", "stop", "n",
+                                         "logprobs", "json_schema", "regex", "choices", "seed", NULL};
+    const char *param = NULL;
+    for (int i = 0; n && params[i] && !param; i++)
+        if (!strcmp(pbuf, params[i])) param = params[i];
+    if (n && (!strcmp(pbuf, "prompt") || !strcmp(pbuf, "tokens") || !strcmp(pbuf, "messages")))
         param = op->chat ? "messages" : "prompt";
+    if (rc == CS_ENGINE_ETOOLARGE) param = op->chat ? "messages" : "prompt";
     if (rpc_shutting_down(s)) http_error(s, c, 503, NULL, NULL, "the server is shutting down");
     else if (rc == CS_ENGINE_EOVERLOADED || rc == CS_ENGINE_ENOMEM) http_error(s, c, 503, NULL, NULL, "%s", err);
     else if (rc == CS_ENGINE_ETOOLARGE) http_error(s, c, 400, param, "context_length_exceeded", "%s", err);
@@ -364,7 +361,7 @@ static void completions(rpc_server *s, rpc_conn *c, const char *body, size_t len
         return;
     }
     oa_params op;
-    if (!oa_read_params(json, chat, cs_engine_vocab_size(e), cs_engine_max_model_len(e), &op)) {
+    if (!oa_read_params(json, chat, cs_engine_vocab_size(e), &op)) {
         http_error(s, c, 400, op.bad_param, NULL, "%s", op.msg);
     } else if (op.model && strcmp(op.model, rpc_model_name(s)) != 0) {
         http_error(s, c, 404, "model", "model_not_found", "the model '%.64s' does not exist; this server serves '%s'",
@@ -421,13 +418,12 @@ static void completions(rpc_server *s, rpc_conn *c, const char *body, size_t len
                 p->oa_leg = i;
                 rpc_pending_add(s, p);
             }
-            if (rc == 0) {
-                c->call = call;
-                if (call->stream) http_stream_begin(s, c);
-            }
             if (call->legs_left == 0) { // out of memory for every leg, or refused
                 if (call->conn) http_error(s, c, 503, NULL, NULL, "out of memory");
                 call_free(call);
+            } else if (rc == 0) {
+                c->call = call;
+                if (call->stream) http_stream_begin(s, c);
             }
         }
     }
@@ -487,6 +483,14 @@ static void tokenize(rpc_server *s, rpc_conn *c, const char *body, size_t len) {
         const char *text = templated ? templated : prompt;
         bool special = templated ? false : add; // the template holds any BOS itself
         int n = cs_engine_tokenize(e, text, strlen(text), special, NULL, 0);
+        if (n > MAX_TOKENIZE) {
+            http_error(s, c, 400, templated ? "messages" : "prompt", NULL, "%d tokens; /tokenize answers at most %d",
+                       n, MAX_TOKENIZE);
+            free(templated);
+            free(msgs);
+            cJSON_Delete(json);
+            return;
+        }
         int32_t *ids = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
         if (ids && n > 0) cs_engine_tokenize(e, text, strlen(text), special, ids, n);
         cJSON *r = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(r, "tokens");
@@ -515,12 +519,11 @@ static void detokenize(rpc_server *s, rpc_conn *c, const char *body, size_t len)
         long need = cs_engine_detokenize(e, ids, n, NULL, 0);
         char *raw = malloc((size_t)need + 1);
         if (raw) cs_engine_detokenize(e, ids, n, raw, (size_t)need);
-        // the text as JSON: invalid UTF-8 (a cut multi-byte character) cannot be sent as is
-        size_t ok = raw ? (size_t)need : 0;
-        while (ok > 0 && !rpc_valid_utf8(raw, ok)) ok--;
-        if (raw) raw[ok] = 0;
+        // JSON needs valid UTF-8: bytes of cut characters become U+FFFD, as in Hugging Face's decode
+        char *text = raw ? rpc_utf8_clean(raw, (size_t)need) : NULL;
         cJSON *r = cJSON_CreateObject();
-        cJSON_AddStringToObject(r, "prompt", raw ? raw : "");
+        cJSON_AddStringToObject(r, "prompt", text ? text : "");
+        free(text);
         free(raw);
         send_json(s, c, 200, r);
     }

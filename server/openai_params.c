@@ -10,6 +10,7 @@
 #define SEED_LIMIT 9007199254740992.0 // 2^53: larger integers cannot arrive exactly in a double
 #define MAX_LEG_CHOICES 1024           // prompts x n in one completions call
 #define MAX_GUIDED_CHOICES 65536
+#define MAX_PROMPT_IDS (1 << 22) // longer than any context: the engine says context_length_exceeded
 
 // Fields read below, and fields accepted without effect (metadata of the client's own).
 static const char *const known_keys[] = {
@@ -124,7 +125,7 @@ static int32_t *read_ids(rpc_reader *rd, const cJSON *a, int vocab, int max_len,
 }
 
 // prompt: a string, an array of strings, an array of token ids, or an array of such arrays.
-static void read_prompts(oa_params *p, rpc_reader *rd, int vocab, int max_model_len) {
+static void read_prompts(oa_params *p, rpc_reader *rd, int vocab) {
     const cJSON *pr = cJSON_GetObjectItemCaseSensitive(rd->params, "prompt");
     if (cJSON_IsString(pr)) {
         p->texts[p->n_legs++] = pr->valuestring;
@@ -137,7 +138,7 @@ static void read_prompts(oa_params *p, rpc_reader *rd, int vocab, int max_model_
     }
     const cJSON *first = cJSON_GetArrayItem(pr, 0);
     if (cJSON_IsNumber(first)) {
-        p->ids[0] = read_ids(rd, pr, vocab, max_model_len, &p->n_ids[0]);
+        p->ids[0] = read_ids(rd, pr, vocab, MAX_PROMPT_IDS, &p->n_ids[0]);
         p->n_legs = p->ids[0] ? 1 : 0;
         return;
     }
@@ -151,7 +152,7 @@ static void read_prompts(oa_params *p, rpc_reader *rd, int vocab, int max_model_
             p->texts[p->n_legs++] = x->valuestring;
         } else if (cJSON_IsArray(x) && cJSON_IsArray(first)) {
             int i = p->n_legs;
-            if (!(p->ids[i] = read_ids(rd, x, vocab, max_model_len, &p->n_ids[i]))) return;
+            if (!(p->ids[i] = read_ids(rd, x, vocab, MAX_PROMPT_IDS, &p->n_ids[i]))) return;
             p->n_legs++;
         } else {
             rpc_fail(rd, "prompt", "prompt: an array must hold only strings, or only token-id arrays");
@@ -254,7 +255,7 @@ static void note_unknown(oa_params *p, const cJSON *body) {
     }
 }
 
-bool oa_read_params(const cJSON *body, bool chat, int vocab, int max_model_len, oa_params *p) {
+bool oa_read_params(const cJSON *body, bool chat, int vocab, oa_params *p) {
     memset(p, 0, sizeof *p);
     p->chat = chat;
     cs_request *q = &p->q;
@@ -263,7 +264,7 @@ bool oa_read_params(const cJSON *body, bool chat, int vocab, int max_model_len, 
     note_unknown(p, body);
     p->model = rpc_str(&rd, "model");
     if (chat) read_messages(p, &rd);
-    else read_prompts(p, &rd, vocab, max_model_len);
+    else read_prompts(p, &rd, vocab);
     if (chat) p->n_legs = 1;
     // chat: as many tokens as the context leaves, unless asked; completions: 16, as OpenAI's
     int max_tokens = (int)rpc_num(&rd, "max_tokens", chat ? -1 : 16, 1, 1 << 24, true);

@@ -39,7 +39,7 @@ typedef struct oa_params {
 
 // Reads body (a JSON object) into p; false with p->bad_param and p->msg set. Pointers in p
 // point into body. oa_params_free whatever the result.
-bool oa_read_params(const cJSON *body, bool chat, int vocab, int max_model_len, oa_params *p);
+bool oa_read_params(const cJSON *body, bool chat, int vocab, oa_params *p);
 void oa_params_free(oa_params *p);
 
 #endif

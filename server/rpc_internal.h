@@ -47,6 +47,11 @@ typedef struct rpc_conn {
     bool keep_alive;         // of the request being answered
     bool continue_sent;      // "100 Continue" sent for the request in `in`
     bool lingering;          // error sent and write side shut: input is discarded until EOF
+    bool http10;             // the request being answered is HTTP/1.0: no chunked streams
+    bool peer_eof;           // the client shut its side: what it sent is answered, then we close
+    size_t need;             // bytes of the request in `in` (head + body) once its head parsed; 0: unknown
+    size_t scanned;          // bytes of a partial head already parsed (parsed again only after a '\n')
+    double t_progress;       // when output last moved (or was queued on an empty buffer)
     double t_request;        // when the first byte of the request in `in` came (0: none)
     double t_idle;           // when the connection last became idle
     double t_linger;         // when lingering started

@@ -127,6 +127,35 @@ bool rpc_valid_utf8(const char *str, size_t len) {
     return true;
 }
 
+// Length of the valid UTF-8 character at s[0..len) (1 to 4), or 0 when it is not one.
+static size_t utf8_char(const unsigned char *s, size_t len) {
+    unsigned c = s[0];
+    if (c < 0x80) return 1;
+    size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+    if (n == 0 || c > 0xf4 || len < n) return 0;
+    return rpc_valid_utf8((const char *)s, n) ? n : 0;
+}
+
+char *rpc_utf8_clean(const char *str, size_t len) {
+    const unsigned char *s = (const unsigned char *)str;
+    char *out = malloc(len * 3 + 1), *o = out;
+    if (!out) return NULL;
+    for (size_t i = 0; i < len;) {
+        size_t n = s[i] ? utf8_char(s + i, len - i) : 0;
+        if (n) {
+            memcpy(o, s + i, n);
+            o += n;
+            i += n;
+        } else {
+            memcpy(o, "\xef\xbf\xbd", 3); // U+FFFD for each byte that starts no character, and NUL
+            o += 3;
+            i++;
+        }
+    }
+    *o = 0;
+    return out;
+}
+
 // --- prompts -------------------------------------------------------------------------------
 
 // Reads messages [{role, content}] into msgs (pointers into the JSON). Returns the count, or

@@ -47,5 +47,8 @@ void rpc_read_stop(rpc_reader *r, cs_request *q);
 
 // True when [s, s + len) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
 bool rpc_valid_utf8(const char *s, size_t len);
+// s[0..len) as a NUL-terminated string of valid UTF-8 without NULs: each byte that starts no
+// character (and each NUL) becomes U+FFFD. malloc'd; NULL when out of memory. One pass.
+char *rpc_utf8_clean(const char *s, size_t len);
 
 #endif

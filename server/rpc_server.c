@@ -50,7 +50,7 @@ struct rpc_server {
     rpc_pending *map[MAP_BUCKETS];
     int n_pending;
     bool shutting_down;
-    double t_start, deadline;
+    double t_start, deadline, deadline_drain;
 };
 
 void rpc_params_default(rpc_params *p) {
@@ -114,8 +114,9 @@ void rpc_buf_free(rpc_buf *b) {
 }
 
 void rpc_arm(rpc_server *s, rpc_conn *c) {
-    struct epoll_event ev = {.events = EPOLLRDHUP | (c->read_paused ? 0 : EPOLLIN) | (c->want_write ? EPOLLOUT : 0),
-                             .data.ptr = c};
+    // after the client's EOF only writing is left (its EPOLLRDHUP would fire forever)
+    uint32_t read = c->peer_eof ? 0 : c->read_paused ? EPOLLRDHUP : EPOLLIN | EPOLLRDHUP;
+    struct epoll_event ev = {.events = read | (c->want_write ? EPOLLOUT : 0), .data.ptr = c};
     epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
@@ -146,6 +147,7 @@ static void flush(rpc_server *s, rpc_conn *c) {
         ssize_t w = send(c->fd, c->out.p + c->out_sent, c->out.len - c->out_sent, MSG_NOSIGNAL);
         if (w > 0) {
             c->out_sent += (size_t)w;
+            c->t_progress = cs_now_s();
             continue;
         }
         if (w < 0 && errno == EINTR) continue;
@@ -158,13 +160,14 @@ static void flush(rpc_server *s, rpc_conn *c) {
     }
     c->out.len = c->out_sent = 0;
     arm(s, c, false);
-    if (c->closing && c->http && !c->lingering) linger(s, c);
+    if (c->closing && c->http && !c->lingering && !c->peer_eof) linger(s, c);
     else if (c->closing) close_conn(s, c);
 }
 
 // Queues without writing (rpc_write then sends all at once: one segment, not several).
 bool rpc_append(rpc_server *s, rpc_conn *c, const char *data, size_t n) {
     if (!c || c->fd < 0) return false;
+    if (c->out_sent == c->out.len) c->t_progress = cs_now_s();
     if (!rpc_buf_append(&c->out, data, n)) {
         rpc_logf(s, 0, "connection %llu: out of memory for a response: closing", (unsigned long long)c->serial);
         close_conn(s, c);
@@ -175,6 +178,7 @@ bool rpc_append(rpc_server *s, rpc_conn *c, const char *data, size_t n) {
 
 bool rpc_write(rpc_server *s, rpc_conn *c, const char *data, size_t n) {
     if (!c || c->fd < 0) return false;
+    if (c->out_sent == c->out.len) c->t_progress = cs_now_s(); // the stall clock starts with new output
     if (!rpc_buf_append(&c->out, data, n)) {
         rpc_logf(s, 0, "connection %llu: out of memory for a response: closing", (unsigned long long)c->serial);
         close_conn(s, c);
@@ -328,11 +332,13 @@ static void accept_all(rpc_server *s, int lfd, bool http) {
         if (s->n_conns >= s->p.max_connections) {
             static const char msg[] = "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32001,"
                                       "\"message\":\"too many connections\"}}\n";
-            static const char hmsg[] = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\n"
-                                       "Content-Type: application/json\r\nContent-Length: 102\r\n\r\n"
-                                       "{\"error\":{\"message\":\"too many connections\",\"type\":\"service_unavailable_error\","
-                                       "\"param\":null,\"code\":null}}";
-            ssize_t w = http ? send(fd, hmsg, sizeof hmsg - 1, MSG_NOSIGNAL | MSG_DONTWAIT)
+            static const char body[] = "{\"error\":{\"message\":\"too many connections\","
+                                       "\"type\":\"service_unavailable_error\",\"param\":null,\"code\":null}}";
+            char hmsg[512];
+            int hn = snprintf(hmsg, sizeof hmsg, "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
+                              "Connection: close\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                              sizeof body - 1, body);
+            ssize_t w = http ? send(fd, hmsg, (size_t)hn, MSG_NOSIGNAL | MSG_DONTWAIT)
                              : send(fd, msg, sizeof msg - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
             (void)w;
             close(fd);
@@ -360,18 +366,38 @@ static void accept_all(rpc_server *s, int lfd, bool http) {
     }
 }
 
+// HTTP: the client shut its side (or is gone). Requests already in full are answered (a
+// half-closing client like `nc -N` still reads); a request still running is cancelled, as
+// for any disconnect; the socket closes once what is owed is written.
+static void peer_gone(rpc_server *s, rpc_conn *c) {
+    c->peer_eof = true;
+    if (!c->busy) http_on_input(s, c);
+    if (c->fd < 0) return;
+    if (c->busy || c->out_sent == c->out.len) {
+        close_conn(s, c);
+        return;
+    }
+    c->closing = true; // nothing more to read: close when the output is out
+    rpc_arm(s, c);
+}
+
 // HTTP: reads what came, then lets http_server.c frame it. Input behind a busy request is
 // buffered up to one request's limits, then reading pauses until the request ends.
 static void read_http(rpc_server *s, rpc_conn *c) {
     char buf[65536];
     size_t cap = s->p.max_header + s->p.max_body;
-    for (;;) {
+    // at most 4 MiB per wakeup: a fast sender cannot hold the loop (epoll calls again)
+    for (int reads = 0; reads < 64; reads++) {
         if (!c->lingering && c->in.len >= cap) {
             c->read_paused = true;
             rpc_arm(s, c);
             break;
         }
         ssize_t n = recv(c->fd, buf, sizeof buf, 0);
+        if (n == 0 && !c->lingering && !c->closing) { // the client shut its side: see peer_gone
+            peer_gone(s, c);
+            return;
+        }
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
             close_conn(s, c);
             return;
@@ -587,6 +613,7 @@ static void begin_shutdown(rpc_server *s) {
     if (s->shutting_down) return;
     s->shutting_down = true;
     s->deadline = cs_now_s() + s->p.grace_ms / 1000.0;
+    s->deadline_drain = cs_now_s() + 2.0;
     if (s->tcp_fd >= 0) close(s->tcp_fd);
     if (s->unix_fd >= 0) close(s->unix_fd);
     if (s->http_fd >= 0) close(s->http_fd);
@@ -611,10 +638,17 @@ static int handle(rpc_server *s, struct epoll_event *ev) {
         rpc_conn *c = tag;
         if (c->fd < 0) return 0;
         if (ev->events & EPOLLOUT) flush(s, c);
-        if (c->fd >= 0 && c->read_paused && (ev->events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))) close_conn(s, c);
+        if (c->fd >= 0 && (c->read_paused || c->peer_eof) && (ev->events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)))
+            close_conn(s, c);
         else if (c->fd >= 0 && (ev->events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))) read_conn(s, c);
     }
     return 0;
+}
+
+static bool output_pending(rpc_server *s) {
+    for (rpc_conn *c = s->conns; c; c = c->next)
+        if (c->fd >= 0 && c->out_sent < c->out.len) return true;
+    return false;
 }
 
 static void check_timers(rpc_server *s) {
@@ -635,7 +669,9 @@ int rpc_serve(const cs_engine_params *ep, const rpc_params *p) {
     struct epoll_event evs[64];
     while (rc == 0) {
         if (s->shutting_down) {
-            if (s->n_pending == 0) break;
+            // done when nothing runs and what is owed to clients is written (or 2 s more passed)
+            if (s->n_pending == 0 && (!output_pending(s) || cs_now_s() > s->deadline_drain)) break;
+            if (s->n_pending > 0) s->deadline_drain = cs_now_s() + 2.0;
             if (!cancelled && cs_now_s() > s->deadline) {
                 rpc_logf(s, 1, "grace period over: cancelling %d requests", s->n_pending);
                 cancel_all(s);
