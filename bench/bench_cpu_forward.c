@@ -60,7 +60,7 @@ int main(int argc, char **argv) {
     int threads = argc > 4 ? atoi(argv[4]) : 0;
     char err[CS_ERR_LEN];
     cs_runner r;
-    if (cs_runner_init(&r, model, n_prompt + n_gen + 1, threads, 256, err, sizeof err) != CS_OK) {
+    if (cs_runner_init(&r, model, n_prompt + n_gen + 1, threads, 256, CS_DTYPE_COUNT, err, sizeof err) != CS_OK) {
         fprintf(stderr, "bench_cpu_forward: %s: %s\n", model, err);
         return 1;
     }

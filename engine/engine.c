@@ -50,6 +50,7 @@ void cs_engine_params_default(cs_engine_params *p) {
     p->max_queued = 4096;
     p->device = "cpu";
     p->gpu_memory_utilization = 0.90;
+    p->quant_group = 32;
 }
 
 void cs_request_default(cs_request *r) {
@@ -157,9 +158,13 @@ static int init_model(cs_engine *e, char *err, size_t errlen) {
                           e->max_model_len, c->context_len);
     int kv_dim = c->n_head_kv * c->head_dim;
     if (e->on_gpu && e->p.dummy_weights) return init_gpu(e, err, errlen); // weights made on the device
+    cs_dtype quant;
+    if (cs_quant_type(e->p.quant, e->p.quant_group, &quant, err, errlen) != CS_OK) return CS_ENGINE_EINVAL;
+    if (e->p.dummy_weights && e->p.quant)
+        return engine_err(err, errlen, CS_ENGINE_EINVAL, "--quant does not apply to --dummy-weights");
     cs_status st = e->p.dummy_weights ? cs_model_init_dummy(&e->model, c, DUMMY_SEED, e->max_model_len, err, errlen)
-                                      : cs_model_init(&e->model, e->file, e->max_model_len, err, errlen);
-    if (st != CS_OK) return CS_ENGINE_ENOMEM;
+                                      : cs_model_init_quant(&e->model, e->file, e->max_model_len, quant, err, errlen);
+    if (st != CS_OK) return st == CS_ERR_NOMEM ? CS_ENGINE_ENOMEM : CS_ENGINE_EINVAL;
     if (e->on_gpu) return init_gpu(e, err, errlen);
     size_t block_bytes = cs_kv_cache_block_bytes(c->n_layer, e->p.block_size, kv_dim);
     e->kv_block_bytes = block_bytes;
@@ -619,12 +624,19 @@ void cs_engine_info_get(const cs_engine *e, cs_engine_info *info) {
     size_t len = 0;
     if (e->p.dummy_weights) snprintf(info->weight_formats, sizeof info->weight_formats, "BF16 (dummy weights, %s)",
                                      e->p.dummy_weights);
+    cs_dtype quant = CS_DTYPE_COUNT;
+    char qerr[128];
+    if (!e->p.dummy_weights && cs_quant_type(e->p.quant, e->p.quant_group, &quant, qerr, sizeof qerr) == CS_OK &&
+        quant != CS_DTYPE_COUNT)
+        len = (size_t)snprintf(info->weight_formats, sizeof info->weight_formats, "%s (--quant) from ",
+                               cs_dtype_name(quant));
+    size_t start = len;
     for (int i = 0; !e->p.dummy_weights && i < e->file->n_tensors; i++) {
         cs_dtype t = e->file->tensors[i].dtype;
         if (seen[t]) continue;
         seen[t] = true;
         len += (size_t)snprintf(info->weight_formats + len, len < sizeof info->weight_formats ? sizeof info->weight_formats - len : 0,
-                                "%s%s", len ? ", " : "", cs_dtype_name(t));
+                                "%s%s", len > start ? ", " : "", cs_dtype_name(t));
         if (len >= sizeof info->weight_formats) break;
     }
     snprintf(info->device, sizeof info->device, "%s", e->on_gpu ? "cuda" : "cpu");

@@ -16,14 +16,60 @@ void *cs_model_alloc(cs_model *m, size_t bytes) {
     return p;
 }
 
-// Resolves a matrix: quantised and fp32 weights are used in place, fp16/bf16 converted once.
-static cs_status get_weight(cs_model *m, const char *name, cs_weight *w, char *err, size_t errlen) {
+cs_status cs_quant_type(const char *quant, int group, cs_dtype *out, char *err, size_t errlen) {
+    *out = CS_DTYPE_COUNT;
+    if (!quant) return CS_OK;
+    if (group != 32 && group != 64 && group != 128)
+        return cs_errf(err, errlen, CS_ERR_INVALID, "--quant-group %d: use 32, 64 or 128", group);
+    if (!strcmp(quant, "int4")) *out = cs_dtype_int4(group);
+    else if (!strcmp(quant, "int8")) *out = cs_dtype_int8(group);
+    else return cs_errf(err, errlen, CS_ERR_INVALID, "--quant '%s': use int8 or int4", quant);
+    return CS_OK;
+}
+
+// A float matrix quantised row by row straight from the file (one fp32 row at a time, so a
+// bf16 checkpoint never exists whole in fp32).
+static cs_status quantize_weight(cs_model *m, const cs_model_tensor *t, cs_weight *w, const char *name, char *err,
+                                 size_t errlen) {
+    int g = cs_dtype_group(m->quant);
+    size_t q_row, src_row;
+    if (w->cols % g != 0 || !cs_dtype_row_bytes(m->quant, w->cols, &q_row) ||
+        !cs_dtype_row_bytes(t->dtype, w->cols, &src_row))
+        return cs_errf(err, errlen, CS_ERR_INVALID, "--quant: '%s' has %d columns, not a multiple of the group %d",
+                       name, w->cols, g);
+    unsigned char *q = cs_model_alloc(m, q_row * (size_t)w->rows);
+    float *row = malloc(sizeof(float) * (size_t)w->cols);
+    if (!q || !row) {
+        free(row);
+        return cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory quantising '%s'", name);
+    }
+    for (int r = 0; r < w->rows; r++) {
+        cs_cpu_dequant_row(t->dtype, (const unsigned char *)t->data + (size_t)r * src_row, row, w->cols);
+        for (int i = 0; i < w->cols; i++)
+            if (!(fabsf(row[i]) <= 65504.0f)) { // NaN, inf, or past fp16 scales: the file is broken
+                free(row);
+                return cs_errf(err, errlen, CS_ERR_INVALID, "--quant: '%s' row %d holds %g, which cannot be quantised",
+                               name, r, (double)row[i]);
+            }
+        cs_cpu_quantize_row(m->quant, row, q + (size_t)r * q_row, w->cols);
+    }
+    free(row);
+    w->data = q;
+    w->type = m->quant;
+    return CS_OK;
+}
+
+// Resolves a matrix: quantised and fp32 weights are used in place, fp16/bf16 converted once;
+// with --quant, the layers' float matrices (quant: true) are quantised instead.
+static cs_status get_weight(cs_model *m, const char *name, cs_weight *w, bool quant, char *err, size_t errlen) {
     const cs_model_tensor *t = cs_model_file_tensor(m->file, name);
     if (!t) return cs_errf(err, errlen, CS_ERR_NOT_FOUND, "missing tensor '%s'", name);
     w->rows = (int)t->ne[1];
     w->cols = (int)t->ne[0];
     w->type = t->dtype;
     w->data = t->data;
+    bool is_float = t->dtype == CS_DTYPE_F32 || t->dtype == CS_DTYPE_F16 || t->dtype == CS_DTYPE_BF16;
+    if (quant && is_float && m->quant != CS_DTYPE_COUNT) return quantize_weight(m, t, w, name, err, errlen);
     if (t->dtype != CS_DTYPE_F16 && t->dtype != CS_DTYPE_BF16) return CS_OK;
     float *f = cs_model_alloc(m, (size_t)w->rows * w->cols * sizeof *f);
     if (!f) return cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory converting '%s'", name);
@@ -50,7 +96,7 @@ static cs_status init_layer(cs_model *m, int l, char *err, size_t errlen) {
     cs_layer *L = &m->layers[l];
     char name[96];
 #define W(field, suffix)                                                        \
-    (snprintf(name, sizeof name, "blk.%d." suffix, l), get_weight(m, name, &L->field, err, errlen))
+    (snprintf(name, sizeof name, "blk.%d." suffix, l), get_weight(m, name, &L->field, true, err, errlen))
 #define V(field, suffix)                                                        \
     (snprintf(name, sizeof name, "blk.%d." suffix, l), get_vector(m, name, &L->field, err, errlen))
     cs_status st;
@@ -97,17 +143,25 @@ void cs_rope_table(const cs_model_config *c, const float *freq_factors, int max_
 }
 
 cs_status cs_model_init(cs_model *m, const cs_model_file *f, int max_pos, char *err, size_t errlen) {
+    return cs_model_init_quant(m, f, max_pos, CS_DTYPE_COUNT, err, errlen);
+}
+
+cs_status cs_model_init_quant(cs_model *m, const cs_model_file *f, int max_pos, cs_dtype quant, char *err,
+                              size_t errlen) {
     memset(m, 0, sizeof *m);
     m->cfg = f->cfg;
     m->file = f;
+    m->quant = quant;
     cs_status st;
     m->layers = calloc((size_t)m->cfg.n_layer, sizeof *m->layers);
     if (!m->layers) return cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory");
-    if ((st = get_weight(m, "token_embd.weight", &m->tok_embd, err, errlen)) ||
+    // embeddings and lm_head keep the file's format: a gather reads one row per token, and
+    // the logits are where rounding errors show most (llama.cpp and vLLM keep them too)
+    if ((st = get_weight(m, "token_embd.weight", &m->tok_embd, false, err, errlen)) ||
         (st = get_vector(m, "output_norm.weight", &m->output_norm, err, errlen)))
         goto fail;
     m->output = m->tok_embd;
-    if (!m->cfg.tied_embeddings && (st = get_weight(m, "output.weight", &m->output, err, errlen)))
+    if (!m->cfg.tied_embeddings && (st = get_weight(m, "output.weight", &m->output, false, err, errlen)))
         goto fail;
     for (int l = 0; l < m->cfg.n_layer; l++)
         if ((st = init_layer(m, l, err, errlen))) goto fail;

@@ -30,6 +30,7 @@ typedef struct cs_model {
     cs_layer *layers;          // (n_layer)
     int rope_max_pos;
     float *rope_cos_sin;       // (rope_max_pos, rope_dim / 2, 2)
+    cs_dtype quant;            // --quant: the layers' float matrices in this type; COUNT = none
     // storage for the fp32 conversions, freed with the model
     void **owned;
     int n_owned;
@@ -38,6 +39,13 @@ typedef struct cs_model {
 // Builds the runtime model over an open file. max_pos bounds the RoPE table (the context
 // the engine will serve; at most the model's context length... or more with rope scaling).
 cs_status cs_model_init(cs_model *m, const cs_model_file *f, int max_pos, char *err, size_t errlen);
+// The same, with the layers' F32/F16/BF16 matrices quantised at load into quant (round to
+// nearest per group; CS_DTYPE_COUNT: none). Matrices stored quantised in the file stay as
+// they are, and so do the embeddings and lm_head.
+cs_status cs_model_init_quant(cs_model *m, const cs_model_file *f, int max_pos, cs_dtype quant, char *err,
+                              size_t errlen);
+// --quant int8|int4 with --quant-group 32|64|128 as a type (CS_DTYPE_COUNT when quant is NULL).
+cs_status cs_quant_type(const char *quant, int group, cs_dtype *out, char *err, size_t errlen);
 void cs_model_free(cs_model *m);
 
 // bytes of 64-byte-aligned memory owned by the model (freed with it); NULL when out of memory.

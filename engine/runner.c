@@ -6,7 +6,7 @@
 #define BLOCK_SIZE 16
 
 cs_status cs_runner_init(cs_runner *r, const char *model_path, int max_ctx, int threads,
-                         int max_batch, char *err, size_t errlen) {
+                         int max_batch, cs_dtype quant, char *err, size_t errlen) {
     memset(r, 0, sizeof *r);
     cs_status st = cs_model_file_open(model_path, &r->file, err, errlen);
     if (st != CS_OK) return st;
@@ -16,7 +16,7 @@ cs_status cs_runner_init(cs_runner *r, const char *model_path, int max_ctx, int 
     if (max_batch > max_ctx) max_batch = max_ctx;
     r->max_ctx = max_ctx;
     r->max_batch = max_batch;
-    if ((st = cs_model_init(&r->model, r->file, max_ctx, err, errlen)) != CS_OK) goto fail;
+    if ((st = cs_model_init_quant(&r->model, r->file, max_ctx, quant, err, errlen)) != CS_OK) goto fail;
     int n_blocks = (max_ctx + BLOCK_SIZE - 1) / BLOCK_SIZE;
     if ((st = cs_kv_cache_init(&r->kv, c->n_layer, n_blocks, BLOCK_SIZE, c->n_head_kv * c->head_dim, err, errlen)))
         goto fail;

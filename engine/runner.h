@@ -38,8 +38,9 @@ typedef struct cs_runner_seq {
 typedef enum { CS_LOGITS_NONE, CS_LOGITS_LAST, CS_LOGITS_ALL } cs_logits_mode;
 
 // threads 0 = one per core. Errors (bad model file, out of memory) are reported in err.
+// quant: the layers' float matrices quantised at load into this type (CS_DTYPE_COUNT: none).
 cs_status cs_runner_init(cs_runner *r, const char *model_path, int max_ctx, int threads,
-                         int max_batch, char *err, size_t errlen);
+                         int max_batch, cs_dtype quant, char *err, size_t errlen);
 void cs_runner_free(cs_runner *r);
 
 // Runs n tokens after what s holds. logits: CS_LOGITS_LAST writes (1, vocab) for the last

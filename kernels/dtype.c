@@ -2,6 +2,9 @@
 
 #include <string.h>
 
+_Static_assert(sizeof(cs_block_q4_1) == CS_I4_BLOCK_BYTES(CS_QK), "Q4_1 is I4 at g = 32");
+_Static_assert(sizeof(cs_block_q8_0) == CS_I8_BLOCK_BYTES(CS_QK), "Q8_0 is I8 at g = 32");
+
 const char *cs_dtype_name(cs_dtype t) {
     switch (t) {
     case CS_DTYPE_F32: return "F32";
@@ -10,13 +13,43 @@ const char *cs_dtype_name(cs_dtype t) {
     case CS_DTYPE_Q8_0: return "Q8_0";
     case CS_DTYPE_Q4_0: return "Q4_0";
     case CS_DTYPE_Q4_1: return "Q4_1";
+    case CS_DTYPE_I4_G64: return "I4_G64";
+    case CS_DTYPE_I4_G128: return "I4_G128";
+    case CS_DTYPE_I8_G64: return "I8_G64";
+    case CS_DTYPE_I8_G128: return "I8_G128";
     case CS_DTYPE_COUNT: break;
     }
     return "?";
 }
 
+int cs_dtype_group(cs_dtype t) {
+    switch (t) {
+    case CS_DTYPE_Q8_0:
+    case CS_DTYPE_Q4_0:
+    case CS_DTYPE_Q4_1: return CS_QK;
+    case CS_DTYPE_I4_G64:
+    case CS_DTYPE_I8_G64: return 64;
+    case CS_DTYPE_I4_G128:
+    case CS_DTYPE_I8_G128: return 128;
+    case CS_DTYPE_F32:
+    case CS_DTYPE_F16:
+    case CS_DTYPE_BF16:
+    case CS_DTYPE_COUNT: break;
+    }
+    return 0;
+}
+
+cs_dtype cs_dtype_int4(int group) {
+    return group == 32 ? CS_DTYPE_Q4_1 : group == 64 ? CS_DTYPE_I4_G64 : group == 128 ? CS_DTYPE_I4_G128 : CS_DTYPE_COUNT;
+}
+
+cs_dtype cs_dtype_int8(int group) {
+    return group == 32 ? CS_DTYPE_Q8_0 : group == 64 ? CS_DTYPE_I8_G64 : group == 128 ? CS_DTYPE_I8_G128 : CS_DTYPE_COUNT;
+}
+
 int cs_dtype_block_elems(cs_dtype t) {
-    return t == CS_DTYPE_Q8_0 || t == CS_DTYPE_Q4_0 || t == CS_DTYPE_Q4_1 ? CS_QK : 1;
+    int g = cs_dtype_group(t);
+    return g ? g : 1;
 }
 
 int cs_dtype_block_bytes(cs_dtype t) {
@@ -27,6 +60,10 @@ int cs_dtype_block_bytes(cs_dtype t) {
     case CS_DTYPE_Q8_0: return (int)sizeof(cs_block_q8_0);
     case CS_DTYPE_Q4_0: return (int)sizeof(cs_block_q4_0);
     case CS_DTYPE_Q4_1: return (int)sizeof(cs_block_q4_1);
+    case CS_DTYPE_I4_G64: return CS_I4_BLOCK_BYTES(64);
+    case CS_DTYPE_I4_G128: return CS_I4_BLOCK_BYTES(128);
+    case CS_DTYPE_I8_G64: return CS_I8_BLOCK_BYTES(64);
+    case CS_DTYPE_I8_G128: return CS_I8_BLOCK_BYTES(128);
     case CS_DTYPE_COUNT: break;
     }
     return 0;

@@ -6,6 +6,16 @@
 //   Q4_0: 32 weights = fp16 d, uint8 qs[16];                  w = d * (nibble - 8)
 //   Q4_1: 32 weights = fp16 d, fp16 m, uint8 qs[16];          w = d * nibble + m
 // In Q4_0/Q4_1 byte j holds weight j in its low nibble and weight j+16 in its high nibble.
+//
+// Types made at load time by quantising float weights (cs_cpu_quantize_row; never read from
+// a file), with larger groups g = 64 or 128 sharing one scale:
+//   I4_Gg: g weights = fp16 d, fp16 m, then g/32 sub-blocks of 16 bytes, each in Q4_1's
+//          nibble order (byte j of sub-block s: low nibble = weight 32s+j, high nibble =
+//          weight 32s+j+16);                                 w = d * nibble + m
+//          block bytes 4 + g/2. Q4_1 is this layout with g = 32 (Q4_0 is it with m = -8d).
+//   I8_Gg: g weights = fp16 d, int8 q[g];                    w = d * q
+//          block bytes 2 + g. Q8_0 is this layout with g = 32.
+// Products and sums are each rounded to fp32 (no fused multiply-add) by every decoder.
 #ifndef CS_DTYPE_H
 #define CS_DTYPE_H
 
@@ -24,10 +34,17 @@ typedef enum cs_dtype {
     CS_DTYPE_Q8_0,
     CS_DTYPE_Q4_0,
     CS_DTYPE_Q4_1,
+    CS_DTYPE_I4_G64,
+    CS_DTYPE_I4_G128,
+    CS_DTYPE_I8_G64,
+    CS_DTYPE_I8_G128,
     CS_DTYPE_COUNT,
 } cs_dtype;
 
 #define CS_QK 32 // weights per block of Q8_0 / Q4_0 / Q4_1
+// Bytes per block of g weights: I4_Gg (Q4_1 at g = 32) and I8_Gg (Q8_0 at g = 32).
+#define CS_I4_BLOCK_BYTES(g) (4 + (g) / 2)
+#define CS_I8_BLOCK_BYTES(g) (2 + (g))
 
 typedef struct cs_block_q8_0 {
     uint16_t d; // fp16
@@ -51,6 +68,12 @@ int cs_dtype_block_elems(cs_dtype t);
 int cs_dtype_block_bytes(cs_dtype t);
 // Bytes of a row of n elements; false if n is not a multiple of the block or overflows.
 bool cs_dtype_row_bytes(cs_dtype t, int64_t n, size_t *out);
+// The type storing int4 / int8 codes in groups of group weights: Q4_1 / Q8_0 for 32,
+// I4_G64 / I8_G64 for 64, I4_G128 / I8_G128 for 128, CS_DTYPE_COUNT for any other group.
+cs_dtype cs_dtype_int4(int group);
+cs_dtype cs_dtype_int8(int group);
+// Weights sharing one scale: 32 for Q8_0/Q4_0/Q4_1, g for I4_Gg/I8_Gg, 0 for float types.
+int cs_dtype_group(cs_dtype t);
 
 float cs_fp16_to_f32(uint16_t h);
 uint16_t cs_f32_to_fp16(float f); // round to nearest even

@@ -15,6 +15,17 @@
 // cs_dtype_block_elems(t). Exact: the result is the value the format defines, computed in fp32.
 void cs_cpu_dequant_row(cs_dtype t, const void *src, float *dst, int64_t n);
 
+// Quantises n floats of one row into type t, round to nearest per group of g =
+// cs_dtype_group(t) weights; t is Q8_0, Q4_1, I4_G64, I4_G128, I8_G64 or I8_G128 and n a
+// multiple of g. int4: d = (max - min) / 15 and m = min, each rounded to fp16, then
+// q = clamp(round((w - m) / d), 0, 15) with the rounded d and m. int8: d = absmax / 127
+// rounded to fp16, q = clamp(round(w / d), -127, 127). A group with d == 0 gets q = 0.
+// Every value must be finite and each group's scales must round to finite fp16 (int4: |min|
+// and (max - min) / 15 below 65520; int8: absmax / 127 below 65520; |w| <= 65504 always
+// suffices): anything else is a broken invariant (CS_ASSERT aborts), so a loader checks its
+// input first. Rows that this function's output dequantises to always qualify.
+void cs_cpu_quantize_row(cs_dtype t, const float *src, void *dst, int64_t n);
+
 // out (n, dim) = rows ids of the embedding table (vocab, dim) stored as type t.
 void cs_cpu_embed(float *out, const void *table, cs_dtype t, const int32_t *ids, int n, int dim);
 

@@ -74,7 +74,29 @@ bool cs_cli_u64(const char *name, const char *s, uint64_t *out) {
 
 bool cs_cli_is_help(const char *arg) { return !strcmp(arg, "--help") || !strcmp(arg, "-h"); }
 
+bool cs_cli_quant_opt(int argc, char **argv, int *i, const char **quant, int *group, bool *bad) {
+    const char *v = NULL;
+    if (cs_cli_value(argc, argv, i, "--quant", &v, bad)) {
+        if (!*bad && strcmp(v, "int8") && strcmp(v, "int4")) {
+            fprintf(stderr, "error: --quant: '%s' is not one of int8, int4\n", v);
+            *bad = true;
+        }
+        if (!*bad) *quant = v;
+        return true;
+    }
+    if (cs_cli_value(argc, argv, i, "--quant-group", &v, bad)) {
+        *bad = *bad || !cs_cli_int("--quant-group", v, 32, 128, group);
+        if (!*bad && *group != 32 && *group != 64 && *group != 128) {
+            fprintf(stderr, "error: --quant-group: %d is not one of 32, 64, 128\n", *group);
+            *bad = true;
+        }
+        return true;
+    }
+    return false;
+}
+
 bool cs_cli_device_opt(int argc, char **argv, int *i, struct cs_engine_params *ep, bool *bad) {
+    if (cs_cli_quant_opt(argc, argv, i, &ep->quant, &ep->quant_group, bad)) return true;
     const char *v = NULL;
     if (!strcmp(argv[*i], "--enforce-eager")) {
         ep->enforce_eager = true;

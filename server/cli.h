@@ -28,6 +28,12 @@ bool cs_cli_u64(const char *name, const char *s, uint64_t *out);
 // The backend flags of the engine commands: --device cpu|cuda, --gpu-memory-utilization F,
 // --enforce-eager, --dummy-weights PRESET. True when argv[*i] was one of them (then *bad tells whether it was valid).
 struct cs_engine_params;
+// --quant int8|int4 and --quant-group 32|64|128: true when argv[*i] was one of them.
+bool cs_cli_quant_opt(int argc, char **argv, int *i, const char **quant, int *group, bool *bad);
+#define CS_CLI_QUANT_HELP                                                                             \
+    "  --quant int8|int4          quantise the layers' F32/F16/BF16 matrices at load (round to\n"    \
+    "                             nearest per group; embeddings and lm_head stay as stored)\n"     \
+    "  --quant-group N            weights per scale: 32, 64 or 128 (default 32)\n"
 bool cs_cli_device_opt(int argc, char **argv, int *i, struct cs_engine_params *ep, bool *bad);
 #define CS_CLI_DEVICE_HELP                                                                            \
     "  --device cpu|cuda          where the model runs (default cpu)\n"                               \

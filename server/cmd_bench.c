@@ -51,7 +51,7 @@ static void usage(void) {
            "engine:\n"
            "  --threads N, --max-num-seqs N, --max-num-batched-tokens N, --max-model-len N,\n"
            "  --kv-cache-memory BYTES, --no-prefix-caching\n"
-           CS_CLI_DEVICE_HELP "\n"
+           CS_CLI_DEVICE_HELP CS_CLI_QUANT_HELP "\n"
            "online, against a running server (Poisson arrivals, streaming):\n"
            "  cserve bench --connect HOST:PORT [--socket PATH] [--api-key KEY] --request-rate R|inf\n"
            "               --num-prompts N [--input-len I --output-len O | --prompts FILE] [--seed S] [--json]\n");

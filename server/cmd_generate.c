@@ -15,6 +15,8 @@ typedef struct gen_opts {
     const char *model, *prompt, *system;
     bool chat;
     int ctx, threads;
+    const char *quant;
+    int quant_group;
     cs_gen_params gen;
 } gen_opts;
 
@@ -32,7 +34,8 @@ static void usage(void) {
            "  --stop STR            stop before this text (repeatable, up to 16)\n"
            "  --ignore-eos          keep going past end-of-generation tokens\n"
            "  --ctx-size N          context to reserve (default: min(4096, the model's))\n"
-           "  --threads N           CPU threads (default: all cores)\n");
+           "  --threads N           CPU threads (default: all cores)\n"
+           CS_CLI_QUANT_HELP);
 }
 
 // Parses one sampling or generation flag at argv[*i]; false when argv[*i] is not one.
@@ -79,6 +82,7 @@ static bool parse_sampling(int argc, char **argv, int *i, gen_opts *o, bool *bad
 static int parse_opts(int argc, char **argv, gen_opts *o) {
     memset(o, 0, sizeof *o);
     cs_gen_params_default(&o->gen);
+    o->quant_group = 32;
     cs_sampling_params *sp = &o->gen.sampling;
     sp->temperature = 0.8f; // llama.cpp's defaults for interactive use
     sp->top_k = 40;
@@ -96,7 +100,8 @@ static int parse_opts(int argc, char **argv, gen_opts *o) {
         else if (cs_cli_value(argc, argv, &i, "--model", &o->model, &bad) ||
                  cs_cli_value(argc, argv, &i, "--prompt", &o->prompt, &bad) ||
                  cs_cli_value(argc, argv, &i, "--system", &o->system, &bad) ||
-                 parse_sampling(argc, argv, &i, o, &bad)) {
+                 parse_sampling(argc, argv, &i, o, &bad) ||
+                 cs_cli_quant_opt(argc, argv, &i, &o->quant, &o->quant_group, &bad)) {
         } else if (cs_cli_value(argc, argv, &i, "--ctx-size", &v, &bad)) {
             bad = bad || !cs_cli_int("--ctx-size", v, 1, 1 << 24, &o->ctx);
         } else if (cs_cli_value(argc, argv, &i, "--threads", &v, &bad)) {
@@ -187,7 +192,9 @@ int cs_cmd_generate(int argc, char **argv) {
     char err[CS_ERR_LEN];
     cs_runner r;
     int ctx = o.ctx ? o.ctx : 4096;
-    if (cs_runner_init(&r, path, ctx, o.threads, 256, err, sizeof err) != CS_OK) {
+    cs_dtype quant;
+    if (cs_quant_type(o.quant, o.quant_group, &quant, err, sizeof err) != CS_OK ||
+        cs_runner_init(&r, path, ctx, o.threads, 256, quant, err, sizeof err) != CS_OK) {
         fprintf(stderr, "error: %s: %s\n", path, err);
         return CS_EXIT_BAD_INPUT;
     }

@@ -16,10 +16,12 @@
 typedef struct ppl_opts {
     const char *model, *file;
     int ctx, threads, batch;
+    const char *quant;
+    int quant_group;
 } ppl_opts;
 
 static int parse_opts(int argc, char **argv, ppl_opts *o) {
-    *o = (ppl_opts){.ctx = 512, .batch = 256};
+    *o = (ppl_opts){.ctx = 512, .batch = 256, .quant_group = 32};
     for (int i = 1; i < argc; i++) {
         bool bad = false;
         const char *v = NULL;
@@ -27,11 +29,12 @@ static int parse_opts(int argc, char **argv, ppl_opts *o) {
             printf("usage: cserve perplexity [--model PATH] --file TEXT [--ctx N] [--threads N]\n\n"
                    "  --ctx N      window length in tokens (default 512); the text needs 2 x N\n"
                    "  --batch N    tokens per forward step (default 256)\n"
-                   "  --threads N  CPU threads (default: all cores)\n");
+                   "  --threads N  CPU threads (default: all cores)\n" CS_CLI_QUANT_HELP);
             return -1;
         }
         if (cs_cli_value(argc, argv, &i, "--model", &o->model, &bad) ||
-            cs_cli_value(argc, argv, &i, "--file", &o->file, &bad)) {
+            cs_cli_value(argc, argv, &i, "--file", &o->file, &bad) ||
+            cs_cli_quant_opt(argc, argv, &i, &o->quant, &o->quant_group, &bad)) {
         } else if (cs_cli_value(argc, argv, &i, "--ctx", &v, &bad)) {
             bad = bad || !cs_cli_int("--ctx", v, 4, 1 << 20, &o->ctx);
         } else if (cs_cli_value(argc, argv, &i, "--batch", &v, &bad)) {
@@ -102,7 +105,9 @@ int cs_cmd_perplexity(int argc, char **argv) {
     const char *path = cs_cli_model_path(o.model);
     char err[CS_ERR_LEN];
     cs_runner r;
-    if (cs_runner_init(&r, path, o.ctx, o.threads, o.batch, err, sizeof err) != CS_OK) {
+    cs_dtype quant;
+    if (cs_quant_type(o.quant, o.quant_group, &quant, err, sizeof err) != CS_OK ||
+        cs_runner_init(&r, path, o.ctx, o.threads, o.batch, quant, err, sizeof err) != CS_OK) {
         fprintf(stderr, "error: %s: %s\n", path, err);
         return CS_EXIT_BAD_INPUT;
     }

@@ -19,6 +19,7 @@ static void usage(void) {
            "  --api-key KEY              RPC clients must call auth {key} first; HTTP clients send\n"
            "                             Authorization: Bearer KEY (/health stays open)\n"
            CS_CLI_DEVICE_HELP
+           CS_CLI_QUANT_HELP
            "  --max-model-len N          tokens per sequence (default: the model's, at most 8192)\n"
            "  --max-num-seqs N           sequences per step (default 64)\n"
            "  --max-num-batched-tokens N tokens per step (default 512)\n"

@@ -58,5 +58,20 @@ expect_error "version 1" "unsupported version 1" info --model "$tmp/v1.gguf"
 mkdir "$tmp/emptydir"
 expect_error "empty directory" "config.json" info --model "$tmp/emptydir"
 
+# load-time quantisation: bad values, a group that does not divide the model's widths
+expect_error "--quant int5" "'int5' is not one of int8, int4" generate --quant int5 --prompt hi
+expect_error "--quant-group 48" "48 is not one of 32, 64, 128" generate --quant int4 --quant-group 48 --prompt hi
+hf=${CSERVE_HF_DIR:-}
+if [ -n "$hf" ] && [ -f "$hf/config.json" ]; then
+    expect_error "--quant-group 128 on 576 columns" "576 columns, not a multiple of the group 128" \
+        generate --model "$hf" --quant int4 --quant-group 128 --prompt hi
+    check "info --quant int4: 210 matrices as Q4_1, 179741952 bytes" \
+        bash -c "'$bin' info --model '$hf' --quant int4 | grep -q '210 matrices as Q4_1' &&
+                 '$bin' info --model '$hf' --quant int4 | grep -q 'weights with --quant   179741952 bytes'"
+    check "generate --quant int4 (group 64) on the fp32 copy: Paris" \
+        bash -c "'$bin' generate --model '$hf' --quant int4 --quant-group 64 --chat --temperature 0 --max-tokens 12 \
+                 --prompt 'What is the capital of France?' 2>/dev/null | grep -q Paris"
+fi
+
 echo "$checks checks, $fails failed"
 [ "$fails" -eq 0 ]

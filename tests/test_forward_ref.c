@@ -126,7 +126,7 @@ static void check_model(const char *dir, tiny_opts o, const char *label) {
     snprintf(path, sizeof path, "%s/%s.gguf", dir, label);
     TEST_COND(tiny_model_write(path, &o) == 0);
     cs_runner r;
-    if (cs_runner_init(&r, path, 64, 2, 16, err, sizeof err) != CS_OK) {
+    if (cs_runner_init(&r, path, 64, 2, 16, CS_DTYPE_COUNT, err, sizeof err) != CS_OK) {
         TEST_CONDF(0, "%s: %s", label, err);
         return;
     }

@@ -140,7 +140,7 @@ int main(void) {
     cJSON *root = cJSON_ParseWithLength(json, len);
     free(json);
     cs_runner r;
-    if (!root || cs_runner_init(&r, model, 1024, 0, 256, err, sizeof err) != CS_OK) {
+    if (!root || cs_runner_init(&r, model, 1024, 0, 256, CS_DTYPE_COUNT, err, sizeof err) != CS_OK) {
         fprintf(stderr, "cannot start: %s\n", root ? err : "bad fixture");
         return 1;
     }

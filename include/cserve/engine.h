@@ -60,6 +60,10 @@ typedef struct cs_engine_params {
     const char *dummy_weights;   /* a preset (llama3-8b, qwen2-7b, ...; see README): seeded random
                                     weights of that shape, for benchmarks; model_path then only
                                     gives the tokenizer */
+    const char *quant;           /* "int8" or "int4": quantise the layers' F32/F16/BF16 matrices
+                                    at load (round to nearest per group); NULL = as stored */
+    int quant_group;             /* weights per (scale, offset) group: 32, 64 or 128 (default 32:
+                                    it divides every model dimension, and is GGUF Q4_1 / Q8_0) */
     bool no_forced_runs;         /* constrained decoding: one forced token per step instead of
                                     appending runs of forced tokens at once (same output) */
 } cs_engine_params;

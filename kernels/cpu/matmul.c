@@ -61,41 +61,67 @@ static void micro_2x4(const float *x, int ldx, const float *w, int ldw, int k, f
 }
 
 
-// Small m: each quantised block is decoded in registers and used at once, so the weights
-// stream through once per x row (m <= GEMV_MAX_M). Four weight rows advance together so
-// their FMA chains overlap, with the accumulators in named registers. Each output element
-// still sees the arithmetic of cs_dot_f32 over the dequantised row (same weight values, one
-// accumulator, same FMA order), bit for bit.
+// Small m: each quantised block is decoded in registers, 32 weights at a time, and used at
+// once, so the weights stream through once per x row (m <= GEMV_MAX_M). Four weight rows
+// advance together so their FMA chains overlap, with the accumulators in named registers.
+// Each output element still sees the arithmetic of cs_dot_f32 over the dequantised row (same
+// weight values, one accumulator, same FMA order over k), bit for bit, whatever the group.
 #define GEMV_ROWS 4
-#define GEMV_STEP(r, block_t, decode)                                                     \
+#define GEMV_STEP(r, BB, decode)                                                          \
     do {                                                                                  \
         cs_v8 w[4];                                                                       \
-        decode(&((const block_t *)(wrow[r]))[b], w);                                      \
+        decode(wrow[r] + (size_t)b * (BB), s, w);                                         \
         for (int q = 0; q < 4; q++) acc##r = cs_v8_fma(cs_v8_load(xb + 8 * q), w[q], acc##r); \
     } while (0)
-#define GEMV_KERNEL(name, block_t, decode)                                                \
+// G weights in BB bytes per block, decoded by sub-block (quant_simd.h).
+#define GEMV_KERNEL(name, G, BB, decode)                                                  \
     static void name(const float *x, const unsigned char *const wrow[GEMV_ROWS], int k,   \
                      float out[GEMV_ROWS]) {                                              \
         cs_v8 acc0 = cs_v8_zero(), acc1 = acc0, acc2 = acc0, acc3 = acc0;                 \
-        for (int b = 0; b < k / CS_QK; b++) {                                             \
-            const float *xb = x + b * CS_QK;                                              \
-            GEMV_STEP(0, block_t, decode);                                                \
-            GEMV_STEP(1, block_t, decode);                                                \
-            GEMV_STEP(2, block_t, decode);                                                \
-            GEMV_STEP(3, block_t, decode);                                                \
-        }                                                                                 \
+        for (int b = 0; b < k / (G); b++)                                                 \
+            for (int s = 0; s < (G) / 32; s++) {                                          \
+                const float *xb = x + b * (G) + 32 * s;                                   \
+                GEMV_STEP(0, BB, decode);                                                 \
+                GEMV_STEP(1, BB, decode);                                                 \
+                GEMV_STEP(2, BB, decode);                                                 \
+                GEMV_STEP(3, BB, decode);                                                 \
+            }                                                                             \
         out[0] = cs_v8_sum(acc0);                                                         \
         out[1] = cs_v8_sum(acc1);                                                         \
         out[2] = cs_v8_sum(acc2);                                                         \
         out[3] = cs_v8_sum(acc3);                                                         \
     }
-GEMV_KERNEL(gemv4_q4_1, cs_block_q4_1, cs_block_q4_1_v8)
-GEMV_KERNEL(gemv4_q4_0, cs_block_q4_0, cs_block_q4_0_v8)
-GEMV_KERNEL(gemv4_q8_0, cs_block_q8_0, cs_block_q8_0_v8)
+GEMV_KERNEL(gemv4_q4_1, 32, CS_I4_BLOCK_BYTES(32), cs_i4_sub_v8)
+GEMV_KERNEL(gemv4_q4_0, 32, sizeof(cs_block_q4_0), cs_q4_0_sub_v8)
+GEMV_KERNEL(gemv4_q8_0, 32, CS_I8_BLOCK_BYTES(32), cs_i8_sub_v8)
+GEMV_KERNEL(gemv4_i4_g64, 64, CS_I4_BLOCK_BYTES(64), cs_i4_sub_v8)
+GEMV_KERNEL(gemv4_i4_g128, 128, CS_I4_BLOCK_BYTES(128), cs_i4_sub_v8)
+GEMV_KERNEL(gemv4_i8_g64, 64, CS_I8_BLOCK_BYTES(64), cs_i8_sub_v8)
+GEMV_KERNEL(gemv4_i8_g128, 128, CS_I8_BLOCK_BYTES(128), cs_i8_sub_v8)
+
+typedef void (*gemv_fn)(const float *, const unsigned char *const *, int, float *);
+
+// The register-decoding kernel for a block type; NULL for float types (they take the tiled
+// path at any m: there is nothing to decode).
+static gemv_fn gemv_kernel(cs_dtype t) {
+    switch (t) {
+    case CS_DTYPE_Q4_1: return gemv4_q4_1;
+    case CS_DTYPE_Q4_0: return gemv4_q4_0;
+    case CS_DTYPE_Q8_0: return gemv4_q8_0;
+    case CS_DTYPE_I4_G64: return gemv4_i4_g64;
+    case CS_DTYPE_I4_G128: return gemv4_i4_g128;
+    case CS_DTYPE_I8_G64: return gemv4_i8_g64;
+    case CS_DTYPE_I8_G128: return gemv4_i8_g128;
+    case CS_DTYPE_F32:
+    case CS_DTYPE_F16:
+    case CS_DTYPE_BF16:
+    case CS_DTYPE_COUNT: break;
+    }
+    return NULL;
+}
 
 static void gemv_task(matmul_job *j, int n0, int nn) {
-    void (*kernel)(const float *, const unsigned char *const *, int, float *) =
-        j->wt == CS_DTYPE_Q4_1 ? gemv4_q4_1 : j->wt == CS_DTYPE_Q4_0 ? gemv4_q4_0 : gemv4_q8_0;
+    gemv_fn kernel = gemv_kernel(j->wt);
     for (int row0 = n0; row0 < n0 + nn; row0 += GEMV_ROWS) {
         int rows = n0 + nn - row0 < GEMV_ROWS ? n0 + nn - row0 : GEMV_ROWS;
         const unsigned char *wrow[GEMV_ROWS];
@@ -112,9 +138,7 @@ static void gemv_task(matmul_job *j, int n0, int nn) {
     }
 }
 
-static bool use_gemv(cs_dtype t, int m) {
-    return m <= GEMV_MAX_M && (t == CS_DTYPE_Q4_1 || t == CS_DTYPE_Q4_0 || t == CS_DTYPE_Q8_0);
-}
+static bool use_gemv(cs_dtype t, int m) { return m <= GEMV_MAX_M && gemv_kernel(t) != NULL; }
 
 static void matmul_task(void *ctx, int task, int thread) {
     matmul_job *j = ctx;

@@ -1,21 +1,36 @@
-// One 32-weight block of Q8_0 / Q4_0 / Q4_1 decoded into four 8-wide vectors (weights 0-7,
-// 8-15, 16-23, 24-31), computing exactly what the scalar reference computes (d * q, then
-// + m, each rounded to fp32: no fused multiply-add), so that dequantising to memory and
-// decoding in registers give bit-identical weights.
+// Quantised weights decoded 32 at a time into four 8-wide vectors (weights 0-7, 8-15, 16-23,
+// 24-31), computing exactly what the scalar formulas in dtype.h give (d * q, then + m, each
+// rounded to fp32: no fused multiply-add), so that dequantising to memory and decoding in
+// registers give bit-identical weights.
+//
+// Every block type is read as "sub-block s of the block at p" (32 weights each), so one loop
+// shape serves all group sizes: Q4_1 is I4 with one sub-block, Q8_0 is I8 with one. Blocks
+// are read through byte pointers and memcpy: only 2-byte alignment is promised (block sizes
+// are even), and I4_G64's 36-byte blocks are not struct-aligned anyway.
 #ifndef CS_QUANT_SIMD_H
 #define CS_QUANT_SIMD_H
+
+#include <string.h>
 
 #include "../dtype.h"
 #include "cpu_simd.h"
 
-#if defined(__AVX2__) && defined(__FMA__)
-#ifdef __F16C__
-#define CS_HALF(h) _cvtsh_ss(h) // exact, like cs_fp16_to_f32
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+static inline float cs_half(uint16_t h) { return _cvtsh_ss(h); } // exact, like cs_fp16_to_f32
 #else
-#define CS_HALF(h) cs_fp16_to_f32(h)
+static inline float cs_half(uint16_t h) { return cs_fp16_to_f32(h); }
 #endif
+
+static inline float cs_half_at(const unsigned char *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return cs_half(h);
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
 static inline __m256 cs_u8x8_to_f32(__m128i bytes) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)); }
 
+// 32 nibbles from 16 bytes in Q4_1 order, as floats 0..15.
 static inline void cs_q4_nibbles(const uint8_t *qs, __m256 out[4]) {
     __m128i q = _mm_loadu_si128((const __m128i *)qs), mask = _mm_set1_epi8(0x0f);
     __m128i lo = _mm_and_si128(q, mask), hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
@@ -25,46 +40,61 @@ static inline void cs_q4_nibbles(const uint8_t *qs, __m256 out[4]) {
     out[3] = cs_u8x8_to_f32(_mm_srli_si128(hi, 8));
 }
 
-static inline void cs_block_q4_1_v8(const cs_block_q4_1 *b, cs_v8 w[4]) {
-    __m256 d = _mm256_set1_ps(CS_HALF(b->d)), m = _mm256_set1_ps(CS_HALF(b->m));
-    cs_q4_nibbles(b->qs, w);
-    for (int i = 0; i < 4; i++) w[i] = _mm256_add_ps(_mm256_mul_ps(d, w[i]), m);
+// w = d * nibble + m for 16 bytes of Q4_1-ordered nibbles.
+static inline void cs_q4_1_v8(float d, float m, const uint8_t *qs, cs_v8 w[4]) {
+    __m256 dv = _mm256_set1_ps(d), mv = _mm256_set1_ps(m);
+    cs_q4_nibbles(qs, w);
+    for (int i = 0; i < 4; i++) w[i] = _mm256_add_ps(_mm256_mul_ps(dv, w[i]), mv);
 }
 
-static inline void cs_block_q4_0_v8(const cs_block_q4_0 *b, cs_v8 w[4]) {
-    __m256 d = _mm256_set1_ps(CS_HALF(b->d)), eight = _mm256_set1_ps(8.0f);
-    cs_q4_nibbles(b->qs, w);
-    for (int i = 0; i < 4; i++) w[i] = _mm256_mul_ps(d, _mm256_sub_ps(w[i], eight)); // exact: small ints
+// w = d * (nibble - 8).
+static inline void cs_q4_0_v8(float d, const uint8_t *qs, cs_v8 w[4]) {
+    __m256 dv = _mm256_set1_ps(d), eight = _mm256_set1_ps(8.0f);
+    cs_q4_nibbles(qs, w);
+    for (int i = 0; i < 4; i++) w[i] = _mm256_mul_ps(dv, _mm256_sub_ps(w[i], eight)); // exact: small ints
 }
 
-static inline void cs_block_q8_0_v8(const cs_block_q8_0 *b, cs_v8 w[4]) {
-    __m256 d = _mm256_set1_ps(CS_HALF(b->d));
+// w = d * q for 32 int8 codes.
+static inline void cs_q8_v8(float d, const int8_t *qs, cs_v8 w[4]) {
+    __m256 dv = _mm256_set1_ps(d);
     for (int i = 0; i < 4; i++) {
-        __m128i q = _mm_loadl_epi64((const __m128i *)(b->qs + 8 * i));
-        w[i] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)));
+        __m128i q = _mm_loadl_epi64((const __m128i *)(qs + 8 * i));
+        w[i] = _mm256_mul_ps(dv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)));
     }
 }
 #else
-static inline void cs_block_q4_1_v8(const cs_block_q4_1 *b, cs_v8 w[4]) {
-    float d = cs_fp16_to_f32(b->d), m = cs_fp16_to_f32(b->m);
+static inline void cs_q4_1_v8(float d, float m, const uint8_t *qs, cs_v8 w[4]) {
     for (int j = 0; j < 16; j++) {
-        w[j / 8][j % 8] = d * (float)(b->qs[j] & 0x0f) + m;
-        w[2 + j / 8][j % 8] = d * (float)(b->qs[j] >> 4) + m;
+        w[j / 8][j % 8] = d * (float)(qs[j] & 0x0f) + m;
+        w[2 + j / 8][j % 8] = d * (float)(qs[j] >> 4) + m;
     }
 }
 
-static inline void cs_block_q4_0_v8(const cs_block_q4_0 *b, cs_v8 w[4]) {
-    float d = cs_fp16_to_f32(b->d);
+static inline void cs_q4_0_v8(float d, const uint8_t *qs, cs_v8 w[4]) {
     for (int j = 0; j < 16; j++) {
-        w[j / 8][j % 8] = d * (float)((b->qs[j] & 0x0f) - 8);
-        w[2 + j / 8][j % 8] = d * (float)((b->qs[j] >> 4) - 8);
+        w[j / 8][j % 8] = d * (float)((qs[j] & 0x0f) - 8);
+        w[2 + j / 8][j % 8] = d * (float)((qs[j] >> 4) - 8);
     }
 }
 
-static inline void cs_block_q8_0_v8(const cs_block_q8_0 *b, cs_v8 w[4]) {
-    float d = cs_fp16_to_f32(b->d);
-    for (int j = 0; j < 32; j++) w[j / 8][j % 8] = d * (float)b->qs[j];
+static inline void cs_q8_v8(float d, const int8_t *qs, cs_v8 w[4]) {
+    for (int j = 0; j < 32; j++) w[j / 8][j % 8] = d * (float)qs[j];
 }
 #endif
+
+// Sub-block s of one block at p. Q4_1 and I4_Gg: fp16 d, fp16 m, then 16 bytes per sub-block.
+static inline void cs_i4_sub_v8(const unsigned char *p, int s, cs_v8 w[4]) {
+    cs_q4_1_v8(cs_half_at(p), cs_half_at(p + 2), p + 4 + 16 * s, w);
+}
+
+// Q8_0 and I8_Gg: fp16 d, then 32 int8 codes per sub-block.
+static inline void cs_i8_sub_v8(const unsigned char *p, int s, cs_v8 w[4]) {
+    cs_q8_v8(cs_half_at(p), (const int8_t *)(p + 2 + 32 * s), w);
+}
+
+// Q4_0 (one sub-block: s is always 0).
+static inline void cs_q4_0_sub_v8(const unsigned char *p, int s, cs_v8 w[4]) {
+    cs_q4_0_v8(cs_half_at(p), p + 2 + 16 * s, w);
+}
 
 #endif

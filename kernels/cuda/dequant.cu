@@ -1,6 +1,7 @@
 // Dequantise GGUF-layout weights to bf16 on the device.
 //
-// One thread per 32-weight block: a block is 18-34 bytes at 2-byte alignment, so the reads
+// One thread per 32 weights (a Q block, or one sub-block of an I4_Gg / I8_Gg group, which
+// shares its group's d and m): blocks are 18-130 bytes at 2-byte alignment, so the reads
 // are 2-byte loads of the scale(s) and byte loads of the codes, and the 32 outputs (64 bytes,
 // 16-byte aligned because rows hold whole blocks) go out as four 16-byte stores. This runs
 // once at load time; the hot-path matmul kernels read the packed codes directly.
@@ -32,33 +33,50 @@ __device__ __forceinline__ void store32(uint16_t *dst, const float *w) {
     }
 }
 
+// Weights per group and bytes per block of the block types (dtype.h).
+__host__ __device__ constexpr bool is_i4(cs_dtype t) {
+    return t == CS_DTYPE_Q4_1 || t == CS_DTYPE_I4_G64 || t == CS_DTYPE_I4_G128;
+}
+__host__ __device__ constexpr int group_of(cs_dtype t) {
+    return t == CS_DTYPE_I4_G64 || t == CS_DTYPE_I8_G64 ? 64 : t == CS_DTYPE_I4_G128 || t == CS_DTYPE_I8_G128 ? 128 : 32;
+}
+__host__ __device__ constexpr int block_bytes_of(cs_dtype t) {
+    return t == CS_DTYPE_Q4_0 ? (int)sizeof(cs_block_q4_0)
+           : is_i4(t)         ? CS_I4_BLOCK_BYTES(group_of(t))
+                              : CS_I8_BLOCK_BYTES(group_of(t));
+}
+
+// n_sub: 32-weight sub-blocks in all (n / 32); thread b decodes sub-block b % (G / 32) of
+// block b / (G / 32).
 template <cs_dtype T>
 __global__ void dequant_blocks(const unsigned char *__restrict__ src, uint16_t *__restrict__ dst,
-                               int64_t n_blocks) {
+                               int64_t n_sub) {
+    constexpr int G = group_of(T), BB = block_bytes_of(T);
     int64_t b = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (b >= n_blocks) return;
+    if (b >= n_sub) return;
+    const unsigned char *p = src + b / (G / 32) * BB;
+    int s = (int)(b % (G / 32));
     float w[32];
-    if (T == CS_DTYPE_Q8_0) {
-        const unsigned char *p = src + b * 34;
+    if (T == CS_DTYPE_Q8_0 || T == CS_DTYPE_I8_G64 || T == CS_DTYPE_I8_G128) {
         float d = half_at(p);
+        const unsigned char *q = p + 2 + 32 * s;
 #pragma unroll
-        for (int j = 0; j < 32; j++) w[j] = d * (float)(signed char)p[2 + j];
+        for (int j = 0; j < 32; j++) w[j] = __fmul_rn(d, (float)(signed char)q[j]);
     } else if (T == CS_DTYPE_Q4_0) {
-        const unsigned char *p = src + b * 18;
         float d = half_at(p);
 #pragma unroll
         for (int j = 0; j < 16; j++) {
             w[j] = d * (float)((p[2 + j] & 0x0f) - 8);
             w[j + 16] = d * (float)((p[2 + j] >> 4) - 8);
         }
-    } else { // Q4_1
-        const unsigned char *p = src + b * 20;
+    } else { // is_i4(T)
         float d = half_at(p), m = half_at(p + 2);
+        const unsigned char *q = p + 4 + 16 * s;
 #pragma unroll
         for (int j = 0; j < 16; j++) {
             // no fused multiply-add: the CPU reference rounds the product, then the sum
-            w[j] = __fadd_rn(__fmul_rn(d, (float)(p[4 + j] & 0x0f)), m);
-            w[j + 16] = __fadd_rn(__fmul_rn(d, (float)(p[4 + j] >> 4)), m);
+            w[j] = __fadd_rn(__fmul_rn(d, (float)(q[j] & 0x0f)), m);
+            w[j + 16] = __fadd_rn(__fmul_rn(d, (float)(q[j] >> 4)), m);
         }
     }
     store32(dst + b * 32, w);
@@ -90,13 +108,17 @@ extern "C" void cs_cuda_dequant_bf16(cs_dtype t, const void *src, uint16_t *dst,
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     const int threads = 256;
     const unsigned char *p = static_cast<const unsigned char *>(src);
-    int64_t nb = n / 32, grid_b = (nb + threads - 1) / threads;
+    int64_t nb = n / 32, grid_b = (nb + threads - 1) / threads; // 32-weight (sub-)blocks
     int64_t grid_e = (n + threads - 1) / threads;
     if (grid_e > 65535 * 8) grid_e = 65535 * 8;
     switch (t) {
     case CS_DTYPE_Q8_0: dequant_blocks<CS_DTYPE_Q8_0><<<(unsigned)grid_b, threads, 0, s>>>(p, dst, nb); break;
     case CS_DTYPE_Q4_0: dequant_blocks<CS_DTYPE_Q4_0><<<(unsigned)grid_b, threads, 0, s>>>(p, dst, nb); break;
     case CS_DTYPE_Q4_1: dequant_blocks<CS_DTYPE_Q4_1><<<(unsigned)grid_b, threads, 0, s>>>(p, dst, nb); break;
+    case CS_DTYPE_I4_G64: dequant_blocks<CS_DTYPE_I4_G64><<<(unsigned)grid_b, threads, 0, s>>>(p, dst, nb); break;
+    case CS_DTYPE_I4_G128: dequant_blocks<CS_DTYPE_I4_G128><<<(unsigned)grid_b, threads, 0, s>>>(p, dst, nb); break;
+    case CS_DTYPE_I8_G64: dequant_blocks<CS_DTYPE_I8_G64><<<(unsigned)grid_b, threads, 0, s>>>(p, dst, nb); break;
+    case CS_DTYPE_I8_G128: dequant_blocks<CS_DTYPE_I8_G128><<<(unsigned)grid_b, threads, 0, s>>>(p, dst, nb); break;
     case CS_DTYPE_F32: convert_elems<CS_DTYPE_F32><<<(unsigned)grid_e, threads, 0, s>>>(src, dst, n); break;
     case CS_DTYPE_F16: convert_elems<CS_DTYPE_F16><<<(unsigned)grid_e, threads, 0, s>>>(src, dst, n); break;
     case CS_DTYPE_BF16: convert_elems<CS_DTYPE_BF16><<<(unsigned)grid_e, threads, 0, s>>>(src, dst, n); break;
