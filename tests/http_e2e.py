@@ -47,7 +47,7 @@ NAME = {}  # served model name per server
 # servers
 
 
-class Server:
+class Server(R.Server):  # tail, terminate and kill come from rpc_e2e's
     def __init__(self, name, extra, model=MODEL):
         self.name, self.port = name, R.free_port()
         self.args = [BIN, "serve", "--model", model, "--host", "127.0.0.1", "--port", "0",
@@ -77,23 +77,6 @@ class Server:
     def client(self, key="none", **kw):
         return openai.OpenAI(base_url=f"http://127.0.0.1:{self.port}/v1", api_key=key, max_retries=0, timeout=60, **kw)
 
-    def tail(self, n=8):
-        return " | ".join(self.log[-n:])
-
-    def terminate(self, timeout=5.0):
-        t0 = time.monotonic()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            rc = None
-        return rc, time.monotonic() - t0
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 # ----------------------------------------------------------------------------------------
