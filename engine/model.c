@@ -47,9 +47,10 @@ static cs_status quantize_weight(cs_model *m, const cs_model_tensor *t, cs_weigh
         cs_cpu_dequant_row(t->dtype, (const unsigned char *)t->data + (size_t)r * src_row, row, w->cols);
         for (int i = 0; i < w->cols; i++)
             if (!(fabsf(row[i]) <= 65504.0f)) { // NaN, inf, or past fp16 scales: the file is broken
+                double bad = row[i];
                 free(row);
                 return cs_errf(err, errlen, CS_ERR_INVALID, "--quant: '%s' row %d holds %g, which cannot be quantised",
-                               name, r, (double)row[i]);
+                               name, r, bad);
             }
         cs_cpu_quantize_row(m->quant, row, q + (size_t)r * q_row, w->cols);
     }
