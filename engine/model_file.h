@@ -43,6 +43,7 @@ typedef struct cs_model_file {
     cs_model_format format;
     char *name;                 // general.name or the directory name
     cs_model_config cfg;
+    char quant_desc[64];        // a quantised checkpoint's method and group, "" otherwise
     int n_tensors;
     cs_model_tensor *tensors;   // owned
     struct cs_tokenizer *tok;   // owned

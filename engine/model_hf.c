@@ -1,6 +1,8 @@
 // Opening a model from a Hugging Face directory: config.json, model.safetensors (or
 // model.safetensors.index.json and its shards), tokenizer.json (+ tokenizer_config.json).
-// Tensor names are mapped onto GGUF's so the rest of the engine sees one naming.
+// Tensor names are mapped onto GGUF's so the rest of the engine sees one naming. AWQ / GPTQ
+// int4 checkpoints (quantization_config) have each linear layer's qweight / qzeros / scales
+// repacked at open time into one I4_Gg tensor under the layer's usual name (hf_quant.h).
 #include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,6 +14,7 @@
 
 #include "../common/file_map.h"
 #include "hf_config.h"
+#include "hf_quant.h"
 #include "model_file.h"
 #include "safetensors.h"
 #include "tokenizer.h"
@@ -22,8 +25,10 @@
 #define MAX_INDEX_ENTRIES (1 << 20)
 
 // What an HF model owns behind its cs_model_file: the mapped shards, the GGUF-style names
-// that m->tensors point at, and aligned copies of tensors a writer left unaligned.
+// that m->tensors point at, aligned copies of tensors a writer left unaligned, and the
+// repacked int4 matrices of an AWQ / GPTQ checkpoint.
 struct cs_hf_model {
+    cs_hf_quant quant;
     int n_files;
     cs_safetensors **files;
     int n_names;
@@ -152,11 +157,25 @@ static cs_status add_tensor(cs_model_file *m, const cs_safetensors_tensor *t,
     return CS_OK;
 }
 
+// Whether name ends with suffix.
+static bool ends_with(const char *name, const char *suffix) {
+    size_t n = strlen(name), k = strlen(suffix);
+    return n >= k && strcmp(name + n - k, suffix) == 0;
+}
+
+// The parts of an AWQ / GPTQ linear layer, which add_quantized reads by name once every
+// shard is open.
+static bool is_quant_part(const char *name) {
+    return ends_with(name, ".qweight") || ends_with(name, ".qzeros") || ends_with(name, ".scales") ||
+           ends_with(name, ".g_idx");
+}
+
 // Maps and adds one HF tensor, or skips it when the engine does not use it.
 static cs_status use_tensor(cs_model_file *m, const cs_safetensors_tensor *t, const char *where,
                             char *err, size_t errlen) {
     char name[96];
     long layer;
+    if (m->hf->quant.method != CS_HF_QUANT_NONE && is_quant_part(t->name)) return CS_OK;
     if (!map_name(t->name, name, sizeof name, &layer)) return CS_OK;
     if (layer >= m->cfg.n_layer)
         return cs_errf(err, errlen, CS_ERR_FORMAT,
@@ -299,6 +318,95 @@ static cs_status load_single(cs_model_file *m, const char *dir, char *err, size_
 }
 
 // ---------------------------------------------------------------------------------------
+// AWQ / GPTQ layers
+
+// Input and output features of a matrix the engine uses, from config.json; false for names
+// that are not a linear layer (the token embedding).
+static bool linear_shape(const cs_model_config *c, const char *gguf, int64_t *in, int64_t *out) {
+    int64_t q = (int64_t)c->n_head * c->head_dim, kv = (int64_t)c->n_head_kv * c->head_dim;
+    const struct { const char *suffix; int64_t in, out; } shapes[] = {
+        {".attn_q.weight", c->dim, q},         {".attn_k.weight", c->dim, kv},
+        {".attn_v.weight", c->dim, kv},        {".attn_output.weight", q, c->dim},
+        {".ffn_gate.weight", c->dim, c->ffn_dim}, {".ffn_up.weight", c->dim, c->ffn_dim},
+        {".ffn_down.weight", c->ffn_dim, c->dim},
+    };
+    if (strcmp(gguf, "output.weight") == 0) {
+        *in = c->dim, *out = c->vocab_size;
+        return true;
+    }
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        if (strncmp(gguf, "blk.", 4) == 0 && ends_with(gguf, shapes[i].suffix)) {
+            *in = shapes[i].in, *out = shapes[i].out;
+            return true;
+        }
+    return false;
+}
+
+// The tensor called prefix + suffix in any open shard, or NULL.
+static const cs_safetensors_tensor *find_part(const struct cs_hf_model *hf, const char *prefix,
+                                              const char *suffix) {
+    char name[CS_SAFETENSORS_MAX_NAME + 16];
+    snprintf(name, sizeof name, "%.*s%.8s", CS_SAFETENSORS_MAX_NAME, prefix, suffix);
+    for (int i = 0; i < hf->n_files; i++) {
+        const cs_safetensors_tensor *t = cs_safetensors_find(hf->files[i], name);
+        if (t) return t;
+    }
+    return NULL;
+}
+
+// Repacks the layer whose qweight is t (named "<prefix>.qweight") into an I4_Gg tensor under
+// the GGUF name of "<prefix>.weight". Layers the engine does not use are skipped.
+static cs_status add_quantized(cs_model_file *m, const cs_safetensors_tensor *t, char *err, size_t errlen) {
+    struct cs_hf_model *hf = m->hf;
+    // Names are at most CS_SAFETENSORS_MAX_NAME bytes (the reader refuses longer ones).
+    char prefix[CS_SAFETENSORS_MAX_NAME + 1], hf_name[CS_SAFETENSORS_MAX_NAME + 16], name[96];
+    size_t plen = strlen(t->name) - strlen(".qweight");
+    snprintf(prefix, sizeof prefix, "%.*s", (int)plen, t->name);
+    snprintf(hf_name, sizeof hf_name, "%s.weight", prefix);
+    long layer;
+    if (!map_name(hf_name, name, sizeof name, &layer)) return CS_OK;
+    if (layer >= m->cfg.n_layer)
+        return cs_errf(err, errlen, CS_ERR_FORMAT,
+                       "tensor '%.96s' is for layer %ld but config.json has %d layers", t->name, layer,
+                       m->cfg.n_layer);
+    if (m->cfg.tied_embeddings && strcmp(name, "output.weight") == 0) return CS_OK;
+    int64_t in, out;
+    if (!linear_shape(&m->cfg, name, &in, &out))
+        return cs_errf(err, errlen, CS_ERR_UNSUPPORTED, "'%.96s' is quantised, which cserve supports only "
+                       "for linear layers", t->name);
+    if (cs_model_file_tensor(m, name))
+        return cs_errf(err, errlen, CS_ERR_FORMAT, "'%.96s' has both weight and qweight", prefix);
+    cs_hf_quant_parts parts = {t, find_part(hf, prefix, ".qzeros"), find_part(hf, prefix, ".scales"),
+                               find_part(hf, prefix, ".g_idx")};
+    void *data;
+    size_t nbytes;
+    cs_status s = reserve(m, 1, err, errlen);
+    if (s == CS_OK) s = cs_hf_quant_repack(&hf->quant, prefix, &parts, in, out, &data, &nbytes, err, errlen);
+    if (s != CS_OK) return s;
+    hf->copies[hf->n_copies++] = data;
+    char *owned = strdup(name);
+    if (!owned) return cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory");
+    hf->names[hf->n_names++] = owned;
+    cs_model_tensor *mt = &m->tensors[m->n_tensors++];
+    *mt = (cs_model_tensor){.name = owned, .dtype = cs_dtype_int4(hf->quant.group), .n_dims = 2,
+                            .ne = {in, out, 1, 1}, .data = data, .nbytes = nbytes};
+    return CS_OK;
+}
+
+// Every qweight in every shard, once all are open (a layer's parts may sit in different
+// shards of an index).
+static cs_status load_quantized(cs_model_file *m, char *err, size_t errlen) {
+    struct cs_hf_model *hf = m->hf;
+    cs_status s = CS_OK;
+    for (int f = 0; f < hf->n_files && s == CS_OK; f++)
+        for (int i = 0; i < cs_safetensors_n_tensors(hf->files[f]) && s == CS_OK; i++) {
+            const cs_safetensors_tensor *t = cs_safetensors_tensor_at(hf->files[f], i);
+            if (ends_with(t->name, ".qweight")) s = add_quantized(m, t, err, errlen);
+        }
+    return s;
+}
+
+// ---------------------------------------------------------------------------------------
 // the directory
 
 // The directory's last path component, in a malloc'd string.
@@ -332,6 +440,7 @@ static cs_status load_weights(cs_model_file *m, const char *dir, char *err, size
                     "%s: neither model.safetensors nor " INDEX_NAME " is there", dir);
     free(single);
     free(index);
+    if (s == CS_OK && m->hf->quant.method != CS_HF_QUANT_NONE) s = load_quantized(m, err, errlen);
     if (s == CS_OK && !cs_model_file_tensor(m, "output.weight")) m->cfg.tied_embeddings = true;
     return s;
 }
@@ -363,8 +472,12 @@ cs_status cs_model_file_open_hf(const char *dir, cs_model_file *m, char *err, si
     cs_status s = is_file(cfg_path)
                       ? cs_hf_config_load(cfg_path, &m->cfg, err, errlen)
                       : cs_errf(err, errlen, CS_ERR_NOT_FOUND, "%s: no config.json", dir);
+    if (s == CS_OK) s = cs_hf_quant_load(cfg_path, &m->hf->quant, err, errlen);
     free(cfg_path);
     if (s != CS_OK) return s;
+    if (m->hf->quant.method != CS_HF_QUANT_NONE)
+        snprintf(m->quant_desc, sizeof m->quant_desc, "%s int4, group %d, as %s", cs_hf_quant_name(&m->hf->quant),
+                 m->hf->quant.group, cs_dtype_name(cs_dtype_int4(m->hf->quant.group)));
     if (!(m->name = dir_name(dir))) return cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory");
     if ((s = load_weights(m, dir, err, errlen)) != CS_OK) return s;
     return load_tokenizer(m, dir, err, errlen);

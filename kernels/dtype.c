@@ -2,7 +2,7 @@
 
 #include <string.h>
 
-_Static_assert(sizeof(cs_block_q4_1) == CS_I4_BLOCK_BYTES(CS_QK), "Q4_1 is I4 at g = 32");
+_Static_assert(sizeof(cs_block_q4_1) == CS_I4_BLOCK_BYTES(CS_QK), "Q4_1 is the g = 32 case of CS_I4_BLOCK_BYTES");
 _Static_assert(sizeof(cs_block_q8_0) == CS_I8_BLOCK_BYTES(CS_QK), "Q8_0 is I8 at g = 32");
 
 const char *cs_dtype_name(cs_dtype t) {

@@ -7,12 +7,16 @@
 //   Q4_1: 32 weights = fp16 d, fp16 m, uint8 qs[16];          w = d * nibble + m
 // In Q4_0/Q4_1 byte j holds weight j in its low nibble and weight j+16 in its high nibble.
 //
-// Types made at load time by quantising float weights (cs_cpu_quantize_row; never read from
-// a file), with larger groups g = 64 or 128 sharing one scale:
-//   I4_Gg: g weights = fp16 d, fp16 m, then g/32 sub-blocks of 16 bytes, each in Q4_1's
+// Types made at load time (by quantising float weights with cs_cpu_quantize_row, or by
+// repacking an AWQ / GPTQ checkpoint's groups; never read from a file as such), with larger
+// groups g = 64 or 128 sharing one scale:
+//   I4_Gg: g weights = fp32 d, fp32 m, then g/32 sub-blocks of 16 bytes, each in Q4_1's
 //          nibble order (byte j of sub-block s: low nibble = weight 32s+j, high nibble =
 //          weight 32s+j+16);                                 w = d * nibble + m
-//          block bytes 4 + g/2. Q4_1 is this layout with g = 32 (Q4_0 is it with m = -8d).
+//          block bytes 8 + g/2. d and m are fp32, not fp16 as in Q4_1, because an AWQ /
+//          GPTQ group (w = s * (q - z), s fp16, z in 0..16) maps to d = s, m = -z * s, and
+//          z * s needs up to 4 more significant bits than fp16 holds; in fp32 it is exact.
+//          Q4_1 is this layout with g = 32 and fp16 d, m (Q4_0 is Q4_1 with m = -8d).
 //   I8_Gg: g weights = fp16 d, int8 q[g];                    w = d * q
 //          block bytes 2 + g. Q8_0 is this layout with g = 32.
 // Products and sums are each rounded to fp32 (no fused multiply-add) by every decoder.
@@ -42,8 +46,9 @@ typedef enum cs_dtype {
 } cs_dtype;
 
 #define CS_QK 32 // weights per block of Q8_0 / Q4_0 / Q4_1
-// Bytes per block of g weights: I4_Gg (Q4_1 at g = 32) and I8_Gg (Q8_0 at g = 32).
-#define CS_I4_BLOCK_BYTES(g) (4 + (g) / 2)
+// Bytes per block of g weights: I4_Gg (fp32 d, m; Q4_1, fp16 d, m, at g = 32) and I8_Gg
+// (Q8_0 at g = 32).
+#define CS_I4_BLOCK_BYTES(g) ((g) == CS_QK ? 4 + (g) / 2 : 8 + (g) / 2)
 #define CS_I8_BLOCK_BYTES(g) (2 + (g))
 
 typedef struct cs_block_q8_0 {

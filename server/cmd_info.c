@@ -83,6 +83,7 @@ static void print_model(const char *path, const cs_model_file *m, cs_dtype quant
     print_rope(c);
     printf("%-22s %s%s\n", "lm_head", c->tied_embeddings ? "tied to token embedding" : "separate",
            c->attn_bias ? ", q/k/v bias" : "");
+    if (m->quant_desc[0]) printf("%-22s %s\n", "checkpoint quant", m->quant_desc);
     print_tensor_types(m);
     print_size("weights", cs_model_file_weight_bytes(m));
     if (quant != CS_DTYPE_COUNT) print_quantised(m, quant);

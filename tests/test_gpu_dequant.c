@@ -39,7 +39,13 @@ static void fill_random(cs_dtype t, unsigned char *p, size_t nbytes, int64_t n_e
     else
         for (size_t b = 0; b < nbytes / (size_t)bb; b++)
             for (int s = 0; s < nscales; s++) {
-                uint16_t h = cs_f32_to_fp16((float)(int)(next_u32() % 4001 - 2000) / 1000.0f);
+                float v = (float)(int)(next_u32() % 4001 - 2000) / 1000.0f;
+                if (t == CS_DTYPE_I4_G64 || t == CS_DTYPE_I4_G128) { // fp32 d, m (dtype.h)
+                    v *= 1.0f + (float)(next_u32() % 1024) * 0x1p-20f; // bits fp16 lacks
+                    memcpy(p + b * (size_t)bb + 4 * s, &v, 4);
+                    continue;
+                }
+                uint16_t h = cs_f32_to_fp16(v);
                 memcpy(p + b * (size_t)bb + 2 * s, &h, 2);
             }
 }

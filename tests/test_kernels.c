@@ -33,9 +33,15 @@ static void *make_weights(cs_dtype t, int n, int k, float *exact) {
         }
     else
         for (size_t b = 0; b < row_bytes * n / bb; b++) {
-            uint16_t d = cs_f32_to_fp16(frand() * 0.1f), m = cs_f32_to_fp16(frand() * 0.5f);
+            float df = frand() * 0.1f, mf = frand() * 0.5f;
+            uint16_t d = cs_f32_to_fp16(df), m = cs_f32_to_fp16(mf);
+            if (t == CS_DTYPE_I4_G64 || t == CS_DTYPE_I4_G128) { // fp32 d, m
+                memcpy(w + b * bb, &df, 4);
+                memcpy(w + b * bb + 4, &mf, 4);
+                continue;
+            }
             memcpy(w + b * bb, &d, 2);
-            if (t == CS_DTYPE_Q4_1 || t == CS_DTYPE_I4_G64 || t == CS_DTYPE_I4_G128) memcpy(w + b * bb + 2, &m, 2);
+            if (t == CS_DTYPE_Q4_1) memcpy(w + b * bb + 2, &m, 2);
         }
     for (int r = 0; r < n; r++) cs_cpu_dequant_row(t, w + r * row_bytes, exact + (size_t)r * k, k);
     return w;

@@ -1,7 +1,7 @@
 // Load-time quantisation (cs_cpu_quantize_row) and the int4 / int8 group types: the codes are
-// the nearest the block can represent, the error is within d/2 plus what fp16 scales cost,
-// quantising what was dequantised changes nothing, the layouts agree with Q4_1 / Q8_0 at
-// g = 32, and matmul over each type matches a float64 reference with every m giving the
+// the nearest the block can represent, the error is within d/2 plus what fp16 scales cost
+// (fp32 ones for I4_G64 / I4_G128), quantising what was dequantised changes nothing (the
+// codes, for I4_Gg), the layouts agree with Q4_1 / Q8_0 at g = 32, and matmul over each type matches a float64 reference with every m giving the
 // same bits.
 #include <math.h>
 #include <signal.h>
@@ -26,12 +26,20 @@ static const cs_dtype QTYPES[] = {CS_DTYPE_Q4_1, CS_DTYPE_I4_G64, CS_DTYPE_I4_G1
 #define N_QTYPES (int)(sizeof QTYPES / sizeof QTYPES[0])
 
 static bool is_int4(cs_dtype t) { return t == CS_DTYPE_Q4_1 || t == CS_DTYPE_I4_G64 || t == CS_DTYPE_I4_G128; }
+// I4_G64 / I4_G128: int4 with fp32 d and m (dtype.h).
+static bool is_i4_f32(cs_dtype t) { return t == CS_DTYPE_I4_G64 || t == CS_DTYPE_I4_G128; }
 
 // Element i of a quantised row, read by hand from the bytes as dtype.h describes them: its
 // code, and its group's d and m (m = 0 for int8).
 static int code_at(cs_dtype t, const unsigned char *row, int64_t i, float *d, float *m) {
     int g = cs_dtype_group(t), j = (int)(i % g);
     const unsigned char *p = row + (size_t)(i / g) * (size_t)cs_dtype_block_bytes(t);
+    if (is_i4_f32(t)) {
+        memcpy(d, p, 4);
+        memcpy(m, p + 4, 4);
+        uint8_t b = p[8 + 16 * (j / 32) + j % 16];
+        return j % 32 < 16 ? b & 0x0f : b >> 4;
+    }
     uint16_t h;
     memcpy(&h, p, 2);
     *d = cs_fp16_to_f32(h);
@@ -105,8 +113,9 @@ static void test_types(void) {
               cs_dtype_group(CS_DTYPE_BF16) == 0 && cs_dtype_group(CS_DTYPE_F32) == 0);
     TEST_COND(!strcmp(cs_dtype_name(CS_DTYPE_I4_G64), "I4_G64") && !strcmp(cs_dtype_name(CS_DTYPE_I8_G128), "I8_G128"));
     size_t n;
-    TEST_COND(cs_dtype_row_bytes(CS_DTYPE_I4_G64, 192, &n) && n == 3 * 36);
-    TEST_COND(cs_dtype_row_bytes(CS_DTYPE_I4_G128, 384, &n) && n == 3 * 68);
+    TEST_COND(cs_dtype_row_bytes(CS_DTYPE_I4_G64, 192, &n) && n == 3 * 40);
+    TEST_COND(cs_dtype_row_bytes(CS_DTYPE_I4_G128, 384, &n) && n == 3 * 72);
+    TEST_COND(cs_dtype_row_bytes(CS_DTYPE_Q4_1, 64, &n) && n == 2 * 20);
     TEST_COND(cs_dtype_row_bytes(CS_DTYPE_I8_G64, 128, &n) && n == 2 * 66);
     TEST_COND(cs_dtype_row_bytes(CS_DTYPE_I8_G128, 128, &n) && n == 130);
     TEST_COND(!cs_dtype_row_bytes(CS_DTYPE_I4_G128, 192, &n) && !cs_dtype_row_bytes(CS_DTYPE_I8_G64, 96, &n));
@@ -114,20 +123,31 @@ static void test_types(void) {
 
 // Blocks written by hand, values computed by hand: the documented layouts.
 static void test_layout(void) {
-    unsigned char b4[36];
-    uint16_t d = 0x3400, m = 0xbc00; // 0.25, -1
-    memcpy(b4, &d, 2);
-    memcpy(b4 + 2, &m, 2);
+    unsigned char b4[40];
+    float df = 0.25f, mf = -1.0f;
+    memcpy(b4, &df, 4);
+    memcpy(b4 + 4, &mf, 4);
     for (int j = 0; j < 16; j++) {
-        b4[4 + j] = (uint8_t)(j | (3 << 4));  // sub-block 0: weights j = j, j+16 = 3
-        b4[20 + j] = (uint8_t)(15 | (j << 4)); // sub-block 1: weights 32+j = 15, 48+j = j
+        b4[8 + j] = (uint8_t)(j | (3 << 4));   // sub-block 0: weights j = j, j+16 = 3
+        b4[24 + j] = (uint8_t)(15 | (j << 4)); // sub-block 1: weights 32+j = 15, 48+j = j
     }
     float y[128];
     cs_cpu_dequant_row(CS_DTYPE_I4_G64, b4, y, 64);
     TEST_COND(y[0] == -1.0f && y[15] == 2.75f && y[16] == -0.25f && y[31] == -0.25f);
     TEST_COND(y[32] == 2.75f && y[47] == 2.75f && y[48] == -1.0f && y[63] == 2.75f);
+    // An AWQ / GPTQ group, w = s * (q - z), as d = s, m = -z * s: with s = 1 + 2^-10 (fp16)
+    // and z = 13, m = -13.0126953125 needs 15 significant bits, which fp16 does not have;
+    // the fp32 header keeps it, and every d * q + m is s * (q - z) exactly.
+    df = 1.0009765625f;
+    mf = -13.0f * df;
+    TEST_COND(cs_fp16_to_f32(cs_f32_to_fp16(mf)) != mf);
+    memcpy(b4, &df, 4);
+    memcpy(b4 + 4, &mf, 4);
+    cs_cpu_dequant_row(CS_DTYPE_I4_G64, b4, y, 64);
+    TEST_COND(y[0] == df * -13.0f && y[15] == df * 2.0f && y[16] == df * -10.0f && y[13] == 0.0f);
+    TEST_COND(y[32] == df * 2.0f && y[48] == df * -13.0f && y[63] == df * 2.0f);
     unsigned char b8[130];
-    d = 0xc000; // -2
+    uint16_t d = 0xc000; // -2
     memcpy(b8, &d, 2);
     for (int j = 0; j < 128; j++) b8[2 + j] = (unsigned char)(int8_t)(j - 64);
     cs_cpu_dequant_row(CS_DTYPE_I8_G128, b8, y, 128);
@@ -148,23 +168,25 @@ static bool aborts(cs_dtype t, const float *x, int n) {
     return pid > 0 && waitpid(pid, &st, 0) == pid && WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT;
 }
 
-// The contract's edges: non-finite values and scales past fp16 abort; values past 65504 are
-// fine where the scales still fit.
+// The contract's edges: non-finite values and scales past fp16 (I4_Gg: past fp32) abort;
+// values past 65504 are fine where the scales still fit.
 static void test_contract(void) {
     float x[128];
     for (int i = 0; i < 128; i++) x[i] = frand();
     x[7] = NAN;
     TEST_COND(aborts(CS_DTYPE_Q8_0, x, 32) && aborts(CS_DTYPE_I4_G64, x, 64));
     x[7] = -INFINITY;
-    TEST_COND(aborts(CS_DTYPE_I8_G128, x, 128) && aborts(CS_DTYPE_Q4_1, x, 32));
+    TEST_COND(aborts(CS_DTYPE_I8_G128, x, 128) && aborts(CS_DTYPE_Q4_1, x, 32) && aborts(CS_DTYPE_I4_G128, x, 128));
     x[7] = -65519.0f; // still rounds to a finite fp16 m (-65504)
-    TEST_COND(!aborts(CS_DTYPE_I4_G64, x, 64));
-    x[7] = -65600.0f; // int4: m does not fit; int8: 65600 / 127 does
-    TEST_COND(aborts(CS_DTYPE_I4_G128, x, 128) && !aborts(CS_DTYPE_I8_G64, x, 64));
+    TEST_COND(!aborts(CS_DTYPE_Q4_1, x, 32) && !aborts(CS_DTYPE_I4_G64, x, 64));
+    x[7] = -65600.0f; // Q4_1: m does not fit fp16; I4_Gg's fp32 m does; int8: 65600 / 127 fits
+    TEST_COND(aborts(CS_DTYPE_Q4_1, x, 32) && !aborts(CS_DTYPE_I4_G128, x, 128) && !aborts(CS_DTYPE_I8_G64, x, 64));
     x[7] = 9e5f; // 9e5 / 127 and (9e5 + 1) / 15 fit
     TEST_COND(!aborts(CS_DTYPE_I8_G64, x, 64) && !aborts(CS_DTYPE_I4_G64, x, 64));
-    x[7] = 1e7f; // neither does
-    TEST_COND(aborts(CS_DTYPE_I8_G64, x, 64) && aborts(CS_DTYPE_I4_G64, x, 64));
+    x[7] = 1e7f; // neither fits fp16; (1e7 + 1) / 15 fits fp32
+    TEST_COND(aborts(CS_DTYPE_I8_G64, x, 64) && aborts(CS_DTYPE_Q4_1, x, 32) && !aborts(CS_DTYPE_I4_G64, x, 64));
+    x[7] = 3e38f, x[8] = -3e38f; // max - min overflows fp32
+    TEST_COND(aborts(CS_DTYPE_I4_G64, x, 64) && aborts(CS_DTYPE_I4_G128, x, 128));
 }
 
 // Quantise then dequantise random rows of every kind of group. Per element:
@@ -178,6 +200,9 @@ static void test_contract(void) {
 //   absolute for subnormal ones, so int4 adds 2^-11 (|min| + max - min) + 16 * 2^-25 and
 //   int8 2^-11 absmax + 127 * 2^-25. We double both terms to cover the fp32 roundings of
 //   (max - min) / 15, absmax / 127 and of the grid values themselves.
+//   I4_G64 / I4_G128 keep m = min exactly and d in fp32: what remains are the fp32
+//   roundings of max - min, of / 15, of d * q and of + m, each 2^-24 relative to at most
+//   |min| + max - min, so 2^-22 (|min| + max - min); doubled, 2^-21.
 static void test_roundtrip(void) {
     const int rows = 48;
     const int64_t n = 1536;
@@ -211,8 +236,9 @@ static void test_roundtrip(void) {
                     for (int k = is_int4(t) ? 0 : -127; k <= (is_int4(t) ? 15 : 127); k++)
                         best = fmin(best, fabs((double)w - grid(t, d, m, k)));
                     if (err > best + ldexp(d, -16) + ldexp(fabs(w) + fabs(m), -22)) not_nearest++;
-                    double tol = is_int4(t) ? d / 2.0 + ldexp(fabs(mn) + (mx - mn), -10) + ldexp(1, -20)
-                                            : d / 2.0 + ldexp(amax, -10) + ldexp(1, -17);
+                    double tol = is_i4_f32(t) ? d / 2.0 + ldexp(fabs(mn) + ((double)mx - mn), -21)
+                                 : is_int4(t) ? d / 2.0 + ldexp(fabs(mn) + (mx - mn), -10) + ldexp(1, -20)
+                                              : d / 2.0 + ldexp(amax, -10) + ldexp(1, -17);
                     if (err > tol) {
                         if (over++ < 5)
                             fprintf(stderr, "%s row %d elem %lld: w %g got %g err %g tol %g (d %g m %g)\n",
@@ -237,6 +263,9 @@ static void test_roundtrip(void) {
 // are grid ends, so the recomputed d and m are the stored ones, and d * q (+ m) is exact in
 // fp32, so each code comes back. Groups that do not span the range (m's fp16 rounding worth
 // more than d/2, as in K_OFFSET; fp16-subnormal d) get another grid, and are not claimed.
+// I4_G64 / I4_G128 keep d and m in fp32, where d * q + m is rounded, so the recomputed
+// max - min, and d, may move by an ulp: for them the claim is that every code and m come
+// back, and each value within 2^-21 (|m| + 15 d).
 static void test_idempotent(void) {
     const int rows = 48;
     const int64_t n = 1536;
@@ -263,7 +292,18 @@ static void test_idempotent(void) {
                 bool full = d == 0 || (is_int4(t) ? lo == 0 && hi == 15 : hi == 127 || lo == -127);
                 if (!full) continue;
                 claimed++;
-                if (memcmp(y + r * n + b * g, z + r * n + b * g, sizeof(float) * g)) differ++;
+                if (!is_i4_f32(t)) {
+                    if (memcmp(y + r * n + b * g, z + r * n + b * g, sizeof(float) * g)) differ++;
+                    continue;
+                }
+                bool same = true;
+                for (int i = 0; i < g; i++) {
+                    float d2, m2, y1 = y[r * n + b * g + i], y2 = z[r * n + b * g + i];
+                    int c1 = code_at(t, q1 + (size_t)r * rb, b * g + i, &d, &m);
+                    int c2 = code_at(t, q2 + (size_t)r * rb, b * g + i, &d2, &m2);
+                    same &= c1 == c2 && m == m2 && fabs((double)y1 - y2) <= ldexp(fabs(m) + 15.0 * d, -21);
+                }
+                differ += !same;
             }
         TEST_CONDF(differ == 0, "%s: %lld of %lld groups change when requantised", cs_dtype_name(t),
                    (long long)differ, (long long)claimed);
@@ -279,9 +319,11 @@ static void test_idempotent(void) {
 }
 
 // I4_Gg is Q4_1 at g = 32 and I8_Gg is Q8_0: (1) each sub-block of a g-block, given its
-// group's scale(s), is a valid Q4_1 / Q8_0 block with the same values; (2) when every
-// 32-weight sub-block holds its group's min and max (int8: absmax), the Q4_1 / Q8_0
-// quantiser and the group quantiser pick the same scales and codes.
+// group's scale(s), is a valid Q4_1 / Q8_0 block with the same values (I4_Gg's fp32 d and m
+// are first rounded to fp16 in place, so that Q4_1 can hold them); (2) when every 32-weight
+// sub-block holds its group's min and max (int8: absmax), the Q4_1 / Q8_0 quantiser and the
+// group quantiser pick the same scales and codes (int4: with a min and (max - min) / 15 that
+// fp16 holds exactly, so Q4_1's rounding changes nothing).
 static void test_matches_g32(void) {
     const int64_t n = 1536;
     float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n), *y32 = malloc(sizeof(float) * n);
@@ -292,13 +334,29 @@ static void test_matches_g32(void) {
         fill_row(x, n, g);
         size_t rb, rb32;
         unsigned char *q = quantize(t, x, 1, n, &rb);
+        if (is_i4_f32(t))
+            for (int64_t b = 0; b < n / g; b++)
+                for (int h = 0; h < 2; h++) { // d, m to fp16 values, still stored as fp32
+                    float v;
+                    memcpy(&v, q + b * bb + 4 * h, 4);
+                    v = cs_fp16_to_f32(cs_f32_to_fp16(v));
+                    memcpy(q + b * bb + 4 * h, &v, 4);
+                }
         cs_cpu_dequant_row(t, q, y, n);
         unsigned char *re = malloc(n / 32 * (size_t)bb32);
-        int head = is_int4(t) ? 4 : 2; // d (and m)
+        int head = is_int4(t) ? 8 : 2, head32 = is_int4(t) ? 4 : 2; // d (and m)
         for (int64_t s = 0; s < n / 32; s++) {
             const unsigned char *blk = q + (size_t)(s / (g / 32)) * bb;
-            memcpy(re + s * bb32, blk, head);
-            memcpy(re + s * bb32 + head, blk + head + (bb32 - head) * (s % (g / 32)), bb32 - head);
+            if (is_int4(t))
+                for (int h = 0; h < 2; h++) {
+                    float v;
+                    memcpy(&v, blk + 4 * h, 4);
+                    uint16_t hv = cs_f32_to_fp16(v);
+                    memcpy(re + s * bb32 + 2 * h, &hv, 2);
+                }
+            else
+                memcpy(re + s * bb32, blk, head);
+            memcpy(re + s * bb32 + head32, blk + head + (bb32 - head32) * (s % (g / 32)), bb32 - head32);
         }
         cs_cpu_dequant_row(t32, re, y32, n);
         TEST_CONDF(!memcmp(y, y32, sizeof(float) * n), "%s: sub-blocks read as %s differ", cs_dtype_name(t), cs_dtype_name(t32));
@@ -307,6 +365,10 @@ static void test_matches_g32(void) {
 
         for (int64_t b = 0; b < n / g; b++) { // random groups, then plant the extremes
             float lo = -(0.5f + urand()), hi = 0.5f + urand();
+            if (is_int4(t)) { // lo and d = (hi - lo) / 15 short dyadic fractions: fp16-exact
+                lo = -(float)(32 + (int)(urand() * 64)) / 64.0f;
+                hi = lo + 15.0f * (float)(16 + (int)(urand() * 32)) / 256.0f;
+            }
             for (int i = 0; i < g; i++) x[b * g + i] = fminf(fmaxf(lo + (hi - lo) * urand(), lo), hi);
             for (int s = 0; s < g / 32; s++) {
                 x[b * g + 32 * s + (int)(urand() * 16)] = is_int4(t) ? lo : (hi > -lo ? hi : lo);

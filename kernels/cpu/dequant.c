@@ -19,7 +19,7 @@
     }
 DEQUANT_BLOCKS(dequant_q8_0, 32, CS_I8_BLOCK_BYTES(32), cs_i8_sub_v8)
 DEQUANT_BLOCKS(dequant_q4_0, 32, sizeof(cs_block_q4_0), cs_q4_0_sub_v8)
-DEQUANT_BLOCKS(dequant_q4_1, 32, CS_I4_BLOCK_BYTES(32), cs_i4_sub_v8)
+DEQUANT_BLOCKS(dequant_q4_1, 32, CS_I4_BLOCK_BYTES(32), cs_q4_1_sub_v8)
 DEQUANT_BLOCKS(dequant_i4_g64, 64, CS_I4_BLOCK_BYTES(64), cs_i4_sub_v8)
 DEQUANT_BLOCKS(dequant_i4_g128, 128, CS_I4_BLOCK_BYTES(128), cs_i4_sub_v8)
 DEQUANT_BLOCKS(dequant_i8_g64, 64, CS_I8_BLOCK_BYTES(64), cs_i8_sub_v8)

@@ -91,7 +91,7 @@ static void micro_2x4(const float *x, int ldx, const float *w, int ldw, int k, f
         out[2] = cs_v8_sum(acc2);                                                         \
         out[3] = cs_v8_sum(acc3);                                                         \
     }
-GEMV_KERNEL(gemv4_q4_1, 32, CS_I4_BLOCK_BYTES(32), cs_i4_sub_v8)
+GEMV_KERNEL(gemv4_q4_1, 32, CS_I4_BLOCK_BYTES(32), cs_q4_1_sub_v8)
 GEMV_KERNEL(gemv4_q4_0, 32, sizeof(cs_block_q4_0), cs_q4_0_sub_v8)
 GEMV_KERNEL(gemv4_q8_0, 32, CS_I8_BLOCK_BYTES(32), cs_i8_sub_v8)
 GEMV_KERNEL(gemv4_i4_g64, 64, CS_I4_BLOCK_BYTES(64), cs_i4_sub_v8)

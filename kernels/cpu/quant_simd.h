@@ -4,9 +4,9 @@
 // registers give bit-identical weights.
 //
 // Every block type is read as "sub-block s of the block at p" (32 weights each), so one loop
-// shape serves all group sizes: Q4_1 is I4 with one sub-block, Q8_0 is I8 with one. Blocks
-// are read through byte pointers and memcpy: only 2-byte alignment is promised (block sizes
-// are even), and I4_G64's 36-byte blocks are not struct-aligned anyway.
+// shape serves all group sizes: Q4_1 is I4 with one sub-block (but fp16 d, m), Q8_0 is I8
+// with one. Blocks are read through byte pointers and memcpy: only 2-byte alignment is
+// promised (block sizes are even), and the I4_Gg headers' fp32 d and m are read the same way.
 #ifndef CS_QUANT_SIMD_H
 #define CS_QUANT_SIMD_H
 
@@ -82,9 +82,20 @@ static inline void cs_q8_v8(float d, const int8_t *qs, cs_v8 w[4]) {
 }
 #endif
 
-// Sub-block s of one block at p. Q4_1 and I4_Gg: fp16 d, fp16 m, then 16 bytes per sub-block.
-static inline void cs_i4_sub_v8(const unsigned char *p, int s, cs_v8 w[4]) {
+static inline float cs_f32_at(const unsigned char *p) {
+    float f;
+    memcpy(&f, p, 4);
+    return f;
+}
+
+// Q4_1 (one sub-block: s is always 0): fp16 d, fp16 m, then 16 bytes.
+static inline void cs_q4_1_sub_v8(const unsigned char *p, int s, cs_v8 w[4]) {
     cs_q4_1_v8(cs_half_at(p), cs_half_at(p + 2), p + 4 + 16 * s, w);
+}
+
+// Sub-block s of one I4_Gg block at p: fp32 d, fp32 m, then 16 bytes per sub-block.
+static inline void cs_i4_sub_v8(const unsigned char *p, int s, cs_v8 w[4]) {
+    cs_q4_1_v8(cs_f32_at(p), cs_f32_at(p + 4), p + 8 + 16 * s, w);
 }
 
 // Q8_0 and I8_Gg: fp16 d, then 32 int8 codes per sub-block.

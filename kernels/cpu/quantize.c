@@ -32,23 +32,34 @@ static int8_t code8(float w, float d) {
     return (int8_t)(q < -127 ? -127 : q > 127 ? 127 : q);
 }
 
-// One group of g weights: fp16 d = (max - min) / 15, fp16 m = min, then g/32 sub-blocks of
-// 16 bytes in Q4_1's nibble order. Codes use the rounded d and m, so each is the nearest
-// grid point the block can actually represent.
+// One group of g weights: d = (max - min) / 15, m = min, then g/32 sub-blocks of 16 bytes in
+// Q4_1's nibble order. Q4_1 (g = 32) stores d and m as fp16 at bytes 0 and 2; I4_G64 /
+// I4_G128 store them as fp32 at bytes 0 and 4 (dtype.h), so they are not rounded. Codes use
+// d and m as stored, so each is the nearest grid point the block can actually represent.
 static void quantize_i4_group(const float *x, int g, unsigned char *p) {
     float mn = x[0], mx = x[0];
     for (int i = 1; i < g; i++) {
         mn = x[i] < mn ? x[i] : mn;
         mx = x[i] > mx ? x[i] : mx;
     }
-    uint16_t dh = cs_f32_to_fp16((mx - mn) / 15.0f), mh = cs_f32_to_fp16(mn);
-    CS_ASSERT(all_finite(x, g) && half_finite(dh) && half_finite(mh) && "cs_cpu_quantize_row: int4 group out of range");
-    put_half(p, dh);
-    put_half(p + 2, mh);
-    float d = cs_fp16_to_f32(dh), m = cs_fp16_to_f32(mh);
+    float d = (mx - mn) / 15.0f, m = mn;
+    int head = 8;
+    if (g == CS_QK) {
+        uint16_t dh = cs_f32_to_fp16(d), mh = cs_f32_to_fp16(m);
+        CS_ASSERT(all_finite(x, g) && half_finite(dh) && half_finite(mh) && "cs_cpu_quantize_row: int4 group out of range");
+        put_half(p, dh);
+        put_half(p + 2, mh);
+        d = cs_fp16_to_f32(dh);
+        m = cs_fp16_to_f32(mh);
+        head = 4;
+    } else {
+        CS_ASSERT(all_finite(x, g) && isfinite(d) && "cs_cpu_quantize_row: int4 group out of range");
+        memcpy(p, &d, 4);
+        memcpy(p + 4, &m, 4);
+    }
     for (int s = 0; s < g / 32; s++) {
         const float *xs = x + 32 * s;
-        unsigned char *qs = p + 4 + 16 * s;
+        unsigned char *qs = p + head + 16 * s;
         for (int j = 0; j < 16; j++) qs[j] = (unsigned char)(code4(xs[j], d, m) | code4(xs[j + 16], d, m) << 4);
     }
 }

@@ -2,9 +2,10 @@
 //
 // One thread per 32 weights (a Q block, or one sub-block of an I4_Gg / I8_Gg group, which
 // shares its group's d and m): blocks are 18-130 bytes at 2-byte alignment, so the reads
-// are 2-byte loads of the scale(s) and byte loads of the codes, and the 32 outputs (64 bytes,
-// 16-byte aligned because rows hold whole blocks) go out as four 16-byte stores. This runs
-// once at load time; the hot-path matmul kernels read the packed codes directly.
+// are 2-byte loads of the scale(s) (an I4_Gg fp32 d or m as two of them) and byte loads of
+// the codes, and the 32 outputs (64 bytes, 16-byte aligned because rows hold whole blocks) go
+// out as four 16-byte stores. This runs once at load time; the hot-path matmul kernels read
+// the packed codes directly.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -16,6 +17,12 @@ namespace {
 
 __device__ __forceinline__ float half_at(const unsigned char *p) {
     return __half2float(__ushort_as_half(*reinterpret_cast<const unsigned short *>(p)));
+}
+
+// An fp32 at 2-byte alignment (I4_Gg headers; dtype.h), as two 2-byte loads, little-endian.
+__device__ __forceinline__ float f32_at(const unsigned char *p) {
+    const unsigned short *h = reinterpret_cast<const unsigned short *>(p);
+    return __uint_as_float((uint32_t)h[0] | (uint32_t)h[1] << 16);
 }
 
 __device__ __forceinline__ uint32_t pack2(float a, float b) {
@@ -69,9 +76,10 @@ __global__ void dequant_blocks(const unsigned char *__restrict__ src, uint16_t *
             w[j] = d * (float)((p[2 + j] & 0x0f) - 8);
             w[j + 16] = d * (float)((p[2 + j] >> 4) - 8);
         }
-    } else { // is_i4(T)
-        float d = half_at(p), m = half_at(p + 2);
-        const unsigned char *q = p + 4 + 16 * s;
+    } else { // is_i4(T): Q4_1 has fp16 d, m; I4_Gg fp32 ones
+        constexpr bool q4_1 = T == CS_DTYPE_Q4_1;
+        float d = q4_1 ? half_at(p) : f32_at(p), m = q4_1 ? half_at(p + 2) : f32_at(p + 4);
+        const unsigned char *q = p + (q4_1 ? 4 : 8) + 16 * s;
 #pragma unroll
         for (int j = 0; j < 16; j++) {
             // no fused multiply-add: the CPU reference rounds the product, then the sum
