@@ -69,7 +69,10 @@ unset ASAN_OPTIONS UBSAN_OPTIONS
 echo "[test] fuzzers, ${fuzz_seconds}s each"
 CC=clang cmake -S . -B build-fuzz -G Ninja -DCSERVE_FUZZ=ON -DCSERVE_SANITIZE=ON -DCSERVE_CUDA=OFF \
     >/dev/null
-cmake --build build-fuzz -j "$jobs"
+# only the fuzz targets: the tests and benchmarks were built (and run) twice already
+fuzz_targets=()
+for src in fuzz/fuzz_*.c; do fuzz_targets+=("$(basename "$src" .c)"); done
+cmake --build build-fuzz -j "$jobs" --target "${fuzz_targets[@]}"
 seeds=build-fuzz/seeds
 rm -rf "$seeds" && mkdir -p "$seeds/gguf"
 build/tests/test_gguf --write-seeds "$seeds/gguf"
