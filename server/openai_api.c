@@ -329,10 +329,8 @@ static void log_unknown(rpc_server *s, const oa_params *p) {
 // Maps an engine refusal to its HTTP status and OpenAI error code.
 static void submit_error(rpc_server *s, rpc_conn *c, int rc, const char *err, const oa_params *op) {
     char pbuf[64];
-    size_t n = 0;
-    while (n + 1 < sizeof pbuf && ((err[n] >= 'a' && err[n] <= 'z') || err[n] == '_')) pbuf[n] = err[n], n++;
-    pbuf[n] = 0;
-    // the engine's messages start with the parameter they are about, when there is one
+    bool n = rpc_param_of(err, pbuf, sizeof pbuf) != NULL;
+    // only names of request fields count: a message may start with an ordinary word
     static const char *const params[] = {"temperature", "top_p", "top_k", "min_p", "repetition_penalty",
                                          "presence_penalty", "frequency_penalty", "max_tokens", "stop", "n",
                                          "logprobs", "json_schema", "regex", "choices", "seed", NULL};

@@ -27,13 +27,6 @@ static void send_params_error(rpc_server *s, rpc_conn *c, const cJSON *id, rpc_r
     rpc_send_error(s, c, id, RPC_INVALID_PARAMS, rd->bad_param, "%s", rd->msg);
 }
 
-// The parameter an engine error message names: its leading identifier ("temperature: ...").
-static const char *param_of(const char *msg, char *buf, size_t cap) {
-    size_t n = 0;
-    while (n + 1 < cap && ((msg[n] >= 'a' && msg[n] <= 'z') || msg[n] == '_')) buf[n] = msg[n], n++;
-    buf[n] = 0;
-    return n ? buf : NULL;
-}
 
 static cJSON *json_ids(const int32_t *ids, int n) {
     cJSON *a = cJSON_CreateArray();
@@ -80,7 +73,7 @@ static uint64_t submit(rpc_server *s, rpc_conn *c, const cJSON *id, const cs_req
     else if (rc == CS_ENGINE_EOVERLOADED) rpc_send_error(s, c, id, RPC_OVERLOADED, NULL, "%s", err);
     else if (rc == CS_ENGINE_ENOMEM) rpc_send_error(s, c, id, RPC_OVERLOADED, NULL, "%s", err);
     else {
-        const char *param = param_of(err, pbuf, sizeof pbuf);
+        const char *param = rpc_param_of(err, pbuf, sizeof pbuf);
         // the engine speaks of "prompt" and "tokens" whatever the client sent
         if (param && (!strcmp(param, "prompt") || !strcmp(param, "tokens")) && strcmp(param, prompt_param)) {
             rpc_send_error(s, c, id, RPC_INVALID_PARAMS, prompt_param, "%s: %s", prompt_param, err);

@@ -245,6 +245,13 @@ static void read_constraint(rpc_reader *rd, cs_request *q, rpc_gen_bufs *bufs) {
         rpc_fail(rd, "json_schema", "give at most one of json_schema, json_object, regex, choices");
 }
 
+const char *rpc_param_of(const char *msg, char *buf, size_t cap) {
+    size_t n = 0;
+    while (n + 1 < cap && ((msg[n] >= 'a' && msg[n] <= 'z') || msg[n] == '_')) buf[n] = msg[n], n++;
+    buf[n] = 0;
+    return n ? buf : NULL;
+}
+
 void rpc_read_stop(rpc_reader *rd, cs_request *q) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(rd->params, "stop");
     if (!v || cJSON_IsNull(v)) return;

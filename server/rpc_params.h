@@ -42,6 +42,10 @@ void rpc_gen_bufs_free(rpc_gen_bufs *b);
 // *bufs (zero it first; the caller frees it). Problems are left in r.
 void rpc_read_generate(rpc_reader *r, int vocab, int max_model_len, cs_request *q, rpc_gen_bufs *bufs);
 
+// The parameter an engine error message names: its leading identifier ("temperature: ...")
+// copied into buf, or NULL when the message starts otherwise.
+const char *rpc_param_of(const char *msg, char *buf, size_t cap);
+
 // stop: a string or an array of at most CS_MAX_STOP non-empty strings, into q->stop.
 void rpc_read_stop(rpc_reader *r, cs_request *q);
 
