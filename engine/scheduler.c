@@ -434,10 +434,8 @@ bool cs_engine_step(cs_engine *e) {
     int budget = e->p.max_num_batched_tokens;
     int n = schedule_running(e, &budget);
     n = schedule_waiting(e, n, &budget);
-    if (n == 0) {
-        update_stats(e);
-        return false;
-    }
+    update_stats(e); // what was admitted shows at once, not after a long prefill step
+    if (n == 0) return false;
     cs_batch b;
     build_batch(e, n, &b);
     e->fwd_rows = b.n_logits;

@@ -77,14 +77,31 @@ seeds=build-fuzz/seeds
 rm -rf "$seeds" && mkdir -p "$seeds/gguf"
 build/tests/test_gguf --write-seeds "$seeds/gguf"
 export CSERVE_MODEL="$PWD/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-for f in build-fuzz/fuzz_*; do
-    [ -x "$f" ] || continue
+# Runs fuzzer $1 for fuzz_seconds from its seeds; its log says how it went.
+fuzz_one() {
+    local f=$1 name corpus
     name=$(basename "$f")
     corpus="$seeds/${name#fuzz_}"
     mkdir -p "$corpus" "$seeds/run-$name"
     [ -d "fuzz/seeds/${name#fuzz_}" ] && cp -r "fuzz/seeds/${name#fuzz_}/." "$corpus/"
     if "$f" -max_total_time="$fuzz_seconds" -max_len=65536 -rss_limit_mb=4096 -timeout=20 \
         -print_final_stats=0 "$seeds/run-$name" "$corpus" >"$seeds/$name.log" 2>&1; then
+        echo ok >"$seeds/$name.status"
+    else
+        echo FAILED >"$seeds/$name.status"
+    fi
+}
+# one fuzzer per core at a time: each is single-threaded
+fuzzers=()
+for f in build-fuzz/fuzz_*; do [ -x "$f" ] && fuzzers+=("$f"); done
+for f in "${fuzzers[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+    fuzz_one "$f" &
+done
+wait
+for f in "${fuzzers[@]}"; do
+    name=$(basename "$f")
+    if [ "$(cat "$seeds/$name.status" 2>/dev/null)" = ok ]; then
         echo "[test] $name: ok ($(grep -Eo 'Done [0-9]+ runs' "$seeds/$name.log" | tail -1))"
         passed=$((passed + 1))
     else

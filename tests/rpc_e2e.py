@@ -393,16 +393,16 @@ def stats(c):
     return result_of(c.call("stats", timeout=10))
 
 
-def wait_idle(addr, timeout=10.0):
-    """Polls stats from a fresh connection until nothing runs, waits or holds a block.
-    Returns (ok, last stats)."""
+def wait_idle(addr, timeout=10.0, others=0):
+    """Polls stats from a fresh connection until nothing runs, waits or holds a block, but for
+    `others` one-block requests that another client keeps running. Returns (ok, last stats)."""
     c = Client(addr)
     try:
         deadline = time.monotonic() + timeout
         st = None
         while True:
             st = stats(c)
-            if st and st.get("running") == 0 and st.get("waiting") == 0 and st.get("kv_blocks_used") == 0:
+            if st and st.get("running") <= others and st.get("waiting") == 0 and st.get("kv_blocks_used") <= others:
                 return True, st
             if time.monotonic() > deadline:
                 return False, st
@@ -411,10 +411,11 @@ def wait_idle(addr, timeout=10.0):
         c.close()
 
 
-def check_idle(name, addr, timeout=10.0):
-    ok, st = wait_idle(addr, timeout)
-    check(f"{name}: stats show running == waiting == kv_blocks_used == 0 within {timeout:.0f} s",
-          ok, f"last stats {short(st)}")
+def check_idle(name, addr, timeout=10.0, others=0):
+    ok, st = wait_idle(addr, timeout, others)
+    what = f"running <= {others} (another client's), waiting == 0, kv_blocks_used <= {others}" if others else \
+        "running == waiting == kv_blocks_used == 0"
+    check(f"{name}: stats show {what} within {timeout:.0f} s", ok, f"last stats {short(st)}")
     return st
 
 
@@ -850,7 +851,7 @@ def test_vanished_client_queue():
     c.send_raw("".join(json.dumps({"jsonrpc": "2.0", "id": i, "method": "generate",
                                    "params": {"prompt": f"Story number {i}: once upon a time", "max_tokens": 200,
                                               "temperature": 0, "ignore_eos": True}}) + "\n" for i in range(20)))
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 15
     st = None
     while time.monotonic() < deadline:
         st = stats(side)
@@ -1071,7 +1072,7 @@ def test_bad_input():
                      (-32700, -32600, -32602), may_close=True)
         test_notifications()
         test_line_too_large()
-        test_many_connections()
+        test_many_connections(others=1)  # the background client's request
     finally:
         bg.finish()
     check_idle("after all the bad input", srv.addr, 10)
@@ -1126,8 +1127,9 @@ def test_line_too_large():
     alive_check("after the 2 MiB line", srv)
 
 
-def test_many_connections(n=1000):
-    """1,000 connections opened and dropped: idle, half a line, a full request, a generate."""
+def test_many_connections(n=1000, others=0):
+    """1,000 connections opened and dropped: idle, half a line, a full request, a generate.
+    `others`: requests a well-behaved client keeps running meanwhile (one at a time)."""
     srv = S["main"]
     side = srv.connect()
     g0 = _gen_tokens(side)
@@ -1163,7 +1165,7 @@ def test_many_connections(n=1000):
         x.close()
     check(f"1,000 connections opened and dropped ({time.monotonic() - t0:.1f}s, {refused} refused)", refused == 0, f"{refused} refused")
     alive_check("after 1,000 dropped connections", srv)
-    st = check_idle("after 1,000 dropped connections", srv.addr, 10)
+    st = check_idle("after 1,000 dropped connections", srv.addr, 10, others)
     g1 = st["generated_tokens"] if st else None
     check("after 1,000 dropped connections: their 50 generate requests stopped early (< 50 x 100 / 2 tokens)",
           g0 is not None and g1 is not None and g1 - g0 < 2500, f"before {g0}, after {g1}")
