@@ -1,10 +1,11 @@
 // End-to-end decode steps on the GPU with dummy weights at a real model's shapes (default
-// llama3-8b, bf16): each step is the whole forward pass for B sequences at context T (KV pool
+// llama3-8b; bf16, or int4 / int8 projections with --quant): each step is the whole forward pass for B sequences at context T (KV pool
 // pre-filled), lm_head and argmax on the GPU, the batch description uploaded and the ids
 // copied back: what the engine pays per decode step. Reports tokens/s and the share of the
 // roofline: (weight bytes + KV bytes read per step) / the measured copy rate.
 //
 //     bench_decode [--preset llama3-8b] [--shapes 1:512,1:4096,64:1024,256:512] [--eager]
+//                  [--quant int4|int8] [--group 32|64|128]
 #include <stdio.h>
 
 #ifndef CSERVE_HAVE_CUDA
@@ -27,6 +28,8 @@ int main(void) {
 
 #define BS 16
 #define STEPS 30
+
+static char weights_label[32] = "bf16"; // the projections' format, in every row
 
 static void one_shape(const cs_gpu_model *g, int B, int T, bool eager, double copy_rate) {
     const cs_model_config *c = &g->cfg;
@@ -66,12 +69,12 @@ static void one_shape(const cs_gpu_model *g, int B, int T, bool eager, double co
     double t0 = cs_now_s();
     for (int i = 0; i < STEPS; i++) cs_gpu_forward_run_greedy(f, &b, ids);
     double step = (cs_now_s() - t0) / STEPS;
-    size_t q_dim = (size_t)c->n_head * c->head_dim, kv_dim = (size_t)c->n_head_kv * c->head_dim;
-    size_t per_layer = (q_dim + 2 * kv_dim) * c->dim + c->dim * q_dim + 3 * (size_t)c->ffn_dim * c->dim;
-    double wbytes = 2.0 * ((double)per_layer * c->n_layer + (double)c->vocab_size * c->dim);
+    size_t kv_dim = (size_t)c->n_head_kv * c->head_dim;
+    double wbytes = (double)cs_gpu_model_step_bytes(g); // projections as stored, and lm_head
     double kvbytes = 2.0 * 2.0 * c->n_layer * (double)B * kv_dim * (T + 1);
     double roof = (wbytes + kvbytes) / copy_rate;
-    printf("| cserve%s | B=%d T=%d | %.3f | %.0f | %.0f | %.1f%% | %d |\n", eager ? " eager" : "", B, T, step * 1e3,
+    printf("| cserve %s%s | B=%d T=%d | %.3f | %.0f | %.0f | %.1f%% | %d |\n", weights_label, eager ? " eager" : "", B, T,
+           step * 1e3,
            B / step, B / roof, 100.0 * roof / step, cs_gpu_forward_graphs(f));
     cs_gpu_forward_free(f);
     free(tok), free(pos), free(slots), free(rows), free(qs), free(kvl), free(bts), free(table), free(ids);
@@ -80,12 +83,17 @@ static void one_shape(const cs_gpu_model *g, int B, int T, bool eager, double co
 int main(int argc, char **argv) {
     const char *preset = "llama3-8b", *shapes = "1:512,1:4096,64:1024,256:512";
     bool eager = false;
+    int bits = 0, group = 128;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--preset") && i + 1 < argc) preset = argv[++i];
         else if (!strcmp(argv[i], "--shapes") && i + 1 < argc) shapes = argv[++i];
         else if (!strcmp(argv[i], "--eager")) eager = true;
+        else if (!strcmp(argv[i], "--quant") && i + 1 < argc && (!strcmp(argv[i + 1], "int4") || !strcmp(argv[i + 1], "int8")))
+            bits = argv[++i][3] - '0';
+        else if (!strcmp(argv[i], "--group") && i + 1 < argc) group = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench_decode [--preset NAME] [--shapes B:T,...] [--eager]\n");
+            fprintf(stderr, "usage: bench_decode [--preset NAME] [--shapes B:T,...] [--eager] [--quant int4|int8] "
+                            "[--group 32|64|128]\n");
             return 2;
         }
     }
@@ -103,12 +111,14 @@ int main(int argc, char **argv) {
         return 2;
     }
     cs_gpu_model g;
-    if (cs_gpu_model_dummy(&g, &c, 1, 8192, err, sizeof err) != CS_OK) {
+    if (cs_gpu_model_dummy(&g, &c, 1, 8192, bits, group, err, sizeof err) != CS_OK) {
         fprintf(stderr, "bench_decode: %s\n", err);
         return 1;
     }
-    printf("device: %s; copy %.2f TB/s; dummy %s, bf16 weights %.2f GB\n\n", prop.name, copy_rate / 1e12, preset,
-           (double)g.weight_bytes / 1e9);
+    if (bits) snprintf(weights_label, sizeof weights_label, "int%d g%d", bits, group);
+    printf("device: %s; copy %.2f TB/s; dummy %s, %s projections; weights %.2f GB, read per step %.2f GB\n\n",
+           prop.name, copy_rate / 1e12, preset, weights_label, (double)g.weight_bytes / 1e9,
+           (double)cs_gpu_model_step_bytes(&g) / 1e9);
     printf("| engine | shape | ms/step | tok/s | roofline tok/s | %% of roofline | graphs |\n|---|---|---|---|---|---|---|\n");
     char *list = strdup(shapes);
     for (char *tokp = strtok(list, ","); tokp; tokp = strtok(NULL, ",")) {

@@ -96,9 +96,12 @@ static int init_buffers(cs_engine *e, char *err, size_t errlen) {
 // The CUDA backend: weights uploaded once, the KV pool sized from the memory left.
 static int init_gpu(cs_engine *e, char *err, size_t errlen) {
     const cs_model_config *c = &e->cfg;
-    if (e->p.dummy_weights) {
-        if (cs_gpu_model_dummy(&e->gmodel, c, DUMMY_SEED, e->max_model_len, err, errlen) != CS_OK)
-            return CS_ENGINE_ENOMEM;
+    if (e->p.dummy_weights) { // --quant: the dummy projections quantised on the device
+        cs_dtype quant;
+        if (cs_quant_type(e->p.quant, e->p.quant_group, &quant, err, errlen) != CS_OK) return CS_ENGINE_EINVAL;
+        int bits = quant == CS_DTYPE_COUNT ? 0 : cs_qpack_bits(quant);
+        cs_status st = cs_gpu_model_dummy(&e->gmodel, c, DUMMY_SEED, e->max_model_len, bits, e->p.quant_group, err, errlen);
+        if (st != CS_OK) return st == CS_ERR_NOMEM ? CS_ENGINE_ENOMEM : CS_ENGINE_EINVAL;
     } else {
         if (cs_gpu_model_upload(&e->gmodel, &e->model, err, errlen) != CS_OK) return CS_ENGINE_ENOMEM;
         cs_model_free(&e->model); // the device holds the weights now
@@ -161,7 +164,7 @@ static int init_model(cs_engine *e, char *err, size_t errlen) {
     cs_dtype quant;
     if (cs_quant_type(e->p.quant, e->p.quant_group, &quant, err, errlen) != CS_OK) return CS_ENGINE_EINVAL;
     if (e->p.dummy_weights && e->p.quant)
-        return engine_err(err, errlen, CS_ENGINE_EINVAL, "--quant does not apply to --dummy-weights");
+        return engine_err(err, errlen, CS_ENGINE_EINVAL, "--quant applies to --dummy-weights with --device cuda only");
     cs_status st = e->p.dummy_weights ? cs_model_init_dummy(&e->model, c, DUMMY_SEED, e->max_model_len, err, errlen)
                                       : cs_model_init_quant(&e->model, e->file, e->max_model_len, quant, err, errlen);
     if (st != CS_OK) return st == CS_ERR_NOMEM ? CS_ENGINE_ENOMEM : CS_ENGINE_EINVAL;

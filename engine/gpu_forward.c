@@ -69,8 +69,8 @@ struct cs_gpu_forward {
     uint16_t *gu;      // (T, 2 ffn)
     uint16_t *h;       // (T, ffn)
     float *logits;     // (T, vocab)
-    void *attn_ws, *sample_ws;
-    size_t attn_ws_bytes, sample_ws_bytes;
+    void *attn_ws, *sample_ws, *q_ws; // q_ws: the int4 / int8 matmul's (zeroed once)
+    size_t attn_ws_bytes, sample_ws_bytes, q_ws_bytes;
     cs_cuda_sample_params *greedy; // (T) temperature 0, no logprobs
     cs_cuda_sample_params *params; // (S) uploaded per step by cs_gpu_forward_run_sample
     int32_t *pen_ids, *pen_counts; // (S * max_ctx) penalty entries, uploaded with params
@@ -125,6 +125,7 @@ static size_t carve(cs_gpu_forward *f, char *base) {
     TAKE(f->logits, T * c->vocab_size * 4);
     TAKE(f->attn_ws, f->attn_ws_bytes);
     TAKE(f->sample_ws, f->sample_ws_bytes);
+    TAKE(f->q_ws, f->q_ws_bytes);
     TAKE(f->greedy, T * sizeof(cs_cuda_sample_params));
     TAKE(f->params, S * sizeof(cs_cuda_sample_params));
     TAKE(f->pen_ids, f->pen_cap * 4);
@@ -209,6 +210,14 @@ cs_gpu_forward *cs_gpu_forward_init(const cs_gpu_model *g, const cs_gpu_forward_
         if (ws > f->attn_ws_bytes) f->attn_ws_bytes = ws;
     }
     f->sample_ws_bytes = cs_cuda_sample_workspace(p->max_tokens, c->vocab_size);
+    for (int l = 0; l < c->n_layer; l++) {
+        const cs_gpu_layer *L = &g->layers[l];
+        const cs_gpu_mat *ms[] = {&L->wqkv, &L->wo, &L->w_gate_up, &L->w_down};
+        for (int i = 0; i < 4; i++) {
+            size_t ws = ms[i]->bits ? cs_cuda_qmatmul_workspace(&ms[i]->q.d, p->max_tokens) : 0;
+            if (ws > f->q_ws_bytes) f->q_ws_bytes = ws;
+        }
+    }
     size_t T = (size_t)p->max_tokens, S = (size_t)p->max_seqs;
     f->off_pos = T;
     f->off_slots = 2 * T;
@@ -222,6 +231,7 @@ cs_gpu_forward *cs_gpu_forward_init(const cs_gpu_model *g, const cs_gpu_forward_
     if (cudaMalloc(&f->arena, bytes) != cudaSuccess)
         return fail(f, err, errlen, CS_ERR_NOMEM, "no GPU memory for the activations");
     carve(f, f->arena);
+    if (f->q_ws_bytes) CK(cudaMemset(f->q_ws, 0, f->q_ws_bytes));
     size_t batch_bytes = 4 * (f->off_table + S * (size_t)f->max_blocks_per_seq);
     if (cudaMallocHost((void **)&f->h_batch, batch_bytes) != cudaSuccess ||
         cudaMallocHost(&f->h_out, out_bytes(T)) != cudaSuccess)
@@ -270,6 +280,14 @@ static void upload_batch(cs_gpu_forward *f, const cs_batch *b) {
     CK(cudaMemcpyAsync(f->d_batch, h, bytes, cudaMemcpyHostToDevice, f->stream));
 }
 
+// out (T, w.n) bf16 = x (T, w.k) @ w^T, by cuBLAS or the int4 / int8 kernels.
+static void linear(cs_gpu_forward *f, uint16_t *out, const uint16_t *x, const cs_gpu_mat *w, int T) {
+    if (w->bits)
+        cs_cuda_qmatmul(f->blas, out, 0, x, &w->q, T, f->q_ws, f->q_ws_bytes, CS_CUDA_QPATH_AUTO);
+    else
+        cs_cuda_gemm(f->blas, out, 0, x, w->bf16, T, (int)w->n, (int)w->k);
+}
+
 // Everything from the embedding to the logits (and the argmax when greedy), on f->stream,
 // from the batch description already on the device: a graph can replay it.
 static void enqueue(cs_gpu_forward *f, int T, int S, int n_logits, int max_q, int kv_bound, int mode) {
@@ -287,7 +305,7 @@ static void enqueue(cs_gpu_forward *f, int T, int S, int n_logits, int max_q, in
         const cs_gpu_layer *L = &g->layers[l];
         uint16_t *kc = f->k_pool + (size_t)l * f->layer_elems, *vc = f->v_pool + (size_t)l * f->layer_elems;
         cs_cuda_rmsnorm(f->xn, f->x, l ? f->o : NULL, L->attn_norm, NULL, T, c->dim, c->rms_eps, st);
-        cs_cuda_gemm(f->blas, f->qkv, 0, f->xn, L->wqkv, T, f->qkv_dim, c->dim);
+        linear(f, f->qkv, f->xn, &L->wqkv, T);
         cs_cuda_rope_kv_write(f->q, kc, vc, f->qkv, L->bqkv, d + f->off_pos, d + f->off_slots, g->rope_cos_sin,
                               T, c->n_head, c->n_head_kv, c->head_dim, c->rope_dim,
                               c->rope_layout == CS_ROPE_NEOX, st);
@@ -296,11 +314,11 @@ static void enqueue(cs_gpu_forward *f, int T, int S, int n_logits, int max_q, in
                                 f->attn_ws, f->attn_ws_bytes, st);
         else
             cs_cuda_attn_prefill(f->att, f->q, kc, vc, &ab, max_q, c->n_head, c->n_head_kv, c->head_dim, scale, st);
-        cs_cuda_gemm(f->blas, f->o, 0, f->att, L->wo, T, c->dim, f->q_dim);
+        linear(f, f->o, f->att, &L->wo, T);
         cs_cuda_rmsnorm(f->xn, f->x, f->o, L->ffn_norm, NULL, T, c->dim, c->rms_eps, st);
-        cs_cuda_gemm(f->blas, f->gu, 0, f->xn, L->w_gate_up, T, 2 * c->ffn_dim, c->dim);
+        linear(f, f->gu, f->xn, &L->w_gate_up, T);
         cs_cuda_swiglu(f->h, f->gu, T, c->ffn_dim, st);
-        cs_cuda_gemm(f->blas, f->o, 0, f->h, L->w_down, T, c->dim, c->ffn_dim);
+        linear(f, f->o, f->h, &L->w_down, T);
     }
     if (n_logits == 0) return;
     cs_cuda_rmsnorm(f->xn, f->x, f->o, g->output_norm, d + f->off_rows, n_logits, c->dim, c->rms_eps, st);

@@ -9,11 +9,12 @@ cs_status cs_gpu_model_upload(cs_gpu_model *g, const cs_model *m, char *err, siz
     return cs_errf(err, errlen, CS_ERR_INVALID, "cserve was built without CUDA");
 }
 cs_status cs_gpu_model_dummy(cs_gpu_model *g, const cs_model_config *c, uint64_t seed, int max_pos,
-                             char *err, size_t errlen) {
+                             int quant_bits, int quant_group, char *err, size_t errlen) {
     memset(g, 0, sizeof *g);
     return cs_errf(err, errlen, CS_ERR_INVALID, "cserve was built without CUDA");
 }
 void cs_gpu_model_free(cs_gpu_model *g) { (void)g; }
+size_t cs_gpu_model_step_bytes(const cs_gpu_model *g) { return 0; }
 #else
 #include <cuda_runtime.h>
 
@@ -25,15 +26,38 @@ void cs_gpu_model_free(cs_gpu_model *g) { (void)g; }
 
 static size_t align256(size_t n) { return (n + 255) / 256 * 256; }
 
-// Carves the arena: the same walk sizes it (base NULL) and then assigns the pointers.
+// What a projection will be: packed (bits 4 / 8, in groups of group) or bf16 (bits 0).
+static void plan_mat(cs_gpu_mat *m, int bits, int group, int64_t n, int64_t k) {
+    memset(m, 0, sizeof *m);
+    m->n = n;
+    m->k = k;
+    m->bits = bits && cs_qpack_dims_of(bits, group, n, k, &m->q.d) ? bits : 0;
+}
+
+static size_t mat_bytes(const cs_gpu_mat *m) {
+    return m->bits ? align256(m->q.d.code_words * 4) + align256(m->q.d.scale_words * 4)
+                   : align256((size_t)(m->n * m->k) * 2);
+}
+
+// Carves the arena: the same walk sizes it (base NULL) and then assigns the pointers. The
+// projections' formats are planned before.
 static size_t carve(cs_gpu_model *g, char *base) {
     const cs_model_config *c = &g->cfg;
     size_t q_dim = (size_t)c->n_head * c->head_dim, kv_dim = (size_t)c->n_head_kv * c->head_dim;
-    size_t dim = (size_t)c->dim, ffn = (size_t)c->ffn_dim, off = 0;
+    size_t dim = (size_t)c->dim, off = 0;
 #define TAKE(ptr, bytes)                                 \
     do {                                                 \
         if (base) *(void **)&(ptr) = base + off;         \
         off += align256(bytes);                          \
+    } while (0)
+#define TAKE_MAT(m)                                                  \
+    do {                                                             \
+        if ((m).bits) {                                              \
+            TAKE((m).q.codes, (m).q.d.code_words * 4);               \
+            TAKE((m).q.scales, (m).q.d.scale_words * 4);             \
+        } else {                                                     \
+            TAKE((m).bf16, (size_t)((m).n * (m).k) * 2);             \
+        }                                                            \
     } while (0)
     TAKE(g->tok_embd, (size_t)c->vocab_size * dim * 2);
     if (c->tied_embeddings) g->output = g->tok_embd;
@@ -43,23 +67,28 @@ static size_t carve(cs_gpu_model *g, char *base) {
         cs_gpu_layer *L = &g->layers[l];
         TAKE(L->attn_norm, dim * 4);
         TAKE(L->ffn_norm, dim * 4);
-        TAKE(L->wqkv, (q_dim + 2 * kv_dim) * dim * 2);
+        TAKE_MAT(L->wqkv);
         if (c->attn_bias) TAKE(L->bqkv, (q_dim + 2 * kv_dim) * 4);
-        TAKE(L->wo, dim * q_dim * 2);
-        TAKE(L->w_gate_up, 2 * ffn * dim * 2);
-        TAKE(L->w_down, dim * ffn * 2);
+        TAKE_MAT(L->wo);
+        TAKE_MAT(L->w_gate_up);
+        TAKE_MAT(L->w_down);
     }
     TAKE(g->rope_cos_sin, (size_t)g->rope_max_pos * c->rope_dim * 4);
+#undef TAKE_MAT
 #undef TAKE
     return off;
 }
 
-static cs_status alloc(cs_gpu_model *g, const cs_model_config *c, int max_pos, char *err, size_t errlen) {
+static cs_status alloc_layers(cs_gpu_model *g, const cs_model_config *c, int max_pos, char *err, size_t errlen) {
     memset(g, 0, sizeof *g);
     g->cfg = *c;
     g->rope_max_pos = max_pos;
     g->layers = calloc((size_t)c->n_layer, sizeof *g->layers);
     if (!g->layers) return cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory");
+    return CS_OK;
+}
+
+static cs_status alloc_arena(cs_gpu_model *g, char *err, size_t errlen) {
     size_t bytes = carve(g, NULL);
     if (cudaMalloc(&g->arena, bytes) != cudaSuccess) {
         cudaGetLastError();
@@ -83,6 +112,16 @@ void cs_gpu_model_free(cs_gpu_model *g) {
     memset(g, 0, sizeof *g);
 }
 
+size_t cs_gpu_model_step_bytes(const cs_gpu_model *g) {
+    const cs_model_config *c = &g->cfg;
+    size_t bytes = (size_t)c->vocab_size * c->dim * 2;
+    for (int l = 0; l < c->n_layer; l++) {
+        const cs_gpu_layer *L = &g->layers[l];
+        bytes += mat_bytes(&L->wqkv) + mat_bytes(&L->wo) + mat_bytes(&L->w_gate_up) + mat_bytes(&L->w_down);
+    }
+    return bytes;
+}
+
 static void upload_f32(float *dst, const float *src, size_t n) { CK(cudaMemcpy(dst, src, n * 4, cudaMemcpyHostToDevice)); }
 
 // A matrix of any GGUF type -> bf16 rows at dst, through a staging buffer and the dequant kernel.
@@ -100,10 +139,72 @@ static size_t matrix_bytes(const cs_weight *w) {
     return row_bytes * (size_t)w->rows;
 }
 
+// The packed width a fused projection keeps: its parts all int4 (or all int8) in groups of
+// one size; else 0 (bf16).
+static int fused_bits(const cs_weight *const *parts, int n, int *group) {
+    int bits = cs_qpack_bits(parts[0]->type), g = cs_dtype_group(parts[0]->type);
+    for (int i = 1; i < n; i++)
+        if (cs_qpack_bits(parts[i]->type) != bits || cs_dtype_group(parts[i]->type) != g) return 0;
+    *group = g;
+    return bits;
+}
+
+static void plan_fused(cs_gpu_mat *m, const cs_weight *const *parts, int n) {
+    int group = 0, bits = fused_bits(parts, n, &group);
+    int64_t rows = 0;
+    for (int i = 0; i < n; i++) rows += parts[i]->rows;
+    plan_mat(m, bits, group, rows, parts[0]->cols);
+}
+
+// The parts' rows, one after the other, into m: repacked on the host, or dequantised to bf16
+// on the device.
+static cs_status upload_fused(cs_gpu_mat *m, const cs_weight *const *parts, int n, void *staging, char *err,
+                              size_t errlen) {
+    if (!m->bits) {
+        int64_t row0 = 0;
+        for (int i = 0; i < n; i++) {
+            upload_matrix(m->bf16 + row0 * m->k, parts[i], staging);
+            row0 += parts[i]->rows;
+        }
+        return CS_OK;
+    }
+    const cs_qpack_dims *d = &m->q.d;
+    int64_t ng = d->k / d->group;
+    uint8_t *codes = malloc((size_t)(d->n * d->k));
+    float *s = malloc(sizeof(float) * (size_t)(d->n * ng)), *mm = malloc(sizeof(float) * (size_t)(d->n * ng));
+    uint32_t *pc = malloc(d->code_words * 4), *ps = malloc(d->scale_words * 4);
+    cs_status st = CS_OK;
+    if (!codes || !s || !mm || !pc || !ps) {
+        st = cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory repacking the weights");
+    } else {
+        int64_t row0 = 0;
+        for (int i = 0; i < n; i++) {
+            cs_qplain_from(parts[i]->type, parts[i]->data, parts[i]->rows, d->k, row0, codes, s, mm);
+            row0 += parts[i]->rows;
+        }
+        cs_qpack(d, codes, s, mm, pc, ps);
+        CK(cudaMemcpy((void *)m->q.codes, pc, d->code_words * 4, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy((void *)m->q.scales, ps, d->scale_words * 4, cudaMemcpyHostToDevice));
+    }
+    free(codes), free(s), free(mm), free(pc), free(ps);
+    return st;
+}
+
 cs_status cs_gpu_model_upload(cs_gpu_model *g, const cs_model *m, char *err, size_t errlen) {
     const cs_model_config *c = &m->cfg;
-    cs_status st = alloc(g, c, m->rope_max_pos, err, errlen);
+    cs_status st = alloc_layers(g, c, m->rope_max_pos, err, errlen);
     if (st != CS_OK) return st;
+    for (int l = 0; l < c->n_layer; l++) {
+        const cs_layer *L = &m->layers[l];
+        cs_gpu_layer *G = &g->layers[l];
+        const cs_weight *qkv[] = {&L->wq, &L->wk, &L->wv}, *o[] = {&L->wo}, *gu[] = {&L->w_gate, &L->w_up},
+                        *down[] = {&L->w_down};
+        plan_fused(&G->wqkv, qkv, 3);
+        plan_fused(&G->wo, o, 1);
+        plan_fused(&G->w_gate_up, gu, 2);
+        plan_fused(&G->w_down, down, 1);
+    }
+    if ((st = alloc_arena(g, err, errlen)) != CS_OK) return st;
     size_t stage = matrix_bytes(&m->tok_embd);
     for (int l = 0; l < c->n_layer; l++) {
         const cs_layer *L = &m->layers[l];
@@ -119,31 +220,31 @@ cs_status cs_gpu_model_upload(cs_gpu_model *g, const cs_model *m, char *err, siz
         return cs_errf(err, errlen, CS_ERR_NOMEM, "no GPU memory left to stage the weights");
     }
     size_t dim = (size_t)c->dim, q_dim = (size_t)c->n_head * c->head_dim;
-    size_t kv_dim = (size_t)c->n_head_kv * c->head_dim, ffn = (size_t)c->ffn_dim;
+    size_t kv_dim = (size_t)c->n_head_kv * c->head_dim;
     upload_matrix(g->tok_embd, &m->tok_embd, staging);
     if (!c->tied_embeddings) upload_matrix(g->output, &m->output, staging);
     upload_f32(g->output_norm, m->output_norm, dim);
-    for (int l = 0; l < c->n_layer; l++) {
+    for (int l = 0; l < c->n_layer && st == CS_OK; l++) {
         const cs_layer *L = &m->layers[l];
         cs_gpu_layer *G = &g->layers[l];
         upload_f32(G->attn_norm, L->attn_norm, dim);
         upload_f32(G->ffn_norm, L->ffn_norm, dim);
-        upload_matrix(G->wqkv, &L->wq, staging);
-        upload_matrix(G->wqkv + q_dim * dim, &L->wk, staging);
-        upload_matrix(G->wqkv + (q_dim + kv_dim) * dim, &L->wv, staging);
         if (c->attn_bias) {
             upload_f32(G->bqkv, L->bq, q_dim);
             upload_f32(G->bqkv + q_dim, L->bk, kv_dim);
             upload_f32(G->bqkv + q_dim + kv_dim, L->bv, kv_dim);
         }
-        upload_matrix(G->wo, &L->wo, staging);
-        upload_matrix(G->w_gate_up, &L->w_gate, staging);
-        upload_matrix(G->w_gate_up + ffn * dim, &L->w_up, staging);
-        upload_matrix(G->w_down, &L->w_down, staging);
+        const cs_weight *qkv[] = {&L->wq, &L->wk, &L->wv}, *o[] = {&L->wo}, *gu[] = {&L->w_gate, &L->w_up},
+                        *down[] = {&L->w_down};
+        st = upload_fused(&G->wqkv, qkv, 3, staging, err, errlen);
+        if (st == CS_OK) st = upload_fused(&G->wo, o, 1, staging, err, errlen);
+        if (st == CS_OK) st = upload_fused(&G->w_gate_up, gu, 2, staging, err, errlen);
+        if (st == CS_OK) st = upload_fused(&G->w_down, down, 1, staging, err, errlen);
     }
     upload_f32(g->rope_cos_sin, m->rope_cos_sin, (size_t)m->rope_max_pos * c->rope_dim);
     cudaFree(staging);
-    return CS_OK;
+    if (st != CS_OK) cs_gpu_model_free(g);
+    return st;
 }
 
 static void dummy_vec(float *dst, int n, uint64_t seed, uint32_t id, float offset) {
@@ -155,24 +256,59 @@ static void dummy_vec(float *dst, int n, uint64_t seed, uint32_t id, float offse
 }
 
 cs_status cs_gpu_model_dummy(cs_gpu_model *g, const cs_model_config *c, uint64_t seed, int max_pos,
-                             char *err, size_t errlen) {
-    cs_status st = alloc(g, c, max_pos, err, errlen);
+                             int quant_bits, int quant_group, char *err, size_t errlen) {
+    if (quant_bits != 0 && quant_bits != 4 && quant_bits != 8)
+        return cs_errf(err, errlen, CS_ERR_INVALID, "quantised weights are int4 or int8, not int%d", quant_bits);
+    cs_status st = alloc_layers(g, c, max_pos, err, errlen);
     if (st != CS_OK) return st;
     int64_t dim = c->dim, q_dim = (int64_t)c->n_head * c->head_dim, kv_dim = (int64_t)c->n_head_kv * c->head_dim;
     int64_t ffn = c->ffn_dim, vocab = c->vocab_size;
+    for (int l = 0; l < c->n_layer; l++) {
+        cs_gpu_layer *G = &g->layers[l];
+        plan_mat(&G->wqkv, quant_bits, quant_group, q_dim + 2 * kv_dim, dim);
+        plan_mat(&G->wo, quant_bits, quant_group, dim, q_dim);
+        plan_mat(&G->w_gate_up, quant_bits, quant_group, 2 * ffn, dim);
+        plan_mat(&G->w_down, quant_bits, quant_group, dim, ffn);
+        if (quant_bits && (!G->wqkv.bits || !G->wo.bits || !G->w_gate_up.bits || !G->w_down.bits)) {
+            free(g->layers);
+            g->layers = NULL;
+            return cs_errf(err, errlen, CS_ERR_INVALID, "the model's widths are not whole groups of %d", quant_group);
+        }
+    }
+    if ((st = alloc_arena(g, err, errlen)) != CS_OK) return st;
+    // quantised: each projection is made bf16 in a scratch matrix, then packed
+    uint16_t *scratch = NULL;
+    if (quant_bits) {
+        size_t most = (size_t)(2 * ffn * dim);
+        if ((size_t)((q_dim + 2 * kv_dim) * dim) > most) most = (size_t)((q_dim + 2 * kv_dim) * dim);
+        if (cudaMalloc((void **)&scratch, most * 2) != cudaSuccess) {
+            cudaGetLastError();
+            cs_gpu_model_free(g);
+            return cs_errf(err, errlen, CS_ERR_NOMEM, "no GPU memory left to quantise the dummy weights");
+        }
+    }
 #define FILL(dst, n, id, kind) cs_cuda_fill_dummy_bf16(dst, n, seed, id, cs_dummy_scale(c, kind), NULL)
+#define MAT(m) ((m).bits ? scratch : (m).bf16)
+#define PACK(m)                                                                               \
+    do {                                                                                      \
+        if ((m).bits) cs_cuda_qquantize((uint32_t *)(m).q.codes, (uint32_t *)(m).q.scales, &(m).q.d, scratch, NULL); \
+    } while (0)
     FILL(g->tok_embd, vocab * dim, CS_DUMMY_EMBD, CS_DUMMY_EMBD);
     if (!c->tied_embeddings) FILL(g->output, vocab * dim, CS_DUMMY_OUTPUT, CS_DUMMY_OUTPUT);
     dummy_vec(g->output_norm, c->dim, seed, CS_DUMMY_OUT_NORM, 1.0f);
     for (int l = 0; l < c->n_layer; l++) {
         cs_gpu_layer *G = &g->layers[l];
-        FILL(G->wqkv, q_dim * dim, cs_dummy_layer_id(l, CS_DUMMY_Q), CS_DUMMY_Q);
-        FILL(G->wqkv + q_dim * dim, kv_dim * dim, cs_dummy_layer_id(l, CS_DUMMY_K), CS_DUMMY_K);
-        FILL(G->wqkv + (q_dim + kv_dim) * dim, kv_dim * dim, cs_dummy_layer_id(l, CS_DUMMY_V), CS_DUMMY_V);
-        FILL(G->wo, dim * q_dim, cs_dummy_layer_id(l, CS_DUMMY_O), CS_DUMMY_O);
-        FILL(G->w_gate_up, ffn * dim, cs_dummy_layer_id(l, CS_DUMMY_GATE), CS_DUMMY_GATE);
-        FILL(G->w_gate_up + ffn * dim, ffn * dim, cs_dummy_layer_id(l, CS_DUMMY_UP), CS_DUMMY_UP);
-        FILL(G->w_down, dim * ffn, cs_dummy_layer_id(l, CS_DUMMY_DOWN), CS_DUMMY_DOWN);
+        FILL(MAT(G->wqkv), q_dim * dim, cs_dummy_layer_id(l, CS_DUMMY_Q), CS_DUMMY_Q);
+        FILL(MAT(G->wqkv) + q_dim * dim, kv_dim * dim, cs_dummy_layer_id(l, CS_DUMMY_K), CS_DUMMY_K);
+        FILL(MAT(G->wqkv) + (q_dim + kv_dim) * dim, kv_dim * dim, cs_dummy_layer_id(l, CS_DUMMY_V), CS_DUMMY_V);
+        PACK(G->wqkv);
+        FILL(MAT(G->wo), dim * q_dim, cs_dummy_layer_id(l, CS_DUMMY_O), CS_DUMMY_O);
+        PACK(G->wo);
+        FILL(MAT(G->w_gate_up), ffn * dim, cs_dummy_layer_id(l, CS_DUMMY_GATE), CS_DUMMY_GATE);
+        FILL(MAT(G->w_gate_up) + ffn * dim, ffn * dim, cs_dummy_layer_id(l, CS_DUMMY_UP), CS_DUMMY_UP);
+        PACK(G->w_gate_up);
+        FILL(MAT(G->w_down), dim * ffn, cs_dummy_layer_id(l, CS_DUMMY_DOWN), CS_DUMMY_DOWN);
+        PACK(G->w_down);
         dummy_vec(G->attn_norm, c->dim, seed, cs_dummy_layer_id(l, CS_DUMMY_ATTN_NORM), 1.0f);
         dummy_vec(G->ffn_norm, c->dim, seed, cs_dummy_layer_id(l, CS_DUMMY_FFN_NORM), 1.0f);
         if (c->attn_bias) {
@@ -181,7 +317,11 @@ cs_status cs_gpu_model_dummy(cs_gpu_model *g, const cs_model_config *c, uint64_t
             dummy_vec(G->bqkv + q_dim + kv_dim, (int)kv_dim, seed, cs_dummy_layer_id(l, CS_DUMMY_BV), 0.0f);
         }
     }
+#undef PACK
+#undef MAT
 #undef FILL
+    CK(cudaDeviceSynchronize()); // the scratch is reused by every projection on the one stream
+    if (scratch) cudaFree(scratch);
     float *table = malloc((size_t)max_pos * c->rope_dim * sizeof *table);
     if (!table) {
         cs_gpu_model_free(g);

@@ -1,7 +1,12 @@
-// The model's weights in GPU memory, as the CUDA forward pass reads them: every matrix bf16
-// (quantised GGUF tensors dequantised once at upload, exactly), q/k/v fused into one matrix and
-// gate/up into another so that each sub-layer input is read by one GEMM; norms, biases and the
-// RoPE table fp32. One device allocation holds everything.
+// The model's weights in GPU memory, as the CUDA forward pass reads them. Each projection is
+// either bf16 rows or int4 / int8 codes in the layout of kernels/qpack.h: a matrix whose GGUF
+// (or --quant, AWQ, GPTQ) source is int4 / int8 stays so, repacked exactly (its scales rounded
+// to bf16), and is multiplied by the dequantising kernels (kernels/cuda/qmatmul.cu); float
+// sources are bf16. q/k/v are fused into one matrix and gate/up into another so that each
+// sub-layer input is read by one matmul (fused parts of different formats: bf16). The token
+// embedding and lm_head stay bf16: the embedding is read a row at a time, and the logits are
+// what sampling sees, where 16-bit weights cost 1/4 more bytes on one matrix of 2 + 7 L.
+// Norms, biases and the RoPE table are fp32. One device allocation holds everything.
 //
 //     cs_gpu_model g;
 //     if (cs_gpu_model_upload(&g, &cpu_model, err, sizeof err) != CS_OK) { ... }   // or _dummy
@@ -14,16 +19,25 @@
 #include <stdint.h>
 
 #include "../common/status.h"
+#include "../kernels/cuda/cuda_kernels.h"
 #include "model.h"
 #include "model_config.h"
 
+// A projection (n, k): bf16 rows (bits 0), or int4 / int8 codes and scales (bits 4 / 8, q).
+typedef struct cs_gpu_mat {
+    int bits;
+    int64_t n, k;
+    uint16_t *bf16;
+    cs_cuda_qmat q;
+} cs_gpu_mat;
+
 typedef struct cs_gpu_layer {
     float *attn_norm, *ffn_norm; // (dim)
-    uint16_t *wqkv;              // (q_dim + 2 kv_dim, dim): q rows, then k, then v
+    cs_gpu_mat wqkv;             // (q_dim + 2 kv_dim, dim): q rows, then k, then v
     float *bqkv;                 // (q_dim + 2 kv_dim) or NULL
-    uint16_t *wo;                // (dim, q_dim)
-    uint16_t *w_gate_up;         // (2 ffn, dim): gate rows, then up rows
-    uint16_t *w_down;            // (dim, ffn)
+    cs_gpu_mat wo;               // (dim, q_dim)
+    cs_gpu_mat w_gate_up;        // (2 ffn, dim): gate rows, then up rows
+    cs_gpu_mat w_down;           // (dim, ffn)
 } cs_gpu_layer;
 
 typedef struct cs_gpu_model {
@@ -40,9 +54,13 @@ typedef struct cs_gpu_model {
 
 // Copies a CPU model's weights to the current device. CS_ERR_NOMEM when they do not fit.
 cs_status cs_gpu_model_upload(cs_gpu_model *g, const cs_model *m, char *err, size_t errlen);
-// Seeded dummy weights written on the device: the same values cs_model_init_dummy gives.
+// Seeded dummy weights written on the device: the same values cs_model_init_dummy gives. With
+// quant_bits 4 or 8 the projections are then quantised on the device (cs_cuda_qquantize, in
+// groups of quant_group) and kept packed; 0 keeps them bf16.
 cs_status cs_gpu_model_dummy(cs_gpu_model *g, const cs_model_config *c, uint64_t seed, int max_pos,
-                             char *err, size_t errlen);
+                             int quant_bits, int quant_group, char *err, size_t errlen);
+// Bytes of the projections (codes and scales, or bf16) and of lm_head: what a decode step reads.
+size_t cs_gpu_model_step_bytes(const cs_gpu_model *g);
 void cs_gpu_model_free(cs_gpu_model *g);
 
 #endif

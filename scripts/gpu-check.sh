@@ -47,6 +47,10 @@ benches=(
     "bench_decode|build-gpu/bench_decode"
     "torch_decode|python3 .deps/baselines/torch_decode.py"
     "bench_dequant|build-gpu/bench_dequant"
+    "bench_qmatmul|build-gpu/bench_qmatmul"
+    "torch_int4|python3 bench/torch_int4.py"
+    "bench_decode_int4|build-gpu/bench_decode --quant int4 --group 128 --shapes 1:512,1:4096,64:1024"
+    "bench_decode_int8|build-gpu/bench_decode --quant int8 --group 128 --shapes 1:512"
 )
 echo "== benchmarks"
 : >"$out/results.md"

@@ -205,7 +205,7 @@ static void dummy_model(const char *preset) {
     cs_model m;
     cs_gpu_model g;
     CS_ASSERT(cs_model_init_dummy(&m, &c, 1234, MAX_CTX, err, sizeof err) == CS_OK);
-    TEST_CONDF(cs_gpu_model_dummy(&g, &c, 1234, MAX_CTX, err, sizeof err) == CS_OK, "%s", err);
+    TEST_CONDF(cs_gpu_model_dummy(&g, &c, 1234, MAX_CTX, 0, 32, err, sizeof err) == CS_OK, "%s", err);
     // the same seed gives the same bits: spot-check the embedding table
     uint16_t head[64];
     cudaMemcpy(head, g.tok_embd, sizeof head, cudaMemcpyDeviceToHost);

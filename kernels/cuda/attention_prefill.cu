@@ -32,6 +32,7 @@
 #include "../../common/assert.h"
 #include "cuda_check.h"
 #include "cuda_kernels.h"
+#include "mma.cuh"
 
 namespace {
 
@@ -64,38 +65,6 @@ template <int D> __device__ __forceinline__ int soff(int row, int chunk) {
     return row * row_stride<D>() + chunk * 8;
 }
 
-__device__ __forceinline__ uint32_t smem_u32(const void *p) {
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
-
-// 16-byte global -> shared copy; src_bytes 0 writes 16 zero bytes and reads nothing.
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int src_bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N> __device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-__device__ __forceinline__ void ldsm_x4(uint32_t r[4], uint32_t addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
-__device__ __forceinline__ void ldsm_x4_trans(uint32_t r[4], uint32_t addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
-
-// c (16x8 fp32) += a (16x16 bf16, row) * b (16x8 bf16, col).
-__device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-                 "{%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 // 2^x; ex2(-inf) = 0.
 __device__ __forceinline__ float ex2(float x) {
     float y;
@@ -103,11 +72,6 @@ __device__ __forceinline__ float ex2(float x) {
     return y;
 }
 
-// Two floats as bf16x2, lo in the low half (the lower column / k index).
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t *>(&v);
-}
 
 // One m-tile's online-softmax step (16 rows, this thread's rows g and g + 8): sc holds the raw
 // scores of the tile (n-tile layout of the m16n8 accumulator) and becomes P = 2^((s - max) * c),
@@ -286,11 +250,11 @@ __global__ void __launch_bounds__(THREADS, 2) attn_prefill_kernel(const Params p
                 uint32_t qa[MT][4];
 #pragma unroll
                 for (int mt = 0; mt < MT; mt++)
-                    ldsm_x4(qa[mt], smem_u32(sQ + soff<D>(warp * 16 * MT + mt * 16 + q_row, 2 * kk + q_hi)));
+                    ldmatrix_x4(qa[mt], smem_u32(sQ + soff<D>(warp * 16 * MT + mt * 16 + q_row, 2 * kk + q_hi)));
 #pragma unroll
                 for (int np = 0; np < NT / 2; np++) {
                     uint32_t b[4];
-                    ldsm_x4(b, kb + 2 * soff<D>(np * 16 + k_row, 2 * kk + k_hi));
+                    ldmatrix_x4(b, kb + 2 * soff<D>(np * 16 + k_row, 2 * kk + k_hi));
 #pragma unroll
                     for (int mt = 0; mt < MT; mt++) {
                         mma_bf16(sc[mt][2 * np], qa[mt], b[0], b[1]);
@@ -313,15 +277,15 @@ __global__ void __launch_bounds__(THREADS, 2) attn_prefill_kernel(const Params p
                 uint32_t a[MT][4];
 #pragma unroll
                 for (int mt = 0; mt < MT; mt++) {
-                    a[mt][0] = pack_bf16(sc[mt][2 * kk][0], sc[mt][2 * kk][1]);
-                    a[mt][1] = pack_bf16(sc[mt][2 * kk][2], sc[mt][2 * kk][3]);
-                    a[mt][2] = pack_bf16(sc[mt][2 * kk + 1][0], sc[mt][2 * kk + 1][1]);
-                    a[mt][3] = pack_bf16(sc[mt][2 * kk + 1][2], sc[mt][2 * kk + 1][3]);
+                    a[mt][0] = pack_bf16x2(sc[mt][2 * kk][0], sc[mt][2 * kk][1]);
+                    a[mt][1] = pack_bf16x2(sc[mt][2 * kk][2], sc[mt][2 * kk][3]);
+                    a[mt][2] = pack_bf16x2(sc[mt][2 * kk + 1][0], sc[mt][2 * kk + 1][1]);
+                    a[mt][3] = pack_bf16x2(sc[mt][2 * kk + 1][2], sc[mt][2 * kk + 1][3]);
                 }
 #pragma unroll
                 for (int dp = 0; dp < DT / 2; dp++) {
                     uint32_t b[4];
-                    ldsm_x4_trans(b, vb + 2 * soff<D>(kk * 16 + v_row, 2 * dp + v_hi));
+                    ldmatrix_x4_trans(b, vb + 2 * soff<D>(kk * 16 + v_row, 2 * dp + v_hi));
 #pragma unroll
                     for (int mt = 0; mt < MT; mt++) {
                         mma_bf16(o[mt][2 * dp], a[mt], b[0], b[1]);
@@ -352,9 +316,9 @@ __global__ void __launch_bounds__(THREADS, 2) attn_prefill_kernel(const Params p
 #pragma unroll
         for (int d = 0; d < DT; d++) {
             *reinterpret_cast<uint32_t *>(sQ + soff<D>(ra, d) + t2) =
-                pack_bf16(o[mt][d][0] * inv[0], o[mt][d][1] * inv[0]);
+                pack_bf16x2(o[mt][d][0] * inv[0], o[mt][d][1] * inv[0]);
             *reinterpret_cast<uint32_t *>(sQ + soff<D>(ra + 8, d) + t2) =
-                pack_bf16(o[mt][d][2] * inv[1], o[mt][d][3] * inv[1]);
+                pack_bf16x2(o[mt][d][2] * inv[1], o[mt][d][3] * inv[1]);
         }
     }
     __syncwarp();

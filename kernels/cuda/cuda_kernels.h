@@ -16,6 +16,7 @@
 
 #include "../dtype.h"
 #include "../kernels.h"
+#include "../qpack.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -129,10 +130,43 @@ void cs_cuda_apply_token_mask(float *logits, const uint32_t *bits, const int32_t
 typedef struct cs_cuda_blas cs_cuda_blas; // a cuBLAS(Lt) handle and its workspace, per stream
 cs_cuda_blas *cs_cuda_blas_init(void *stream);
 void cs_cuda_blas_free(cs_cuda_blas *h);
+void *cs_cuda_blas_stream(const cs_cuda_blas *h);
 // out (m, n) = x (m, k) @ w^T, x and w (n, k) bf16, fp32 accumulation; out bf16 (out_f32 0)
 // or fp32 (out_f32 1, for logits).
 void cs_cuda_gemm(cs_cuda_blas *h, void *out, int out_f32, const uint16_t *x, const uint16_t *w,
                   int m, int n, int k);
+// The same with out's rows ldo elements apart (ldo >= n): a slice of a wider output.
+void cs_cuda_gemm_ldo(cs_cuda_blas *h, void *out, int out_f32, int ldo, const uint16_t *x, const uint16_t *w,
+                      int m, int n, int k);
+
+// ---- int4 / int8 weight matmul (kernels/cuda/qmatmul.cu); the layout is kernels/qpack.h's
+typedef struct cs_cuda_qmat {
+    cs_qpack_dims d;
+    const uint32_t *codes;  // (d.code_words) device
+    const uint32_t *scales; // (d.scale_words) device
+} cs_cuda_qmat;
+
+// How cs_cuda_qmatmul computes: AUTO picks by m and shape; MMA is the dequantising tensor-core
+// kernel (its m <= 8 form is the GEMV: every weight byte read once, 16 bytes per load); CUBLAS
+// dequantises to bf16 (in slices, in the workspace) and calls cs_cuda_gemm.
+enum { CS_CUDA_QPATH_AUTO, CS_CUDA_QPATH_MMA, CS_CUDA_QPATH_CUBLAS };
+// Workspace bytes for out = x w^T with x of up to max_m rows (any matrix of w's shape or
+// smaller). It must be zeroed once (cudaMemset) before its first use; the kernels leave it so.
+size_t cs_cuda_qmatmul_workspace(const cs_qpack_dims *w, int max_m);
+// out (m, n) = x (m, k) @ w^T: x bf16 (16-byte aligned rows), fp32 accumulation, each weight
+// bf16(s q + m) (qpack.h); out bf16 (out_f32 0) or fp32. On h's stream. Deterministic: the
+// result does not depend on timing, only on m's path (MMA: m <= 8 or not; CUBLAS).
+void cs_cuda_qmatmul(cs_cuda_blas *h, void *out, int out_f32, const uint16_t *x, const cs_cuda_qmat *w, int m,
+                     void *workspace, size_t workspace_bytes, int path);
+// The path AUTO takes for m tokens.
+int cs_cuda_qmatmul_path_for(int m);
+// w (n, k) bf16 row-major = the packed matrix's weights, as the kernels compute them.
+void cs_cuda_qunpack_bf16(uint16_t *w, const cs_cuda_qmat *q, void *stream);
+// Quantises w (n, k) bf16 (device) into q's codes and scales, round to nearest per group:
+// int4 s = (max - min) / 15, m = min; int8 s = max|w| / 127; s and m rounded to bf16 before
+// the codes are chosen. For dummy weights of a benchmark model (real ones come packed).
+void cs_cuda_qquantize(uint32_t *codes, uint32_t *scales, const cs_qpack_dims *d, const uint16_t *w,
+                       void *stream);
 
 #ifdef __cplusplus
 }

@@ -51,11 +51,22 @@ extern "C" void cs_cuda_blas_free(cs_cuda_blas *b) {
     free(b);
 }
 
-extern "C" void cs_cuda_gemm(cs_cuda_blas *b, void *out, int out_f32, const uint16_t *x, const uint16_t *w,
-                             int m, int n, int k) {
-    CS_ASSERT(b && m >= 1 && n >= 1 && k >= 1);
+extern "C" void *cs_cuda_blas_stream(const cs_cuda_blas *b) {
+    cudaStream_t s;
+    CUBLAS_CHECK(cublasGetStream(b->h, &s));
+    return s;
+}
+
+extern "C" void cs_cuda_gemm_ldo(cs_cuda_blas *b, void *out, int out_f32, int ldo, const uint16_t *x,
+                                 const uint16_t *w, int m, int n, int k) {
+    CS_ASSERT(b && m >= 1 && n >= 1 && k >= 1 && ldo >= n);
     const float one = 1.0f, zero = 0.0f;
     CUBLAS_CHECK(cublasGemmEx(b->h, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w, CUDA_R_16BF, k, x,
-                              CUDA_R_16BF, k, &zero, out, out_f32 ? CUDA_R_32F : CUDA_R_16BF, n,
+                              CUDA_R_16BF, k, &zero, out, out_f32 ? CUDA_R_32F : CUDA_R_16BF, ldo,
                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+extern "C" void cs_cuda_gemm(cs_cuda_blas *b, void *out, int out_f32, const uint16_t *x, const uint16_t *w,
+                             int m, int n, int k) {
+    cs_cuda_gemm_ldo(b, out, out_f32, n, x, w, m, n, k);
 }
