@@ -2,7 +2,7 @@
 # Every test: installs what is missing (scripts/setup.sh), then
 #   1. release build (-Werror; CUDA sources compiled when nvcc is present), ctest;
 #   2. ASan+UBSan build, ctest (the "slow" whole-engine test as a chosen subset);
-#   3. each libFuzzer target for CSERVE_FUZZ_SECONDS (default 20) from its seed corpus.
+#   3. each libFuzzer target for CSERVE_FUZZ_SECONDS (default 10), one per core at a time from its seed corpus.
 # GPU tests (ctest label gpu) skip without a device. Ends with one "N passed, N failed" line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +33,7 @@ run_ctest() {
     failed=$((failed + bad))
 }
 
-echo "[test] release build"
+echo "[test] release build (at ${SECONDS}s)"
 # CUDA (when nvcc is there) for sm_80 and sm_90a: both code paths of every kernel compile,
 # in two thirds of the time of the default three architectures
 cuda_arch=()
@@ -42,7 +42,7 @@ cmake -S . -B build -G Ninja -DCSERVE_WERROR=ON "${cuda_arch[@]}" >/dev/null
 cmake --build build -j "$jobs"
 run_ctest build
 
-echo "[test] ASan+UBSan build"
+echo "[test] ASan+UBSan build (at ${SECONDS}s)"
 cmake -S . -B build-asan -G Ninja -DCSERVE_WERROR=ON -DCSERVE_SANITIZE=ON -DCSERVE_CUDA=OFF \
     -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build-asan -j "$jobs"
@@ -66,7 +66,7 @@ if [ -f models/SmolLM2-135M-Instruct.Q4_1.gguf ]; then
 fi
 unset ASAN_OPTIONS UBSAN_OPTIONS
 
-echo "[test] fuzzers, ${fuzz_seconds}s each"
+echo "[test] fuzzers, ${fuzz_seconds}s each (at ${SECONDS}s)"
 CC=clang cmake -S . -B build-fuzz -G Ninja -DCSERVE_FUZZ=ON -DCSERVE_SANITIZE=ON -DCSERVE_CUDA=OFF \
     >/dev/null
 # only the fuzz targets: the tests and benchmarks were built (and run) twice already
@@ -111,5 +111,5 @@ for f in "${fuzzers[@]}"; do
     fi
 done
 
-echo "tests: $passed passed, $failed failed"
+echo "tests: $passed passed, $failed failed (${SECONDS}s)"
 [ "$failed" -eq 0 ]
