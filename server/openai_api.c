@@ -346,6 +346,72 @@ static void submit_error(rpc_server *s, rpc_conn *c, int rc, const char *err, co
     else http_error(s, c, 400, param, NULL, "%s", err);
 }
 
+// A call for the request op describes, answering on c; NULL when out of memory.
+static oa_call *call_new(rpc_server *s, rpc_conn *c, const oa_params *op, bool chat) {
+    oa_call *call = calloc(1, sizeof *call);
+    if (call) call->done = calloc((size_t)(op->n_legs * op->q.n), sizeof *call->done);
+    if (!call || !call->done) {
+        free(call);
+        return NULL;
+    }
+    call->s = s;
+    call->conn = c;
+    call->chat = chat;
+    call->stream = op->stream;
+    call->include_usage = op->include_usage;
+    call->logprobs = op->logprobs;
+    call->n = op->q.n;
+    call->n_legs = op->n_legs;
+    call->created = (long)time(NULL);
+    snprintf(call->id, sizeof call->id, "%s-%llx%08llx", chat ? "chatcmpl" : "cmpl", (unsigned long long)call->created,
+             ++call_counter);
+    snprintf(call->model, sizeof call->model, "%s", rpc_model_name(s));
+    return call;
+}
+
+// Submits one engine request per prompt (leg) and follows each; answers and frees the call
+// itself when nothing could start.
+static void call_start(rpc_server *s, rpc_conn *c, oa_call *call, const oa_params *op) {
+    cs_engine *e = rpc_engine(s);
+    uint64_t ids[OA_MAX_PROMPTS];
+    int submitted = 0, rc = 0;
+    char err[256];
+    for (int i = 0; i < op->n_legs && rc == 0; i++) {
+        cs_request q = op->q;
+        if (call->chat) q.messages = op->msgs, q.n_messages = op->n_msgs;
+        else if (op->texts[i]) q.prompt = op->texts[i];
+        else q.tokens = op->ids[i], q.n_tokens = op->n_ids[i];
+        rc = cs_engine_submit(e, &q, &ids[i], err, sizeof err);
+        if (rc == 0) submitted++;
+    }
+    if (rc != 0) { // nothing of it runs: the legs that started are cancelled
+        for (int i = 0; i < submitted; i++) cs_engine_cancel(e, ids[i]);
+        submit_error(s, c, rc, err, op);
+        call->conn = NULL;
+    }
+    call->legs_left = submitted;
+    for (int i = 0; i < submitted; i++) {
+        rpc_pending *p = rpc_pending_new(call->conn, NULL, op->q.n);
+        if (!p) { // cannot follow it: end it (the call then waits for fewer legs)
+            cs_engine_cancel(e, ids[i]);
+            call->legs_left--;
+            call->failed = true;
+            continue;
+        }
+        p->engine_id = ids[i];
+        p->oa = call;
+        p->oa_leg = i;
+        rpc_pending_add(s, p);
+    }
+    if (call->legs_left == 0) { // out of memory for every leg, or refused
+        if (call->conn) http_error(s, c, 503, NULL, NULL, "out of memory");
+        call_free(call);
+    } else if (rc == 0) {
+        c->call = call;
+        if (call->stream) http_stream_begin(s, c);
+    }
+}
+
 static void completions(rpc_server *s, rpc_conn *c, const char *body, size_t len, bool chat) {
     cs_engine *e = rpc_engine(s);
     if (!rpc_valid_utf8(body, len)) {
@@ -359,6 +425,7 @@ static void completions(rpc_server *s, rpc_conn *c, const char *body, size_t len
         return;
     }
     oa_params op;
+    oa_call *call;
     if (!oa_read_params(json, chat, cs_engine_vocab_size(e), &op)) {
         http_error(s, c, 400, op.bad_param, NULL, "%s", op.msg);
     } else if (op.model && strcmp(op.model, rpc_model_name(s)) != 0) {
@@ -366,64 +433,11 @@ static void completions(rpc_server *s, rpc_conn *c, const char *body, size_t len
                    op.model, rpc_model_name(s));
     } else if (rpc_shutting_down(s)) {
         http_error(s, c, 503, NULL, NULL, "the server is shutting down");
+    } else if (!(call = call_new(s, c, &op, chat))) {
+        http_error(s, c, 503, NULL, NULL, "out of memory");
     } else {
         log_unknown(s, &op);
-        oa_call *call = calloc(1, sizeof *call);
-        if (call) call->done = calloc((size_t)(op.n_legs * op.q.n), sizeof *call->done);
-        if (!call || !call->done) {
-            free(call);
-            http_error(s, c, 503, NULL, NULL, "out of memory");
-        } else {
-            call->s = s;
-            call->conn = c;
-            call->chat = chat;
-            call->stream = op.stream;
-            call->include_usage = op.include_usage;
-            call->logprobs = op.logprobs;
-            call->n = op.q.n;
-            call->n_legs = op.n_legs;
-            call->created = (long)time(NULL);
-            snprintf(call->id, sizeof call->id, "%s-%llx%08llx", chat ? "chatcmpl" : "cmpl",
-                     (unsigned long long)call->created, ++call_counter);
-            snprintf(call->model, sizeof call->model, "%s", rpc_model_name(s));
-            uint64_t ids[OA_MAX_PROMPTS];
-            int submitted = 0, rc = 0;
-            char err[256];
-            for (int i = 0; i < op.n_legs && rc == 0; i++) {
-                cs_request q = op.q;
-                if (chat) q.messages = op.msgs, q.n_messages = op.n_msgs;
-                else if (op.texts[i]) q.prompt = op.texts[i];
-                else q.tokens = op.ids[i], q.n_tokens = op.n_ids[i];
-                rc = cs_engine_submit(e, &q, &ids[i], err, sizeof err);
-                if (rc == 0) submitted++;
-            }
-            if (rc != 0) { // nothing of it runs: the legs that started are cancelled
-                for (int i = 0; i < submitted; i++) cs_engine_cancel(e, ids[i]);
-                submit_error(s, c, rc, err, &op);
-                call->conn = NULL;
-            }
-            call->legs_left = submitted;
-            for (int i = 0; i < submitted; i++) {
-                rpc_pending *p = rpc_pending_new(call->conn, NULL, op.q.n);
-                if (!p) { // cannot follow it: end it (the call then waits for fewer legs)
-                    cs_engine_cancel(e, ids[i]);
-                    call->legs_left--;
-                    call->failed = true;
-                    continue;
-                }
-                p->engine_id = ids[i];
-                p->oa = call;
-                p->oa_leg = i;
-                rpc_pending_add(s, p);
-            }
-            if (call->legs_left == 0) { // out of memory for every leg, or refused
-                if (call->conn) http_error(s, c, 503, NULL, NULL, "out of memory");
-                call_free(call);
-            } else if (rc == 0) {
-                c->call = call;
-                if (call->stream) http_stream_begin(s, c);
-            }
-        }
+        call_start(s, c, call, &op);
     }
     oa_params_free(&op);
     cJSON_Delete(json);
