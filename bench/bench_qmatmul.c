@@ -133,8 +133,8 @@ int main(int argc, char **argv) {
     printf("device: %s; copy %.2f TB/s (read + write); int4 / int8 group %d; weights rotated past L2\n\n", prop.name,
            copy / 1e12, group);
     const int shapes[][2] = {{4096, 4096}, {4096, 1024}, {4096, 14336}, {14336, 4096}, {4096, 128256}};
-    int max_m = 0;
-    for (int i = 0; i < n_ms; i++) max_m = ms[i] > max_m ? ms[i] : max_m;
+    int x_rows = 16; // the most tokens of any call: the largest m, and the check's 16
+    for (int i = 0; i < n_ms; i++) x_rows = ms[i] > x_rows ? ms[i] : x_rows;
     ctx c = {.blas = cs_cuda_blas_init(NULL)};
     CS_ASSERT(c.blas);
     cudaEventCreate(&c.e0);
@@ -154,14 +154,18 @@ int main(int argc, char **argv) {
         qset q4, q8;
         make_qset(&q4, 4, group, n, k, w[0]);
         make_qset(&q8, 8, group, n, k, w[0]);
-        size_t ws = cs_cuda_qmatmul_workspace(&q4.m[0].d, max_m > 256 ? max_m : 256);
-        size_t ws8 = cs_cuda_qmatmul_workspace(&q8.m[0].d, max_m > 256 ? max_m : 256);
-        c.ws_bytes = ws > ws8 ? ws : ws8;
+        size_t ws_most = 0; // every path at every m of the run (the check runs m = 16)
+        for (int p = CS_CUDA_QPATH_AUTO; p <= CS_CUDA_QPATH_CUBLAS; p++) {
+            size_t w4 = cs_cuda_qmatmul_workspace(&q4.m[0].d, x_rows, p), w8 = cs_cuda_qmatmul_workspace(&q8.m[0].d, x_rows, p);
+            if (w4 > ws_most) ws_most = w4;
+            if (w8 > ws_most) ws_most = w8;
+        }
+        c.ws_bytes = ws_most;
         CK(cudaMalloc(&c.ws, c.ws_bytes));
         CK(cudaMemset(c.ws, 0, c.ws_bytes));
-        CK(cudaMalloc((void **)&c.x, (size_t)max_m * k * 2));
-        CK(cudaMalloc((void **)&c.out, (size_t)max_m * n * 2));
-        cs_cuda_fill_dummy_bf16(c.x, (int64_t)max_m * k, 5, 1000, 1.0f, NULL);
+        CK(cudaMalloc((void **)&c.x, (size_t)x_rows * k * 2));
+        CK(cudaMalloc((void **)&c.out, (size_t)x_rows * n * 2));
+        cs_cuda_fill_dummy_bf16(c.x, (int64_t)x_rows * k, 5, 1000, 1.0f, NULL);
         CK(cudaDeviceSynchronize());
         printf("| %dx%d | check | mma vs deq+cuBLAS: int4 %.2g, int8 %.2g (max |diff| / max |out|, M=16) |\n", k, n,
                check(&c, &q4, 16), check(&c, &q8, 16));

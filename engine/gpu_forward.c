@@ -214,7 +214,7 @@ cs_gpu_forward *cs_gpu_forward_init(const cs_gpu_model *g, const cs_gpu_forward_
         const cs_gpu_layer *L = &g->layers[l];
         const cs_gpu_mat *ms[] = {&L->wqkv, &L->wo, &L->w_gate_up, &L->w_down};
         for (int i = 0; i < 4; i++) {
-            size_t ws = ms[i]->bits ? cs_cuda_qmatmul_workspace(&ms[i]->q.d, p->max_tokens) : 0;
+            size_t ws = ms[i]->bits ? cs_cuda_qmatmul_workspace(&ms[i]->q.d, p->max_tokens, CS_CUDA_QPATH_AUTO) : 0;
             if (ws > f->q_ws_bytes) f->q_ws_bytes = ws;
         }
     }
@@ -231,7 +231,7 @@ cs_gpu_forward *cs_gpu_forward_init(const cs_gpu_model *g, const cs_gpu_forward_
     if (cudaMalloc(&f->arena, bytes) != cudaSuccess)
         return fail(f, err, errlen, CS_ERR_NOMEM, "no GPU memory for the activations");
     carve(f, f->arena);
-    if (f->q_ws_bytes) CK(cudaMemset(f->q_ws, 0, f->q_ws_bytes));
+    if (f->q_ws_bytes) CK(cudaMemsetAsync(f->q_ws, 0, f->q_ws_bytes, f->stream));
     size_t batch_bytes = 4 * (f->off_table + S * (size_t)f->max_blocks_per_seq);
     if (cudaMallocHost((void **)&f->h_batch, batch_bytes) != cudaSuccess ||
         cudaMallocHost(&f->h_out, out_bytes(T)) != cudaSuccess)

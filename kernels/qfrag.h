@@ -119,7 +119,8 @@ QF_FN uint32_t qf_bf16x2_fma(uint32_t a, uint32_t b, uint32_t c) {
     for (int h = 0; h < 2; h++) {
         double x = qf_bf16_f((uint16_t)(a >> 16 * h)), y = qf_bf16_f((uint16_t)(b >> 16 * h));
         double z = qf_bf16_f((uint16_t)(c >> 16 * h));
-        d |= (uint32_t)qf_bf16_rne(x * y + z) << 16 * h; // exact in double for bf16 inputs
+        // exact in double unless z and x y are over 2^40 apart (never so in weights)
+        d |= (uint32_t)qf_bf16_rne(x * y + z) << 16 * h;
     }
     return d;
 #endif

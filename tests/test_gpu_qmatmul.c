@@ -92,8 +92,9 @@ static void check_unpack(const qmat_case *q) {
 
 static const char *path_name(int p) { return p == CS_CUDA_QPATH_MMA ? "mma" : p == CS_CUDA_QPATH_CUBLAS ? "cublas" : "auto"; }
 
-// out = x w^T on the GPU vs float64 over the same bf16 weights and activations.
-static void check_matmul(const qmat_case *q, cs_cuda_blas *blas, int m, int path, int out_f32) {
+// out = x w^T on the GPU by each path in paths, against float64 sums over the same bf16
+// weights and activations (computed once); bf16 output, or fp32 with out_f32.
+static void check_matmul(const qmat_case *q, cs_cuda_blas *blas, int m, const int *paths, int n_paths, int out_f32) {
     int64_t n = q->d.n, k = q->d.k;
     uint16_t *hx = malloc((size_t)(m * k) * 2);
     float *xf = malloc(sizeof(float) * (size_t)(m * k));
@@ -101,7 +102,23 @@ static void check_matmul(const qmat_case *q, cs_cuda_blas *blas, int m, int path
         hx[i] = cs_f32_to_bf16(rand_unit() * 2.0f);
         xf[i] = cs_bf16_to_f32(hx[i]);
     }
-    size_t ws_bytes = cs_cuda_qmatmul_workspace(&q->d, m), out_bytes = (size_t)(m * n) * (out_f32 ? 4 : 2);
+    double *ref = malloc(sizeof(double) * (size_t)(m * n)), *mag = malloc(sizeof(double) * (size_t)(m * n));
+    for (int i = 0; i < m; i++)
+        for (int64_t r = 0; r < n; r++) {
+            double sum = 0, abs_sum = 0;
+            const float *wr = q->w + r * k, *xr = xf + (int64_t)i * k;
+            for (int64_t c = 0; c < k; c++) {
+                sum += (double)wr[c] * xr[c];
+                abs_sum += fabs((double)wr[c] * xr[c]);
+            }
+            ref[(size_t)i * n + r] = sum;
+            mag[(size_t)i * n + r] = abs_sum;
+        }
+    size_t ws_bytes = 0, out_bytes = (size_t)(m * n) * (out_f32 ? 4 : 2);
+    for (int p = 0; p < n_paths; p++) {
+        size_t ws = cs_cuda_qmatmul_workspace(&q->d, m, paths[p]);
+        if (ws > ws_bytes) ws_bytes = ws;
+    }
     void *dx, *dout, *ws;
     CK(cudaMalloc(&dx, (size_t)(m * k) * 2));
     CK(cudaMalloc(&dout, out_bytes));
@@ -109,36 +126,31 @@ static void check_matmul(const qmat_case *q, cs_cuda_blas *blas, int m, int path
     CK(cudaMemset(ws, 0, ws_bytes));
     CK(cudaMemcpy(dx, hx, (size_t)(m * k) * 2, cudaMemcpyHostToDevice));
     unsigned char *h1 = malloc(out_bytes), *h2 = malloc(out_bytes);
-    for (int run = 0; run < 2; run++) {
-        CK(cudaMemset(dout, 0xff, out_bytes)); // NaN: an output never written shows
-        cs_cuda_qmatmul(blas, dout, out_f32, dx, &q->g, m, ws, ws_bytes, path);
-        CK(cudaDeviceSynchronize());
-        CK(cudaMemcpy(run ? h2 : h1, dout, out_bytes, cudaMemcpyDeviceToHost));
-    }
-    TEST_CONDF(memcmp(h1, h2, out_bytes) == 0, "int%d g%d %lldx%lld m=%d %s: two runs differ", q->d.bits, q->d.group,
-               (long long)n, (long long)k, m, path_name(path));
-    size_t bad = 0;
-    double worst = 0;
-    for (int i = 0; i < m; i++)
-        for (int64_t r = 0; r < n; r++) {
-            double ref = 0, mag = 0;
-            const float *wr = q->w + r * k, *xr = xf + (int64_t)i * k;
-            for (int64_t c = 0; c < k; c++) {
-                ref += (double)wr[c] * xr[c];
-                mag += fabs((double)wr[c] * xr[c]);
-            }
-            double got = out_f32 ? ((float *)h1)[(size_t)i * n + r] : cs_bf16_to_f32(((uint16_t *)h1)[(size_t)i * n + r]);
-            // fp32 accumulation; a bf16 output adds its rounding
-            double tol = 2e-5 * mag + (out_f32 ? 0 : 0x1p-8 * fabs(ref)) + 1e-6;
-            double err = fabs(got - ref);
-            if (!(err <= tol)) bad++;
-            if (mag > 0 && err / mag > worst) worst = err / mag;
+    for (int p = 0; p < n_paths; p++) {
+        for (int run = 0; run < 2; run++) {
+            CK(cudaMemset(dout, 0xff, out_bytes)); // NaN: an output never written shows
+            cs_cuda_qmatmul(blas, dout, out_f32, dx, &q->g, m, ws, ws_bytes, paths[p]);
+            CK(cudaDeviceSynchronize());
+            CK(cudaMemcpy(run ? h2 : h1, dout, out_bytes, cudaMemcpyDeviceToHost));
         }
-    TEST_CONDF(bad == 0, "int%d g%d %lldx%lld m=%d %s %s: %zu of %lld outputs off (worst %.3g of sum |w x|)", q->d.bits,
-               q->d.group, (long long)n, (long long)k, m, path_name(path), out_f32 ? "fp32" : "bf16", bad,
-               (long long)(m * n), worst);
+        TEST_CONDF(memcmp(h1, h2, out_bytes) == 0, "int%d g%d %lldx%lld m=%d %s: two runs differ", q->d.bits,
+                   q->d.group, (long long)n, (long long)k, m, path_name(paths[p]));
+        size_t bad = 0;
+        double worst = 0;
+        for (size_t i = 0; i < (size_t)(m * n); i++) {
+            double got = out_f32 ? ((float *)h1)[i] : cs_bf16_to_f32(((uint16_t *)h1)[i]);
+            // fp32 accumulation; a bf16 output adds its rounding
+            double tol = 2e-5 * mag[i] + (out_f32 ? 0 : 0x1p-8 * fabs(ref[i])) + 1e-6;
+            double err = fabs(got - ref[i]);
+            if (!(err <= tol)) bad++;
+            if (mag[i] > 0 && err / mag[i] > worst) worst = err / mag[i];
+        }
+        TEST_CONDF(bad == 0, "int%d g%d %lldx%lld m=%d %s %s: %zu of %lld outputs off (worst %.3g of sum |w x|)",
+                   q->d.bits, q->d.group, (long long)n, (long long)k, m, path_name(paths[p]), out_f32 ? "fp32" : "bf16",
+                   bad, (long long)(m * n), worst);
+    }
     cudaFree(dx), cudaFree(dout), cudaFree(ws);
-    free(hx), free(xf), free(h1), free(h2);
+    free(hx), free(xf), free(ref), free(mag), free(h1), free(h2);
 }
 
 // The device quantiser: every weight within half a step (plus the bf16 rounding of s, m).
@@ -197,12 +209,13 @@ int main(void) {
                 check_unpack(&q);
                 for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++) {
                     int m = ms[mi];
-                    if (m > 8 && (double)m * n * k > 4e8) continue; // the float64 reference's time
-                    check_matmul(&q, blas, m, CS_CUDA_QPATH_MMA, mi % 2);
-                    if (m == 1 || m == 33 || m == 256) check_matmul(&q, blas, m, CS_CUDA_QPATH_CUBLAS, 0);
-                    if (m == 3 || m == 256) check_matmul(&q, blas, m, CS_CUDA_QPATH_AUTO, 1);
+                    if (m > 8 && (double)m * n * k > 2e8) continue; // the float64 reference's time
+                    int paths[3] = {CS_CUDA_QPATH_MMA}, n_paths = 1;
+                    if (m == 1 || m == 33 || m == 256) paths[n_paths++] = CS_CUDA_QPATH_CUBLAS;
+                    if (m == 3 || m == 256) paths[n_paths++] = CS_CUDA_QPATH_AUTO;
+                    check_matmul(&q, blas, m, paths, n_paths, (int)(mi % 2));
                 }
-                if (si == 2) check_matmul(&q, blas, 1024, CS_CUDA_QPATH_AUTO, 0);
+                if (si == 2) check_matmul(&q, blas, 1024, (int[]){CS_CUDA_QPATH_AUTO}, 1, 0);
                 free_case(&q);
             }
     for (int bits = 4; bits <= 8; bits += 4) {

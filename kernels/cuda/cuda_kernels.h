@@ -150,9 +150,11 @@ typedef struct cs_cuda_qmat {
 // kernel (its m <= 8 form is the GEMV: every weight byte read once, 16 bytes per load); CUBLAS
 // dequantises to bf16 (in slices, in the workspace) and calls cs_cuda_gemm.
 enum { CS_CUDA_QPATH_AUTO, CS_CUDA_QPATH_MMA, CS_CUDA_QPATH_CUBLAS };
-// Workspace bytes for out = x w^T with x of up to max_m rows (any matrix of w's shape or
-// smaller). It must be zeroed once (cudaMemset) before its first use; the kernels leave it so.
-size_t cs_cuda_qmatmul_workspace(const cs_qpack_dims *w, int max_m);
+// Workspace bytes for out = x w^T by path (AUTO, MMA or CUBLAS) with x of up to max_m rows,
+// for w's shape only (a narrower matrix may split its columns into more parts: take the
+// largest over the matrices that share it). It must be zeroed once (cudaMemsetAsync on the
+// stream that uses it) before its first use; the kernels leave it so.
+size_t cs_cuda_qmatmul_workspace(const cs_qpack_dims *w, int max_m, int path);
 // out (m, n) = x (m, k) @ w^T: x bf16 (16-byte aligned rows), fp32 accumulation, each weight
 // bf16(s q + m) (qpack.h); out bf16 (out_f32 0) or fp32. On h's stream. Deterministic: the
 // result does not depend on timing, only on m's path (MMA: m <= 8 or not; CUBLAS).

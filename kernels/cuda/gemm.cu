@@ -40,7 +40,9 @@ extern "C" cs_cuda_blas *cs_cuda_blas_init(void *stream) {
     }
     CUBLAS_CHECK(cublasSetStream(b->h, (cudaStream_t)stream));
     CUBLAS_CHECK(cublasSetWorkspace(b->h, b->workspace, BLAS_WORKSPACE));
-    CUBLAS_CHECK(cublasSetMathMode(b->h, CUBLAS_DEFAULT_MATH));
+    // no reduction in the output type (bf16) when cuBLAS splits k: fp32 to the end
+    CUBLAS_CHECK(cublasSetMathMode(
+        b->h, (cublasMath_t)(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
     return b;
 }
 

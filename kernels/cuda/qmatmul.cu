@@ -255,15 +255,18 @@ __global__ void qcodes(uint32_t *codes, const uint32_t *scales, const uint16_t *
     for (int i = 0; i < wpl; i++) codes[qf_code_index(rt, c, lane, n_chunks, bits) + i] = out[i];
 }
 
+// SMs of the current device, asked once per device (the split depends on it).
 int sm_count() {
-    static int n = 0;
-    if (n == 0) {
-        int dev = 0;
-        CUDA_CHECK(cudaGetDevice(&dev));
+    static int cached[64];
+    int dev = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    if (dev < 0 || dev >= 64) dev = 0;
+    if (cached[dev] == 0) {
+        int n = 0;
         CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
-        if (n < 1) n = 1;
+        cached[dev] = n < 1 ? 1 : n;
     }
-    return n;
+    return cached[dev];
 }
 
 int tt_of(int m) { return m <= 8 ? 1 : m <= 16 ? 2 : m <= 32 ? 4 : 8; }
@@ -337,11 +340,15 @@ void unpack_rows(uint16_t *w, const Args &a, int bits, int rt0, int rt1, cudaStr
 
 extern "C" int cs_cuda_qmatmul_path_for(int m) { return m >= CUBLAS_MIN_M ? CS_CUDA_QPATH_CUBLAS : CS_CUDA_QPATH_MMA; }
 
-extern "C" size_t cs_cuda_qmatmul_workspace(const cs_qpack_dims *w, int max_m) {
+extern "C" size_t cs_cuda_qmatmul_workspace(const cs_qpack_dims *w, int max_m, int path) {
     CS_ASSERT(max_m >= 1);
-    size_t body = partial_bytes(w, max_m);
-    if (max_m >= CUBLAS_MIN_M) {
-        const size_t rows = slice_rows(w), scratch = rows * (size_t)w->k * 2;
+    size_t body = 0;
+    // AUTO runs the MMA kernel below CUBLAS_MIN_M only: its split-K partials for larger m
+    // would be wasted memory (2 GiB at Llama-3-8B's widths and 8192 tokens)
+    if (path == CS_CUDA_QPATH_MMA) body = partial_bytes(w, max_m);
+    else if (path == CS_CUDA_QPATH_AUTO) body = partial_bytes(w, max_m < CUBLAS_MIN_M ? max_m : CUBLAS_MIN_M - 1);
+    if (path == CS_CUDA_QPATH_CUBLAS || (path == CS_CUDA_QPATH_AUTO && max_m >= CUBLAS_MIN_M)) {
+        const size_t scratch = slice_rows(w) * (size_t)w->k * 2;
         if (scratch > body) body = scratch;
     }
     return COUNTER_BYTES + body;
@@ -357,9 +364,10 @@ extern "C" void cs_cuda_qmatmul(cs_cuda_blas *h, void *out, int out_f32, const u
     Args a = args_of(w, out, out_f32, x, m);
     if (path == CS_CUDA_QPATH_CUBLAS) {
         uint16_t *scratch = reinterpret_cast<uint16_t *>(static_cast<char *>(workspace) + COUNTER_BYTES);
-        const int rows = (int)slice_rows(&w->d);
-        CS_ASSERT(workspace_bytes >= COUNTER_BYTES + (size_t)rows * w->d.k * 2 ||
-                  workspace_bytes >= COUNTER_BYTES + (size_t)w->d.n * w->d.k * 2);
+        // whole row tiles of bf16 in what the workspace holds, up to a slice
+        CS_ASSERT(workspace_bytes >= COUNTER_BYTES + (size_t)16 * w->d.k * 2);
+        size_t fit = (workspace_bytes - COUNTER_BYTES) / ((size_t)w->d.k * 2) / 16 * 16;
+        const int rows = (int)(fit < slice_rows(&w->d) ? fit : slice_rows(&w->d));
         for (int r0 = 0; r0 < a.n; r0 += rows) {
             const int nr = min(rows, a.n - r0);
             unpack_rows(scratch, a, w->d.bits, r0 / 16, (r0 + nr + 15) / 16, st);
