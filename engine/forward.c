@@ -26,6 +26,8 @@ struct cs_forward {
     float *out;    // (T, dim) sub-layer output
     float *mm_scratch, *attn_scratch;
     void *arena;
+    void (*allreduce)(void *ctx, float *x, size_t n); // tensor parallel: sums over the ranks
+    void *allreduce_ctx;
 };
 
 static size_t round64(size_t n) { return (n + 63) / 64 * 64; }
@@ -77,6 +79,18 @@ void cs_forward_free(cs_forward *f) {
 
 int cs_forward_max_tokens(const cs_forward *f) { return f->max_tokens; }
 
+void cs_forward_set_allreduce(cs_forward *f, void (*fn)(void *ctx, float *x, size_t n), void *ctx) {
+    f->allreduce = fn;
+    f->allreduce_ctx = ctx;
+}
+
+// A row-parallel projection's output joins the residual stream once summed over the ranks.
+static void add_output(cs_forward *f, int T) {
+    size_t n = (size_t)T * f->m->cfg.dim;
+    if (f->allreduce) f->allreduce(f->allreduce_ctx, f->out, n);
+    cs_cpu_add(f->x, f->out, (int)n);
+}
+
 static void matmul(cs_forward *f, float *out, const float *x, const cs_weight *w, const float *bias, int m) {
     cs_cpu_matmul(out, x, w->data, w->type, bias, m, w->rows, w->cols, f->mm_scratch, f->pool);
 }
@@ -97,7 +111,7 @@ static void attention_block(cs_forward *f, const cs_batch *b, int l) {
     cs_cpu_attention(f->att, f->q, kc, vc, &b->attn, c->n_head, c->n_head_kv, c->head_dim,
                      1.0f / sqrtf((float)c->head_dim), f->attn_scratch, f->pool);
     matmul(f, f->out, f->att, &L->wo, NULL, T);
-    cs_cpu_add(f->x, f->out, T * c->dim);
+    add_output(f, T);
 }
 
 static void mlp_block(cs_forward *f, int T, int l) {
@@ -108,7 +122,7 @@ static void mlp_block(cs_forward *f, int T, int l) {
     matmul(f, f->up, f->xn, &L->w_up, NULL, T);
     cs_cpu_swiglu(f->gate, f->gate, f->up, T * c->ffn_dim);
     matmul(f, f->out, f->gate, &L->w_down, NULL, T);
-    cs_cpu_add(f->x, f->out, T * c->dim);
+    add_output(f, T);
 }
 
 void cs_forward_run(cs_forward *f, const cs_batch *b, float *logits) {
@@ -125,7 +139,7 @@ void cs_forward_run(cs_forward *f, const cs_batch *b, float *logits) {
         attention_block(f, b, l);
         mlp_block(f, T, l);
     }
-    if (b->n_logits == 0) return;
+    if (b->n_logits == 0 || !logits) return;
     // gather the rows that need logits, then norm and project only those
     for (int i = 0; i < b->n_logits; i++)
         memcpy(f->out + (size_t)i * c->dim, f->x + (size_t)b->logit_rows[i] * c->dim, (size_t)c->dim * sizeof(float));

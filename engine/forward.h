@@ -32,8 +32,13 @@ cs_forward *cs_forward_init(const cs_model *m, cs_kv_cache *kv, int max_tokens, 
 void cs_forward_free(cs_forward *f);
 int cs_forward_max_tokens(const cs_forward *f);
 
-// Runs the batch; writes (n_logits, vocab) fp32 logits. The batch must respect the limits
-// given at init (asserted: the scheduler guarantees them).
+// Runs the batch; writes (n_logits, vocab) fp32 logits (none when logits is NULL). The batch
+// must respect the limits given at init (asserted: the scheduler guarantees them).
 void cs_forward_run(cs_forward *f, const cs_batch *b, float *logits);
+
+// Tensor parallelism (engine/tp_cpu.h): the model is one rank's shard, and fn(ctx, x, n) sums
+// x (n floats) over the ranks in place; it is called on the o and down projections' partial
+// outputs, before they join the residual stream.
+void cs_forward_set_allreduce(cs_forward *f, void (*fn)(void *ctx, float *x, size_t n), void *ctx);
 
 #endif
