@@ -15,6 +15,7 @@
 #include "chat_template.h"
 #include "engine_internal.h"
 #include "tokenizer.h"
+#include "tp_shard.h"
 
 // Writes a one-line reason into err and returns code (a CS_ENGINE_E* value).
 static int engine_err(char *err, size_t errlen, int code, const char *fmt, ...)
@@ -51,6 +52,7 @@ void cs_engine_params_default(cs_engine_params *p) {
     p->device = "cpu";
     p->gpu_memory_utilization = 0.90;
     p->quant_group = 32;
+    p->tensor_parallel_size = 1;
 }
 
 void cs_request_default(cs_request *r) {
@@ -91,6 +93,24 @@ static int init_buffers(cs_engine *e, char *err, size_t errlen) {
         !e->row_copy || !e->row_copy2)
         return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory for the step buffers");
     return 0;
+}
+
+// Tensor parallel on the CPU: the ranks' threads share the cores; each has its shard, its
+// KV heads' slice of the n_blocks blocks and its workers. Prints each rank's weight bytes.
+static int init_tp_cpu(cs_engine *e, int n_blocks, char *err, size_t errlen) {
+    const cs_model_config *c = &e->cfg;
+    int tp = e->p.tensor_parallel_size, cores = e->p.threads > 0 ? e->p.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    int per_rank = cores / tp > 1 ? cores / tp : 1;
+    e->tp = cs_tp_cpu_init(&e->model, tp, n_blocks, e->p.block_size, e->p.max_num_batched_tokens, e->max_model_len,
+                           per_rank, err, errlen);
+    if (!e->tp) return CS_ENGINE_EINVAL;
+    // the block bookkeeping without the memory (each rank holds its slice)
+    e->kv = (cs_kv_cache){.n_layer = c->n_layer, .n_blocks = n_blocks, .block_size = e->p.block_size,
+                          .kv_dim = c->n_head_kv * c->head_dim};
+    fprintf(stderr, "tensor parallel: %d ranks, layer weights per rank:", tp);
+    for (int r = 0; r < tp; r++) fprintf(stderr, " %.1f MB", cs_tp_cpu_weight_bytes(e->tp, r) / 1e6);
+    fprintf(stderr, "\n");
+    return init_buffers(e, err, errlen) ? CS_ENGINE_ENOMEM : 0;
 }
 
 // The CUDA backend: weights uploaded once, the KV pool sized from the memory left.
@@ -169,17 +189,30 @@ static int init_model(cs_engine *e, char *err, size_t errlen) {
                                       : cs_model_init_quant(&e->model, e->file, e->max_model_len, quant, err, errlen);
     if (st != CS_OK) return st == CS_ERR_NOMEM ? CS_ENGINE_ENOMEM : CS_ENGINE_EINVAL;
     if (e->on_gpu) return init_gpu(e, err, errlen);
+    int tp = e->p.tensor_parallel_size;
+    if (tp > 1) { // every rank holds its KV heads' slice of each block
+        char perr[256];
+        kv_dim = 0;
+        for (int r = 0; r < tp; r++) {
+            cs_tp_part part;
+            if (!cs_tp_part_of(c, 1, tp, r, &part, perr, sizeof perr))
+                return engine_err(err, errlen, CS_ENGINE_EINVAL, "%s", perr);
+            kv_dim += part.n_kv * c->head_dim;
+        }
+    }
     size_t block_bytes = cs_kv_cache_block_bytes(c->n_layer, e->p.block_size, kv_dim);
     e->kv_block_bytes = block_bytes;
     size_t n_blocks = e->p.kv_cache_memory / block_bytes;
     if (n_blocks < 1 || n_blocks > INT32_MAX / (size_t)e->p.block_size)
         return engine_err(err, errlen, CS_ENGINE_EINVAL, "kv_cache_memory %zu bytes holds %zu blocks of %zu bytes",
                        e->p.kv_cache_memory, n_blocks, block_bytes);
+    e->bm = cs_bm_init((int)n_blocks, e->p.block_size, e->p.enable_prefix_caching);
+    if (!e->bm) return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
+    if (tp > 1) return init_tp_cpu(e, (int)n_blocks, err, errlen);
     if (cs_kv_cache_init(&e->kv, c->n_layer, (int)n_blocks, e->p.block_size, kv_dim, err, errlen) != CS_OK)
         return CS_ENGINE_ENOMEM;
-    e->bm = cs_bm_init((int)n_blocks, e->p.block_size, e->p.enable_prefix_caching);
     e->pool = cs_pool_init(e->p.threads);
-    if (!e->bm || !e->pool) return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
+    if (!e->pool) return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
     e->fwd = cs_forward_init(&e->model, &e->kv, e->p.max_num_batched_tokens, e->max_model_len, e->pool, err, errlen);
     if (!e->fwd) return CS_ENGINE_ENOMEM;
     return init_buffers(e, err, errlen) ? CS_ENGINE_ENOMEM : 0;
@@ -192,9 +225,16 @@ int cs_engine_init(const cs_engine_params *p, cs_engine **out, char *err, size_t
     if (!p->model_path || p->max_num_seqs < 1 || p->max_num_batched_tokens < 1 || p->block_size < 1 ||
         p->max_queued < 1 || p->max_num_seqs > 4096 || p->block_size > 1024)
         return engine_err(err, errlen, CS_ENGINE_EINVAL, "invalid engine parameters (model path, limits)");
+    if (p->tensor_parallel_size < 0 || p->tensor_parallel_size > 256)
+        return engine_err(err, errlen, CS_ENGINE_EINVAL, "tensor parallel size %d: use 1 to 256", p->tensor_parallel_size);
+    if (p->tensor_parallel_size > 1 && p->device && !strcmp(p->device, "cuda"))
+        return engine_err(err, errlen, CS_ENGINE_EINVAL,
+                          "tensor parallel size %d: the CUDA backend runs one GPU for now (the CPU backend splits "
+                          "the model over threads)", p->tensor_parallel_size);
     cs_engine *e = calloc(1, sizeof *e);
     if (!e) return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
     e->p = *p;
+    if (e->p.tensor_parallel_size == 0) e->p.tensor_parallel_size = 1; // a zeroed params struct
     e->event_fd = -1;
     const char *dev = p->device ? p->device : "cpu";
     if (strcmp(dev, "cpu") && strcmp(dev, "cuda")) {
@@ -253,6 +293,7 @@ void cs_engine_free(cs_engine *e) {
     if (e->event_fd >= 0) close(e->event_fd);
     cs_cc_free(e->cc);
     cs_forward_free(e->fwd);
+    cs_tp_cpu_free(e->tp);
     cs_gpu_forward_free(e->gfwd);
     if (e->on_gpu) cs_gpu_model_free(&e->gmodel);
     cs_pool_free(e->pool);
@@ -645,5 +686,5 @@ void cs_engine_info_get(const cs_engine *e, cs_engine_info *info) {
     snprintf(info->device, sizeof info->device, "%s", e->on_gpu ? "cuda" : "cpu");
     info->context_length = e->max_model_len;
     info->vocab_size = e->vocab;
-    info->tensor_parallel_size = 1;
+    info->tensor_parallel_size = e->p.tensor_parallel_size;
 }

@@ -11,6 +11,7 @@
 #include "block_manager.h"
 #include "constraint.h"
 #include "forward.h"
+#include "tp_cpu.h"
 #include "gpu_forward.h"
 #include "gpu_model.h"
 #include "kv_cache.h"
@@ -75,6 +76,7 @@ struct cs_engine {
     cs_constraint_cache *cc; // compiled grammars, shared by requests
     cs_pool *pool;
     cs_forward *fwd;         // CPU backend
+    cs_tp_cpu *tp;           // CPU backend, tensor parallel (fwd is NULL then)
     bool on_gpu;             // CUDA backend: gmodel and gfwd instead of kv and fwd
     cs_gpu_model gmodel;
     cs_gpu_forward *gfwd;

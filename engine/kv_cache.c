@@ -43,3 +43,12 @@ float *cs_kv_layer_k(const cs_kv_cache *kv, int layer) {
 float *cs_kv_layer_v(const cs_kv_cache *kv, int layer) {
     return kv->v + (size_t)layer * kv->n_blocks * kv->block_size * kv->kv_dim;
 }
+
+void cs_kv_cache_copy_rows(cs_kv_cache *kv, int dst, int src, int n_rows) {
+    size_t row = (size_t)kv->kv_dim, bs = (size_t)kv->block_size;
+    for (int l = 0; l < kv->n_layer; l++) {
+        float *k = cs_kv_layer_k(kv, l), *v = cs_kv_layer_v(kv, l);
+        memcpy(k + (size_t)dst * bs * row, k + (size_t)src * bs * row, sizeof(float) * row * (size_t)n_rows);
+        memcpy(v + (size_t)dst * bs * row, v + (size_t)src * bs * row, sizeof(float) * row * (size_t)n_rows);
+    }
+}

@@ -17,6 +17,9 @@ typedef struct cs_kv_cache {
 cs_status cs_kv_cache_init(cs_kv_cache *kv, int n_layer, int n_blocks, int block_size, int kv_dim,
                            char *err, size_t errlen);
 void cs_kv_cache_free(cs_kv_cache *kv);
+// Copies the first n_rows positions of block src into block dst, K and V of every layer
+// (copy-on-write of a shared partial block).
+void cs_kv_cache_copy_rows(cs_kv_cache *kv, int dst, int src, int n_rows);
 size_t cs_kv_cache_block_bytes(int n_layer, int block_size, int kv_dim); // K and V, all layers
 float *cs_kv_layer_k(const cs_kv_cache *kv, int layer);
 float *cs_kv_layer_v(const cs_kv_cache *kv, int layer);

@@ -140,12 +140,8 @@ static void append_slots(cs_engine *e, eng_seq *s, int n) {
         cs_gpu_forward_copy_rows(e->gfwd, copy.dst * e->kv.block_size, copy.src * e->kv.block_size, copy.n_rows);
         return;
     }
-    size_t row = (size_t)e->kv.kv_dim, bs = (size_t)e->kv.block_size;
-    for (int l = 0; l < e->kv.n_layer; l++) {
-        float *k = cs_kv_layer_k(&e->kv, l), *v = cs_kv_layer_v(&e->kv, l);
-        memcpy(k + copy.dst * bs * row, k + copy.src * bs * row, sizeof(float) * row * copy.n_rows);
-        memcpy(v + copy.dst * bs * row, v + copy.src * bs * row, sizeof(float) * row * copy.n_rows);
-    }
+    if (e->tp) cs_tp_cpu_copy_rows(e->tp, copy.dst, copy.src, copy.n_rows);
+    else cs_kv_cache_copy_rows(&e->kv, copy.dst, copy.src, copy.n_rows);
 }
 
 static int schedule_running(cs_engine *e, int *budget) {
@@ -442,6 +438,7 @@ bool cs_engine_step(cs_engine *e) {
     e->gpu_sampled = cs_engine_gpu_sample_step(e, n, &b);
     if (e->gpu_sampled) e->fwd_rows = 0; // no host rows: prompt logprobs cannot be due
     else if (e->on_gpu) cs_gpu_forward_run(e->gfwd, &b, e->logits);
+    else if (e->tp) cs_tp_cpu_run(e->tp, &b, e->logits);
     else cs_forward_run(e->fwd, &b, e->logits);
     postprocess(e, n);
     e->stats.steps++;

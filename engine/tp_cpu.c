@@ -140,3 +140,7 @@ void cs_tp_cpu_run(cs_tp_cpu *tp, const cs_batch *b, float *logits) {
 }
 
 size_t cs_tp_cpu_weight_bytes(const cs_tp_cpu *tp, int r) { return cs_tp_shard_layer_bytes(&tp->ranks[r].shard); }
+
+void cs_tp_cpu_copy_rows(cs_tp_cpu *tp, int dst, int src, int n_rows) {
+    for (int r = 0; r < tp->n; r++) cs_kv_cache_copy_rows(&tp->ranks[r].kv, dst, src, n_rows);
+}

@@ -21,6 +21,8 @@ cs_tp_cpu *cs_tp_cpu_init(const cs_model *m, int n_ranks, int n_blocks, int bloc
                           int threads_per_rank, char *err, size_t errlen);
 // One step on every rank; rank 0 writes the logits.
 void cs_tp_cpu_run(cs_tp_cpu *tp, const cs_batch *b, float *logits);
+// cs_kv_cache_copy_rows on every rank's slice.
+void cs_tp_cpu_copy_rows(cs_tp_cpu *tp, int dst, int src, int n_rows);
 // Rank r's share of the layers' weights, in bytes.
 size_t cs_tp_cpu_weight_bytes(const cs_tp_cpu *tp, int r);
 void cs_tp_cpu_free(cs_tp_cpu *tp);

@@ -114,6 +114,10 @@ bool cs_cli_device_opt(int argc, char **argv, int *i, struct cs_engine_params *e
         if (!*bad) ep->dummy_weights = v; // checked by the engine, which names the presets
         return true;
     }
+    if (cs_cli_value(argc, argv, i, "--tensor-parallel-size", &v, bad) || cs_cli_value(argc, argv, i, "--tp", &v, bad)) {
+        *bad = *bad || !cs_cli_int("--tensor-parallel-size", v, 1, 256, &ep->tensor_parallel_size);
+        return true;
+    }
     if (cs_cli_value(argc, argv, i, "--gpu-memory-utilization", &v, bad)) {
         float f = 0;
         *bad = *bad || !cs_cli_float("--gpu-memory-utilization", v, 0.05, 1.0, &f);

@@ -39,6 +39,7 @@ bool cs_cli_device_opt(int argc, char **argv, int *i, struct cs_engine_params *e
     "  --device cpu|cuda          where the model runs (default cpu)\n"                               \
     "  --gpu-memory-utilization F cuda: share of GPU memory for weights, workspace and KV (0.90)\n" \
     "  --enforce-eager            cuda: do not capture decode steps in CUDA graphs\n"           \
+    "  --tensor-parallel-size N   (--tp N) split the model over N ranks (cpu: threads; default 1)\n" \
     "  --dummy-weights PRESET     seeded random weights of a known shape (llama3-8b, llama3-70b,\n" \
     "                             qwen2-7b, mistral-7b, smollm2-135m, NAME:LAYERS, config.json);\n" \
     "                             --model then gives only the tokenizer\n"

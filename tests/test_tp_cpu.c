@@ -13,6 +13,7 @@
 
 #include "common/assert.h"
 #include "common/rng.h"
+#include "cserve/engine.h"
 #include "engine/forward.h"
 #include "engine/model.h"
 #include "engine/tp_cpu.h"
@@ -151,6 +152,60 @@ static void check_parts(const cs_model_config *c, int unit, int n) {
     for (int h = 0; h < c->n_head; h++) TEST_CONDF(head_seen[h] == 1, "TP=%d: head %d on %d ranks", n, h, head_seen[h]);
 }
 
+#define E_REQ 6
+#define E_GEN 10
+
+// The engine with --tensor-parallel-size tp: E_REQ greedy requests, the last two sent once
+// the others are done and sharing their prefix (prefix cache hits), one with n = 2
+// (copy-on-write of the shared partial block); blocks of 4 tokens, so that prompts span
+// several. toks[i][c][j]: request i, choice c, token j.
+static void run_engine(const char *model, int tp, int32_t toks[E_REQ][2][E_GEN]) {
+    cs_engine_params p;
+    cs_engine_params_default(&p);
+    p.model_path = model;
+    p.max_model_len = 128;
+    p.block_size = 4;
+    p.kv_cache_memory = (size_t)64 << 20;
+    p.threads = 2;
+    p.tensor_parallel_size = tp;
+    char err[256];
+    cs_engine *e = NULL;
+    TEST_CONDF(cs_engine_init(&p, &e, err, sizeof err) == 0, "engine TP=%d: %s", tp, err);
+    if (!e) return;
+    static const char *prompts[E_REQ] = {"The capital of France is", "Once upon a time", "def fibonacci(n):",
+                                         "1, 2, 3, 4,", "The capital of France is a city that",
+                                         "The capital of France is known for"};
+    uint64_t ids[E_REQ];
+    int n_tok[E_REQ][2] = {{0}}, done = 0;
+    for (int wave = 0; wave < 2; wave++) {
+        int from = wave ? 4 : 0, to = wave ? E_REQ : 4;
+        for (int i = from; i < to; i++) {
+            cs_request r;
+            cs_request_default(&r);
+            r.prompt = prompts[i];
+            r.max_tokens = E_GEN;
+            r.temperature = 0;
+            r.ignore_eos = true;
+            r.n = i == 4 ? 2 : 1;
+            TEST_CONDF(cs_engine_submit(e, &r, &ids[i], err, sizeof err) == 0, "TP=%d submit: %s", tp, err);
+        }
+        cs_event ev;
+        while (done < to && cs_engine_poll(e, &ev, 60000) == 1) {
+            int i = 0;
+            while (i < to && ids[i] != ev.request_id) i++;
+            if (i == to) continue;
+            if (ev.type == CS_EVENT_TOKEN && ev.index < 2 && n_tok[i][ev.index] < E_GEN)
+                toks[i][ev.index][n_tok[i][ev.index]++] = ev.token;
+            if (ev.type == CS_EVENT_DONE) done++;
+        }
+    }
+    TEST_CONDF(done == E_REQ, "TP=%d: %d of %d requests done", tp, done, E_REQ);
+    cs_engine_stats st;
+    cs_engine_stats_get(e, &st);
+    TEST_CONDF(st.prefix_cache_hits > 0, "TP=%d: no prefix cache hit", tp);
+    cs_engine_free(e);
+}
+
 static const char *write_config(char *dir) {
     static char path[512];
     snprintf(path, sizeof path, "%s/config.json", dir);
@@ -199,5 +254,15 @@ int main(void) {
     compare(&m, 4, "default model");
     cs_model_free(&m);
     cs_model_file_free(f);
+    // the engine: the same greedy tokens with 2 and 4 ranks as with one
+    int32_t t1[E_REQ][2][E_GEN] = {{{0}}}, tn[E_REQ][2][E_GEN];
+    run_engine(path, 1, t1);
+    for (int n = 2; n <= 4; n += 2) {
+        memset(tn, 0, sizeof tn);
+        run_engine(path, n, tn);
+        TEST_CONDF(!memcmp(t1, tn, sizeof t1), "engine TP=%d: greedy tokens differ from TP=1", n);
+    }
+    printf("engine: %d greedy requests (one with n = 2, prefix-cached) give the same tokens with TP=1, 2 and 4\n",
+           E_REQ);
     return TEST_REPORT();
 }

@@ -66,6 +66,8 @@ typedef struct cs_engine_params {
                                     it divides every model dimension, and is GGUF Q4_1 / Q8_0) */
     bool no_forced_runs;         /* constrained decoding: one forced token per step instead of
                                     appending runs of forced tokens at once (same output) */
+    int tensor_parallel_size;    /* ranks the model is split over (default 1); on the CPU each is
+                                    a thread with its shard and threads / N workers */
 } cs_engine_params;
 
 void cs_engine_params_default(cs_engine_params *p);
