@@ -1,0 +1,283 @@
+#define _GNU_SOURCE // accept4
+#include "tp_bootstrap.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAGIC "CSTP"
+#define VERSION 1u
+#define HELLO_BYTES 20
+#define MAX_MSG 255
+#define HELLO_MS 2000 // a connection must say hello within this, or it is dropped
+
+static long long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void put_u32(unsigned char *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> 8 * i);
+}
+static uint32_t get_u32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+// "HOST:PORT" or "[V6]:PORT" -> host and port strings.
+static bool split_addr(const char *addr, char *host, size_t hcap, char *port, size_t pcap) {
+    const char *colon = strrchr(addr, ':');
+    if (!colon || !colon[1] || strlen(colon + 1) >= pcap) return false;
+    const char *h = addr;
+    size_t hl = (size_t)(colon - addr);
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') h++, hl -= 2;
+    if (hl == 0 || hl >= hcap) return false;
+    memcpy(host, h, hl);
+    host[hl] = 0;
+    strcpy(port, colon + 1);
+    for (const char *c = port; *c; c++)
+        if (*c < '0' || *c > '9') return false;
+    return true;
+}
+
+static struct addrinfo *resolve(const char *addr, bool passive, char *err, size_t errlen) {
+    char host[256], port[16];
+    if (!split_addr(addr, host, sizeof host, port, sizeof port)) {
+        cs_errf(err, errlen, CS_ERR_INVALID, "--dist-init-addr '%s': expected HOST:PORT", addr);
+        return NULL;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = passive ? AI_PASSIVE : 0};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0) {
+        cs_errf(err, errlen, CS_ERR_INVALID, "--dist-init-addr '%s': %s", addr, gai_strerror(rc));
+        return NULL;
+    }
+    return res;
+}
+
+// All of buf over fd (non-blocking) before deadline; false on timeout, error or close.
+static bool io_all(int fd, void *buf, size_t n, bool out, long long deadline) {
+    unsigned char *p = buf;
+    while (n > 0) {
+        long long left = deadline - now_ms();
+        if (left <= 0) return false;
+        struct pollfd pf = {.fd = fd, .events = out ? POLLOUT : POLLIN};
+        int pr = poll(&pf, 1, (int)(left > 1000000 ? 1000000 : left));
+        if (pr < 0 && errno == EINTR) continue;
+        if (pr <= 0) return false;
+        ssize_t k = out ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
+        if (k <= 0) return false;
+        p += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+// Best effort: tells a peer why it is turned away.
+static void send_error(int fd, const char *msg) {
+    unsigned char b[8 + 4 + MAX_MSG];
+    size_t len = strlen(msg) > MAX_MSG ? MAX_MSG : strlen(msg);
+    memcpy(b, MAGIC, 4);
+    put_u32(b + 4, 1);
+    put_u32(b + 8, (uint32_t)len);
+    memcpy(b + 12, msg, len);
+    io_all(fd, b, 12 + len, true, now_ms() + 1000);
+}
+
+int cs_tp_bootstrap_listen(const char *addr, int *port, char *err, size_t errlen) {
+    struct addrinfo *res = resolve(addr, true, err, errlen);
+    if (!res) return -1;
+    int fd = -1;
+    bool said = false;
+    for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd < 0) continue;
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 || listen(fd, 64) != 0) {
+            cs_errf(err, errlen, CS_ERR_IO, "--dist-init-addr %s: cannot listen: %s", addr, strerror(errno));
+            said = true;
+            close(fd);
+            fd = -1;
+            break;
+        }
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        getsockname(fd, (struct sockaddr *)&ss, &sl);
+        *port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                               : ((struct sockaddr_in *)&ss)->sin_port);
+    }
+    if (fd < 0 && !said) cs_errf(err, errlen, CS_ERR_IO, "--dist-init-addr %s: no address to listen on", addr);
+    freeaddrinfo(res);
+    return fd;
+}
+
+static bool world_ok(const cs_tp_world *w) {
+    return w->nnodes >= 1 && w->nnodes <= 4096 && w->node_rank >= 0 && w->node_rank < w->nnodes &&
+           w->ranks_per_node >= 1 && w->ranks_per_node <= 1024;
+}
+
+cs_status cs_tp_bootstrap_serve(int fd, const cs_tp_world *w, const unsigned char id[CS_TP_ID_BYTES], int timeout_ms,
+                                char *err, size_t errlen) {
+    if (!world_ok(w) || w->node_rank != 0) {
+        close(fd);
+        return cs_errf(err, errlen, CS_ERR_INVALID, "tensor parallel bootstrap: node 0 serves, with a valid world");
+    }
+    int want = w->nnodes - 1, joined = 0;
+    int *peer_fd = calloc((size_t)(want > 0 ? want : 1), sizeof *peer_fd);
+    bool *seen = calloc((size_t)w->nnodes, sizeof *seen);
+    if (!peer_fd || !seen) {
+        free(peer_fd), free(seen);
+        close(fd);
+        return cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory");
+    }
+    long long deadline = now_ms() + timeout_ms;
+    cs_status st = CS_OK;
+    char why[2 * MAX_MSG] = "";
+    while (joined < want && st == CS_OK) {
+        long long left = deadline - now_ms();
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        int pr = left > 0 ? poll(&pf, 1, (int)(left > 1000000 ? 1000000 : left)) : 0;
+        if (pr < 0 && errno == EINTR) continue;
+        if (pr <= 0) {
+            char missing[128] = "";
+            size_t len = 0;
+            for (int r = 1; r < w->nnodes && len < sizeof missing - 12; r++)
+                if (!seen[r]) len += (size_t)snprintf(missing + len, sizeof missing - len, "%s%d", len ? ", " : "", r);
+            st = cs_errf(err, errlen, CS_ERR_IO, "tensor parallel bootstrap: %d of %d nodes came within %d ms (missing node ranks %s)",
+                         joined + 1, w->nnodes, timeout_ms, missing);
+            snprintf(why, sizeof why, "node 0 gave up: not every node came within %d ms", timeout_ms);
+            break;
+        }
+        int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (c < 0) continue;
+        unsigned char h[HELLO_BYTES];
+        long long hello_by = now_ms() + HELLO_MS < deadline ? now_ms() + HELLO_MS : deadline;
+        if (!io_all(c, h, sizeof h, false, hello_by) || memcmp(h, MAGIC, 4) != 0) {
+            send_error(c, "not a cserve tensor-parallel hello"); // a stray connection: keep waiting
+            close(c);
+            continue;
+        }
+        uint32_t version = get_u32(h + 4), nn = get_u32(h + 8), rank = get_u32(h + 12), rpn = get_u32(h + 16);
+        char msg[MAX_MSG + 1] = "";
+        if (version != VERSION)
+            snprintf(msg, sizeof msg, "protocol version %u, node 0 speaks %u", version, VERSION);
+        else if (nn != (uint32_t)w->nnodes || rpn != (uint32_t)w->ranks_per_node)
+            snprintf(msg, sizeof msg, "node rank %u says %u nodes of %u ranks; node 0 has %d nodes of %d ranks", rank, nn,
+                     rpn, w->nnodes, w->ranks_per_node);
+        else if (rank < 1 || rank >= (uint32_t)w->nnodes)
+            snprintf(msg, sizeof msg, "node rank %u is out of range 1..%d", rank, w->nnodes - 1);
+        else if (seen[rank])
+            snprintf(msg, sizeof msg, "node rank %u came twice", rank);
+        if (*msg) { // the launch is misconfigured: both sides stop, each saying why
+            send_error(c, msg);
+            close(c);
+            st = cs_errf(err, errlen, CS_ERR_INVALID, "tensor parallel bootstrap: %s", msg);
+            snprintf(why, sizeof why, "node 0 gave up: %s", msg);
+            break;
+        }
+        seen[rank] = true;
+        peer_fd[joined++] = c;
+    }
+    unsigned char ok[8 + CS_TP_ID_BYTES];
+    memcpy(ok, MAGIC, 4);
+    put_u32(ok + 4, 0);
+    memcpy(ok + 8, id, CS_TP_ID_BYTES);
+    for (int i = 0; i < joined; i++) {
+        if (st == CS_OK && !io_all(peer_fd[i], ok, sizeof ok, true, deadline > now_ms() + 1000 ? deadline : now_ms() + 1000))
+            st = cs_errf(err, errlen, CS_ERR_IO, "tensor parallel bootstrap: a node left before it had the id");
+        else if (st != CS_OK)
+            send_error(peer_fd[i], why);
+        close(peer_fd[i]);
+    }
+    free(peer_fd), free(seen);
+    close(fd);
+    return st;
+}
+
+// A connected socket to addr before deadline, retrying while node 0 is not listening yet.
+static int connect_until(const char *addr, long long deadline, char *err, size_t errlen) {
+    struct addrinfo *res = resolve(addr, false, err, errlen);
+    if (!res) return -1;
+    int fd = -1;
+    int last = 0;
+    while (fd < 0 && now_ms() < deadline) {
+        for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next) {
+            int s = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+            if (s < 0) continue;
+            int rc = connect(s, a->ai_addr, a->ai_addrlen);
+            if (rc != 0 && errno == EINPROGRESS) {
+                long long left = deadline - now_ms();
+                struct pollfd pf = {.fd = s, .events = POLLOUT};
+                int soerr = 0;
+                socklen_t sl = sizeof soerr;
+                if (left > 0 && poll(&pf, 1, (int)(left > 1000000 ? 1000000 : left)) == 1 &&
+                    getsockopt(s, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0)
+                    rc = 0;
+                else
+                    errno = soerr ? soerr : ETIMEDOUT;
+            }
+            if (rc == 0) {
+                fd = s;
+            } else {
+                last = errno;
+                close(s);
+            }
+        }
+        if (fd < 0) usleep(100 * 1000); // node 0 may not be up yet
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        cs_errf(err, errlen, CS_ERR_IO, "tensor parallel bootstrap: cannot reach node 0 at %s in time (%s)", addr,
+                last ? strerror(last) : "timed out");
+    return fd;
+}
+
+cs_status cs_tp_bootstrap_join(const char *addr, const cs_tp_world *w, unsigned char id[CS_TP_ID_BYTES], int timeout_ms,
+                               char *err, size_t errlen) {
+    if (!world_ok(w) || w->node_rank == 0)
+        return cs_errf(err, errlen, CS_ERR_INVALID, "tensor parallel bootstrap: node ranks 1.. join, with a valid world");
+    long long deadline = now_ms() + timeout_ms;
+    int fd = connect_until(addr, deadline, err, errlen);
+    if (fd < 0) return CS_ERR_IO;
+    unsigned char h[HELLO_BYTES], r[8];
+    memcpy(h, MAGIC, 4);
+    put_u32(h + 4, VERSION);
+    put_u32(h + 8, (uint32_t)w->nnodes);
+    put_u32(h + 12, (uint32_t)w->node_rank);
+    put_u32(h + 16, (uint32_t)w->ranks_per_node);
+    cs_status st = CS_OK;
+    if (!io_all(fd, h, sizeof h, true, deadline) || !io_all(fd, r, sizeof r, false, deadline)) {
+        st = cs_errf(err, errlen, CS_ERR_IO, "tensor parallel bootstrap: no answer from node 0 at %s within %d ms", addr,
+                     timeout_ms);
+    } else if (memcmp(r, MAGIC, 4) != 0) {
+        st = cs_errf(err, errlen, CS_ERR_FORMAT, "tensor parallel bootstrap: %s is not a cserve node 0 (it answered garbage)",
+                     addr);
+    } else if (get_u32(r + 4) == 0) {
+        if (!io_all(fd, id, CS_TP_ID_BYTES, false, deadline))
+            st = cs_errf(err, errlen, CS_ERR_IO, "tensor parallel bootstrap: node 0 at %s hung up", addr);
+    } else {
+        unsigned char lb[4];
+        char msg[MAX_MSG + 1] = "(no reason given)";
+        if (io_all(fd, lb, 4, false, deadline)) {
+            uint32_t len = get_u32(lb);
+            if (len <= MAX_MSG && io_all(fd, msg, len, false, deadline)) msg[len] = 0;
+        }
+        st = cs_errf(err, errlen, CS_ERR_INVALID, "tensor parallel bootstrap: node 0 refused: %s", msg);
+    }
+    close(fd);
+    return st;
+}
