@@ -18,6 +18,8 @@ cs_gpu_forward *cs_gpu_forward_init(const cs_gpu_model *g, const cs_gpu_forward_
 }
 void cs_gpu_forward_free(cs_gpu_forward *f) { (void)f; }
 int cs_gpu_forward_n_blocks(const cs_gpu_forward *f) { return 0; }
+void cs_gpu_forward_set_allreduce(cs_gpu_forward *f, void (*fn)(void *ctx, uint16_t *x, size_t n, void *stream),
+                                  void *ctx) {}
 size_t cs_gpu_forward_kv_bytes(const cs_gpu_forward *f) { return 0; }
 int cs_gpu_forward_graphs(const cs_gpu_forward *f) { return 0; }
 void cs_gpu_forward_run(cs_gpu_forward *f, const cs_batch *b, float *logits) { abort(); }
@@ -91,6 +93,8 @@ struct cs_gpu_forward {
     uint16_t *k_pool, *v_pool;
     size_t layer_elems;
     int n_blocks;
+    void (*allreduce)(void *ctx, uint16_t *x, size_t n, void *stream); // tensor parallel
+    void *allreduce_ctx;
     graph_entry graphs[MAX_GRAPHS];
     int n_graphs, n_captured;
     void *arena;
@@ -100,6 +104,12 @@ static size_t a256(size_t n) { return (n + 255) / 256 * 256; }
 static size_t out_bytes(size_t rows) { return rows * (8 + 8 * CS_CUDA_MAX_LOGPROBS); }
 
 int cs_gpu_forward_n_blocks(const cs_gpu_forward *f) { return f->n_blocks; }
+
+void cs_gpu_forward_set_allreduce(cs_gpu_forward *f, void (*fn)(void *ctx, uint16_t *x, size_t n, void *stream),
+                                  void *ctx) {
+    f->allreduce = fn;
+    f->allreduce_ctx = ctx;
+}
 int cs_gpu_forward_graphs(const cs_gpu_forward *f) { return f->n_captured; }
 size_t cs_gpu_forward_kv_bytes(const cs_gpu_forward *f) {
     return 2 * f->layer_elems * 2 * (size_t)f->g->cfg.n_layer;
@@ -315,10 +325,12 @@ static void enqueue(cs_gpu_forward *f, int T, int S, int n_logits, int max_q, in
         else
             cs_cuda_attn_prefill(f->att, f->q, kc, vc, &ab, max_q, c->n_head, c->n_head_kv, c->head_dim, scale, st);
         linear(f, f->o, f->att, &L->wo, T);
+        if (f->allreduce) f->allreduce(f->allreduce_ctx, f->o, (size_t)T * c->dim, st);
         cs_cuda_rmsnorm(f->xn, f->x, f->o, L->ffn_norm, NULL, T, c->dim, c->rms_eps, st);
         linear(f, f->gu, f->xn, &L->w_gate_up, T);
         cs_cuda_swiglu(f->h, f->gu, T, c->ffn_dim, st);
         linear(f, f->o, f->h, &L->w_down, T);
+        if (f->allreduce) f->allreduce(f->allreduce_ctx, f->o, (size_t)T * c->dim, st);
     }
     if (n_logits == 0) return;
     cs_cuda_rmsnorm(f->xn, f->x, f->o, g->output_norm, d + f->off_rows, n_logits, c->dim, c->rms_eps, st);

@@ -42,6 +42,11 @@ cs_gpu_forward *cs_gpu_forward_init(const cs_gpu_model *g, const cs_gpu_forward_
                                     size_t errlen);
 void cs_gpu_forward_free(cs_gpu_forward *f);
 int cs_gpu_forward_n_blocks(const cs_gpu_forward *f);
+// Tensor parallelism (engine/tp_nccl.h): the model is one rank's shard (engine/tp_shard.h),
+// and fn(ctx, x, n, stream) sums x (n bf16, device) over the ranks in place on stream; it is
+// called on the o and down projections' outputs, inside captured graphs too.
+void cs_gpu_forward_set_allreduce(cs_gpu_forward *f, void (*fn)(void *ctx, uint16_t *x, size_t n, void *stream),
+                                  void *ctx);
 size_t cs_gpu_forward_kv_bytes(const cs_gpu_forward *f); // the KV pool, K and V, all layers
 int cs_gpu_forward_graphs(const cs_gpu_forward *f);      // CUDA graphs captured so far
 

@@ -51,6 +51,7 @@ benches=(
     "torch_int4|python3 bench/torch_int4.py"
     "bench_decode_int4|build-gpu/bench_decode --quant int4 --group 128 --shapes 1:512,1:4096,64:1024"
     "bench_decode_int8|build-gpu/bench_decode --quant int8 --group 128 --shapes 1:512"
+    "bench_nccl|build-gpu/bench_nccl"
 )
 echo "== benchmarks"
 : >"$out/results.md"
