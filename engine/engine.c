@@ -101,9 +101,9 @@ static int init_tp_cpu(cs_engine *e, int n_blocks, char *err, size_t errlen) {
     const cs_model_config *c = &e->cfg;
     int tp = e->p.tensor_parallel_size, cores = e->p.threads > 0 ? e->p.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     int per_rank = cores / tp > 1 ? cores / tp : 1;
-    e->tp = cs_tp_cpu_init(&e->model, tp, n_blocks, e->p.block_size, e->p.max_num_batched_tokens, e->max_model_len,
-                           per_rank, err, errlen);
-    if (!e->tp) return CS_ENGINE_EINVAL;
+    cs_status st = cs_tp_cpu_init(&e->model, tp, n_blocks, e->p.block_size, e->p.max_num_batched_tokens,
+                                  e->max_model_len, per_rank, &e->tp, err, errlen);
+    if (st != CS_OK) return st == CS_ERR_NOMEM ? CS_ENGINE_ENOMEM : CS_ENGINE_EINVAL;
     // the block bookkeeping without the memory (each rank holds its slice)
     e->kv = (cs_kv_cache){.n_layer = c->n_layer, .n_blocks = n_blocks, .block_size = e->p.block_size,
                           .kv_dim = c->n_head_kv * c->head_dim};

@@ -42,6 +42,7 @@ static bool split_addr(const char *addr, char *host, size_t hcap, char *port, si
     const char *h = addr;
     size_t hl = (size_t)(colon - addr);
     if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') h++, hl -= 2;
+    else if (memchr(h, ':', hl)) return false; // an IPv6 address needs its brackets
     if (hl == 0 || hl >= hcap) return false;
     memcpy(host, h, hl);
     host[hl] = 0;
@@ -54,7 +55,7 @@ static bool split_addr(const char *addr, char *host, size_t hcap, char *port, si
 static struct addrinfo *resolve(const char *addr, bool passive, char *err, size_t errlen) {
     char host[256], port[16];
     if (!split_addr(addr, host, sizeof host, port, sizeof port)) {
-        cs_errf(err, errlen, CS_ERR_INVALID, "--dist-init-addr '%s': expected HOST:PORT", addr);
+        cs_errf(err, errlen, CS_ERR_INVALID, "--dist-init-addr '%s': expected HOST:PORT ([ADDR]:PORT for IPv6)", addr);
         return NULL;
     }
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = passive ? AI_PASSIVE : 0};
@@ -107,12 +108,12 @@ int cs_tp_bootstrap_listen(const char *addr, int *port, char *err, size_t errlen
         if (fd < 0) continue;
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 || listen(fd, 64) != 0) {
+        if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 || listen(fd, 64) != 0) { // try the next address
             cs_errf(err, errlen, CS_ERR_IO, "--dist-init-addr %s: cannot listen: %s", addr, strerror(errno));
             said = true;
             close(fd);
             fd = -1;
-            break;
+            continue;
         }
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
@@ -123,6 +124,21 @@ int cs_tp_bootstrap_listen(const char *addr, int *port, char *err, size_t errlen
     if (fd < 0 && !said) cs_errf(err, errlen, CS_ERR_IO, "--dist-init-addr %s: no address to listen on", addr);
     freeaddrinfo(res);
     return fd;
+}
+
+// A node that timed out and was started again: if the earlier connection of rank is closed,
+// the new one c takes its place. False when the earlier one is alive (a real duplicate).
+static bool replace_dead(int *peer_fd, const int *peer_rank, int joined, int rank, int c) {
+    for (int i = 0; i < joined; i++) {
+        if (peer_rank[i] != rank) continue;
+        char b;
+        ssize_t k = recv(peer_fd[i], &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (k != 0 && !(k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) return false;
+        close(peer_fd[i]);
+        peer_fd[i] = c;
+        return true;
+    }
+    return false;
 }
 
 static bool world_ok(const cs_tp_world *w) {
@@ -138,9 +154,10 @@ cs_status cs_tp_bootstrap_serve(int fd, const cs_tp_world *w, const unsigned cha
     }
     int want = w->nnodes - 1, joined = 0;
     int *peer_fd = calloc((size_t)(want > 0 ? want : 1), sizeof *peer_fd);
+    int *peer_rank = calloc((size_t)(want > 0 ? want : 1), sizeof *peer_rank);
     bool *seen = calloc((size_t)w->nnodes, sizeof *seen);
-    if (!peer_fd || !seen) {
-        free(peer_fd), free(seen);
+    if (!peer_fd || !peer_rank || !seen) {
+        free(peer_fd), free(peer_rank), free(seen);
         close(fd);
         return cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory");
     }
@@ -163,7 +180,10 @@ cs_status cs_tp_bootstrap_serve(int fd, const cs_tp_world *w, const unsigned cha
             break;
         }
         int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (c < 0) continue;
+        if (c < 0) { // out of descriptors, or a connection reset before it was taken: not a spin
+            usleep(10 * 1000);
+            continue;
+        }
         unsigned char h[HELLO_BYTES];
         long long hello_by = now_ms() + HELLO_MS < deadline ? now_ms() + HELLO_MS : deadline;
         if (!io_all(c, h, sizeof h, false, hello_by) || memcmp(h, MAGIC, 4) != 0) {
@@ -180,8 +200,10 @@ cs_status cs_tp_bootstrap_serve(int fd, const cs_tp_world *w, const unsigned cha
                      rpn, w->nnodes, w->ranks_per_node);
         else if (rank < 1 || rank >= (uint32_t)w->nnodes)
             snprintf(msg, sizeof msg, "node rank %u is out of range 1..%d", rank, w->nnodes - 1);
-        else if (seen[rank])
+        else if (seen[rank] && !replace_dead(peer_fd, peer_rank, joined, (int)rank, c))
             snprintf(msg, sizeof msg, "node rank %u came twice", rank);
+        else if (seen[rank])
+            continue; // its earlier connection had died: the new one took its place
         if (*msg) { // the launch is misconfigured: both sides stop, each saying why
             send_error(c, msg);
             close(c);
@@ -190,20 +212,28 @@ cs_status cs_tp_bootstrap_serve(int fd, const cs_tp_world *w, const unsigned cha
             break;
         }
         seen[rank] = true;
+        peer_rank[joined] = (int)rank;
         peer_fd[joined++] = c;
     }
     unsigned char ok[8 + CS_TP_ID_BYTES];
     memcpy(ok, MAGIC, 4);
     put_u32(ok + 4, 0);
     memcpy(ok + 8, id, CS_TP_ID_BYTES);
+    for (int i = 0; i < joined && st == CS_OK; i++)
+        if (!io_all(peer_fd[i], ok, sizeof ok, true, deadline))
+            st = cs_errf(err, errlen, CS_ERR_IO, "tensor parallel bootstrap: node rank %d left before it had the id",
+                         peer_rank[i]);
+    for (int i = 0; i < joined && st == CS_OK; i++) { // each says it has it: nobody is left behind
+        unsigned char ack = 0;
+        if (!io_all(peer_fd[i], &ack, 1, false, deadline) || ack != 'K')
+            st = cs_errf(err, errlen, CS_ERR_IO, "tensor parallel bootstrap: node rank %d did not confirm the id",
+                         peer_rank[i]);
+    }
     for (int i = 0; i < joined; i++) {
-        if (st == CS_OK && !io_all(peer_fd[i], ok, sizeof ok, true, deadline > now_ms() + 1000 ? deadline : now_ms() + 1000))
-            st = cs_errf(err, errlen, CS_ERR_IO, "tensor parallel bootstrap: a node left before it had the id");
-        else if (st != CS_OK)
-            send_error(peer_fd[i], why);
+        if (st != CS_OK) send_error(peer_fd[i], *why ? why : "node 0 gave up: another node left");
         close(peer_fd[i]);
     }
-    free(peer_fd), free(seen);
+    free(peer_fd), free(peer_rank), free(seen);
     close(fd);
     return st;
 }
@@ -224,7 +254,7 @@ static int connect_until(const char *addr, long long deadline, char *err, size_t
                 struct pollfd pf = {.fd = s, .events = POLLOUT};
                 int soerr = 0;
                 socklen_t sl = sizeof soerr;
-                if (left > 0 && poll(&pf, 1, (int)(left > 1000000 ? 1000000 : left)) == 1 &&
+                if (left > 0 && poll(&pf, 1, (int)(left > 1000 ? 1000 : left)) == 1 && // then the next address
                     getsockopt(s, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0)
                     rc = 0;
                 else
@@ -267,7 +297,8 @@ cs_status cs_tp_bootstrap_join(const char *addr, const cs_tp_world *w, unsigned 
         st = cs_errf(err, errlen, CS_ERR_FORMAT, "tensor parallel bootstrap: %s is not a cserve node 0 (it answered garbage)",
                      addr);
     } else if (get_u32(r + 4) == 0) {
-        if (!io_all(fd, id, CS_TP_ID_BYTES, false, deadline))
+        unsigned char ack = 'K';
+        if (!io_all(fd, id, CS_TP_ID_BYTES, false, deadline) || !io_all(fd, &ack, 1, true, deadline))
             st = cs_errf(err, errlen, CS_ERR_IO, "tensor parallel bootstrap: node 0 at %s hung up", addr);
     } else {
         unsigned char lb[4];

@@ -6,12 +6,14 @@
 //
 // Errors are clear and end the start-up on both sides: a peer whose world differs from node
 // 0's, a node rank out of range or taken twice (each told why, by node 0); nobody coming
-// within the timeout. A connection that does not speak the protocol (a port scanner, a
-// health check) is answered with an error and dropped, and node 0 keeps waiting.
+// within the timeout; a node that leaves before it confirms the id. A connection that does
+// not speak the protocol (a port scanner, a health check) is answered with an error and
+// dropped, and node 0 keeps waiting; so is the earlier connection of a node rank that comes
+// again after its first process gave up (the new one takes its place).
 //
 // Wire format, little-endian: hello = "CSTP", u32 version, u32 nnodes, u32 node_rank,
 // u32 ranks_per_node; reply = "CSTP", u32 status (0: ok), then the id (ok) or u32 length and
-// that many bytes of message (at most 255).
+// that many bytes of message (at most 255); with the id, the peer answers the byte 'K'.
 #ifndef CS_TP_BOOTSTRAP_H
 #define CS_TP_BOOTSTRAP_H
 

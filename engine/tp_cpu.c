@@ -81,45 +81,44 @@ void cs_tp_cpu_free(cs_tp_cpu *tp) {
     free(tp);
 }
 
-cs_tp_cpu *cs_tp_cpu_init(const cs_model *m, int n_ranks, int n_blocks, int block_size, int max_tokens, int max_ctx,
-                          int threads_per_rank, char *err, size_t errlen) {
-    if (n_ranks < 1 || n_ranks > 256) {
-        cs_errf(err, errlen, CS_ERR_INVALID, "tensor parallel size %d: use 1 to 256", n_ranks);
-        return NULL;
-    }
+cs_status cs_tp_cpu_init(const cs_model *m, int n_ranks, int n_blocks, int block_size, int max_tokens, int max_ctx,
+                         int threads_per_rank, cs_tp_cpu **out, char *err, size_t errlen) {
+    *out = NULL;
+    if (n_ranks < 1 || n_ranks > 256)
+        return cs_errf(err, errlen, CS_ERR_INVALID, "tensor parallel size %d: use 1 to 256", n_ranks);
     cs_tp_cpu *tp = calloc(1, sizeof *tp);
-    if (!tp) {
-        cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory");
-        return NULL;
-    }
+    if (!tp) return cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory");
     tp->n = n_ranks;
-    pthread_barrier_init(&tp->step, NULL, (unsigned)n_ranks + 1);
-    pthread_barrier_init(&tp->reduce, NULL, (unsigned)n_ranks);
+    if (pthread_barrier_init(&tp->step, NULL, (unsigned)n_ranks + 1) != 0) {
+        free(tp);
+        return cs_errf(err, errlen, CS_ERR_NOMEM, "cannot make a barrier");
+    }
+    if (pthread_barrier_init(&tp->reduce, NULL, (unsigned)n_ranks) != 0) {
+        pthread_barrier_destroy(&tp->step);
+        free(tp);
+        return cs_errf(err, errlen, CS_ERR_NOMEM, "cannot make a barrier");
+    }
     tp->ranks = calloc((size_t)n_ranks, sizeof *tp->ranks);
     tp->parts = calloc((size_t)n_ranks, sizeof *tp->parts);
     tp->sum = malloc(sizeof(float) * (size_t)max_tokens * (size_t)m->cfg.dim);
-    if (!tp->ranks || !tp->parts || !tp->sum) {
-        cs_tp_cpu_free(tp);
-        cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory");
-        return NULL;
-    }
-    for (int r = 0; r < n_ranks; r++) {
+    cs_status st = !tp->ranks || !tp->parts || !tp->sum ? cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory") : CS_OK;
+    for (int r = 0; r < n_ranks && st == CS_OK; r++) {
         rank *k = &tp->ranks[r];
         k->tp = tp;
         k->r = r;
-        if (cs_tp_shard(m, n_ranks, r, &k->shard, err, errlen) != CS_OK ||
-            cs_kv_cache_init(&k->kv, m->cfg.n_layer, n_blocks, block_size, k->shard.cfg.n_head_kv * m->cfg.head_dim,
-                             err, errlen) != CS_OK) {
-            cs_tp_cpu_free(tp);
-            return NULL;
-        }
-        if (!(k->pool = cs_pool_init(threads_per_rank)) ||
-            !(k->fwd = cs_forward_init(&k->shard, &k->kv, max_tokens, max_ctx, k->pool, err, errlen))) {
-            if (!k->pool) cs_errf(err, errlen, CS_ERR_NOMEM, "cannot start a thread pool");
-            cs_tp_cpu_free(tp);
-            return NULL;
-        }
-        cs_forward_set_allreduce(k->fwd, allreduce, k);
+        st = cs_tp_shard(m, n_ranks, r, &k->shard, err, errlen);
+        if (st == CS_OK)
+            st = cs_kv_cache_init(&k->kv, m->cfg.n_layer, n_blocks, block_size, k->shard.cfg.n_head_kv * m->cfg.head_dim,
+                                  err, errlen);
+        if (st == CS_OK && !(k->pool = cs_pool_init(threads_per_rank)))
+            st = cs_errf(err, errlen, CS_ERR_NOMEM, "cannot start a thread pool");
+        if (st == CS_OK && !(k->fwd = cs_forward_init(&k->shard, &k->kv, max_tokens, max_ctx, k->pool, err, errlen)))
+            st = CS_ERR_NOMEM;
+        if (st == CS_OK) cs_forward_set_allreduce(k->fwd, allreduce, k);
+    }
+    if (st != CS_OK) {
+        cs_tp_cpu_free(tp);
+        return st;
     }
     for (int r = 0; r < n_ranks; r++) {
         if (pthread_create(&tp->ranks[r].thread, NULL, rank_main, &tp->ranks[r]) != 0) {
@@ -129,7 +128,8 @@ cs_tp_cpu *cs_tp_cpu_init(const cs_model *m, int n_ranks, int n_blocks, int bloc
         }
         tp->ranks[r].started = true;
     }
-    return tp;
+    *out = tp;
+    return CS_OK;
 }
 
 void cs_tp_cpu_run(cs_tp_cpu *tp, const cs_batch *b, float *logits) {

@@ -17,8 +17,9 @@ typedef struct cs_tp_cpu cs_tp_cpu;
 
 // Shards m (borrowed: it must outlive the runner) over n_ranks, with KV caches of n_blocks
 // blocks of block_size and batches of up to max_tokens tokens and max_ctx positions.
-cs_tp_cpu *cs_tp_cpu_init(const cs_model *m, int n_ranks, int n_blocks, int block_size, int max_tokens, int max_ctx,
-                          int threads_per_rank, char *err, size_t errlen);
+// CS_ERR_INVALID when the model cannot be split so, CS_ERR_NOMEM when memory runs out.
+cs_status cs_tp_cpu_init(const cs_model *m, int n_ranks, int n_blocks, int block_size, int max_tokens, int max_ctx,
+                         int threads_per_rank, cs_tp_cpu **out, char *err, size_t errlen);
 // One step on every rank; rank 0 writes the logits.
 void cs_tp_cpu_run(cs_tp_cpu *tp, const cs_batch *b, float *logits);
 // cs_kv_cache_copy_rows on every rank's slice.

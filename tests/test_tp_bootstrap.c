@@ -109,7 +109,7 @@ int main(void) {
     // a node rank twice: the first waits, the second is refused, and node 0 tells the first too
     fd = listen_any(&port);
     start_peer(&a, port, 3, 1, 8, 5000);
-    usleep(200 * 1000);
+    usleep(500 * 1000);
     start_peer(&b, port, 3, 1, 8, 5000);
     st = cs_tp_bootstrap_serve(fd, &(cs_tp_world){3, 0, 8}, id, 5000, err, sizeof err);
     pthread_join(a.th, NULL);
@@ -123,7 +123,7 @@ int main(void) {
     stray http = {.port = port, .text = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"}, silent = {.port = port};
     pthread_create(&http.th, NULL, stray_main, &http);
     pthread_create(&silent.th, NULL, stray_main, &silent);
-    usleep(100 * 1000);
+    usleep(300 * 1000);
     start_peer(&a, port, 2, 1, 8, 8000);
     st = cs_tp_bootstrap_serve(fd, &(cs_tp_world){2, 0, 8}, id, 8000, err, sizeof err);
     pthread_join(a.th, NULL);
@@ -132,10 +132,24 @@ int main(void) {
     TEST_CONDF(st == CS_OK && a.st == CS_OK && !memcmp(a.id, id, sizeof id), "strays: node 0: %s; peer: %s", err, a.err);
     TEST_CONDF(!strcmp(http.answer, "CSTP"), "strays: the HTTP client got an error reply ('%s')", http.answer);
 
+    // a node whose first process gave up comes again: the new connection takes the old one's place
+    fd = listen_any(&port);
+    start_peer(&a, port, 3, 1, 8, 400); // gives up while node 0 waits for node 2
+    pthread_join(a.th, NULL);
+    TEST_CONDF(a.st != CS_OK && strstr(a.err, "no answer"), "restart: the first process: %s", a.err);
+    start_peer(&a, port, 3, 1, 8, 5000);
+    usleep(300 * 1000);
+    start_peer(&b, port, 3, 2, 8, 5000);
+    st = cs_tp_bootstrap_serve(fd, &(cs_tp_world){3, 0, 8}, id, 5000, err, sizeof err);
+    pthread_join(a.th, NULL);
+    pthread_join(b.th, NULL);
+    TEST_CONDF(st == CS_OK && a.st == CS_OK && b.st == CS_OK && !memcmp(a.id, id, sizeof id),
+               "restart: node 0: %s; node 1: %s; node 2: %s", err, a.err, b.err);
+
     // node 0 gives up on a node that never comes, naming it
     fd = listen_any(&port);
-    start_peer(&a, port, 3, 2, 8, 3000);
-    st = cs_tp_bootstrap_serve(fd, &(cs_tp_world){3, 0, 8}, id, 500, err, sizeof err);
+    start_peer(&a, port, 3, 2, 8, 4000);
+    st = cs_tp_bootstrap_serve(fd, &(cs_tp_world){3, 0, 8}, id, 1500, err, sizeof err);
     pthread_join(a.th, NULL);
     TEST_CONDF(st != CS_OK && strstr(err, "2 of 3 nodes") && strstr(err, "missing node ranks 1"), "timeout: node 0: %s", err);
     TEST_CONDF(a.st != CS_OK && strstr(a.err, "gave up"), "timeout: the peer that came: %s", a.err);
@@ -168,6 +182,7 @@ int main(void) {
 
     // bad arguments
     TEST_COND(cs_tp_bootstrap_listen("no-port", &port, err, sizeof err) < 0 && strstr(err, "HOST:PORT"));
+    TEST_COND(cs_tp_bootstrap_listen("::1:80", &port, err, sizeof err) < 0 && strstr(err, "IPv6"));
     TEST_COND(cs_tp_bootstrap_join("127.0.0.1:1", &(cs_tp_world){2, 0, 8}, id, 100, err, sizeof err) != CS_OK);
     TEST_COND(cs_tp_bootstrap_join("127.0.0.1:1", &(cs_tp_world){2, 2, 8}, id, 100, err, sizeof err) != CS_OK);
     return TEST_REPORT();
