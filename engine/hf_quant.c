@@ -1,4 +1,4 @@
-// AWQ / GPTQ checkpoints -> I4_G64 / I4_G128 (formats in hf_quant.h).
+// AWQ / GPTQ checkpoints -> I4_G32 / I4_G64 / I4_G128 (formats in hf_quant.h).
 #include "hf_quant.h"
 
 #include <math.h>
@@ -71,14 +71,8 @@ static cs_status parse_object(const cJSON *qc, cs_hf_quant *q, char *err, size_t
     if (q->bits != 4)
         return cs_errf(err, errlen, CS_ERR_UNSUPPORTED, WHERE ".%s = %d is not supported (4)", key, q->bits);
     if ((s = get_int(qc, "group_size", "q_group_size", &q->group, &key, err, errlen))) return s;
-    if (q->group == 32)
-        // Q4_1, our group-32 type, keeps its offset in fp16, which cannot hold -z * s exactly.
-        return cs_errf(err, errlen, CS_ERR_UNSUPPORTED,
-                       WHERE ".%s = 32 is not supported (64, 128): the group-32 type's fp16 offset "
-                       "cannot hold -zero * scale exactly",
-                       key);
-    if (q->group != 64 && q->group != 128)
-        return cs_errf(err, errlen, CS_ERR_UNSUPPORTED, WHERE ".%s = %d is not supported (64, 128)", key,
+    if (cs_dtype_int4_exact(q->group) == CS_DTYPE_COUNT)
+        return cs_errf(err, errlen, CS_ERR_UNSUPPORTED, WHERE ".%s = %d is not supported (32, 64, 128)", key,
                        q->group);
     if (q->method == CS_HF_QUANT_AWQ) {
         bool zero_point;
@@ -217,7 +211,7 @@ cs_status cs_hf_quant_repack(const cs_hf_quant *q, const char *prefix, const cs_
                            "'%.96s': act-order (desc_act) GPTQ checkpoints are not supported", prefix);
     }
 
-    size_t bb = (size_t)CS_I4_BLOCK_BYTES(g), row_bytes = (size_t)(in / g) * bb;
+    size_t bb = (size_t)CS_I4F_BLOCK_BYTES(g), row_bytes = (size_t)(in / g) * bb;
     unsigned char *buf = calloc((size_t)out, row_bytes);
     if (!buf) return cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory repacking '%.96s'", prefix);
     // Block headers: d = s, m = -z * s, both exact in fp32 (hf_quant.h).

@@ -1,5 +1,5 @@
 // Hugging Face AWQ / GPTQ int4 checkpoints: config.json's quantization_config, and each
-// linear layer's qweight / qzeros / scales repacked into one I4_G64 / I4_G128 tensor.
+// linear layer's qweight / qzeros / scales repacked into one I4_G32 / I4_G64 / I4_G128 tensor.
 //
 //     cs_hf_quant q;
 //     if (cs_hf_quant_load("dir/config.json", &q, err, sizeof err) != CS_OK) { ... }
@@ -44,7 +44,7 @@ typedef enum cs_hf_quant_method {
 typedef struct cs_hf_quant {
     cs_hf_quant_method method;
     int bits;      // 4
-    int group;     // 64 or 128
+    int group;     // 32, 64 or 128
     bool desc_act; // GPTQ act-order flag as the config states it
     bool gptq_v2;  // GPTQ zeros stored as z, not z - 1
 } cs_hf_quant;

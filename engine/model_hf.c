@@ -388,7 +388,7 @@ static cs_status add_quantized(cs_model_file *m, const cs_safetensors_tensor *t,
     if (!owned) return cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory");
     hf->names[hf->n_names++] = owned;
     cs_model_tensor *mt = &m->tensors[m->n_tensors++];
-    *mt = (cs_model_tensor){.name = owned, .dtype = cs_dtype_int4(hf->quant.group), .n_dims = 2,
+    *mt = (cs_model_tensor){.name = owned, .dtype = cs_dtype_int4_exact(hf->quant.group), .n_dims = 2,
                             .ne = {in, out, 1, 1}, .data = data, .nbytes = nbytes};
     return CS_OK;
 }
@@ -477,7 +477,7 @@ cs_status cs_model_file_open_hf(const char *dir, cs_model_file *m, char *err, si
     if (s != CS_OK) return s;
     if (m->hf->quant.method != CS_HF_QUANT_NONE)
         snprintf(m->quant_desc, sizeof m->quant_desc, "%s int4, group %d, as %s", cs_hf_quant_name(&m->hf->quant),
-                 m->hf->quant.group, cs_dtype_name(cs_dtype_int4(m->hf->quant.group)));
+                 m->hf->quant.group, cs_dtype_name(cs_dtype_int4_exact(m->hf->quant.group)));
     if (!(m->name = dir_name(dir))) return cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory");
     if ((s = load_weights(m, dir, err, errlen)) != CS_OK) return s;
     return load_tokenizer(m, dir, err, errlen);

@@ -17,6 +17,7 @@ const char *cs_dtype_name(cs_dtype t) {
     case CS_DTYPE_I4_G128: return "I4_G128";
     case CS_DTYPE_I8_G64: return "I8_G64";
     case CS_DTYPE_I8_G128: return "I8_G128";
+    case CS_DTYPE_I4_G32: return "I4_G32";
     case CS_DTYPE_COUNT: break;
     }
     return "?";
@@ -26,7 +27,8 @@ int cs_dtype_group(cs_dtype t) {
     switch (t) {
     case CS_DTYPE_Q8_0:
     case CS_DTYPE_Q4_0:
-    case CS_DTYPE_Q4_1: return CS_QK;
+    case CS_DTYPE_Q4_1:
+    case CS_DTYPE_I4_G32: return CS_QK;
     case CS_DTYPE_I4_G64:
     case CS_DTYPE_I8_G64: return 64;
     case CS_DTYPE_I4_G128:
@@ -41,6 +43,10 @@ int cs_dtype_group(cs_dtype t) {
 
 cs_dtype cs_dtype_int4(int group) {
     return group == 32 ? CS_DTYPE_Q4_1 : group == 64 ? CS_DTYPE_I4_G64 : group == 128 ? CS_DTYPE_I4_G128 : CS_DTYPE_COUNT;
+}
+
+cs_dtype cs_dtype_int4_exact(int group) {
+    return group == 32 ? CS_DTYPE_I4_G32 : group == 64 ? CS_DTYPE_I4_G64 : group == 128 ? CS_DTYPE_I4_G128 : CS_DTYPE_COUNT;
 }
 
 cs_dtype cs_dtype_int8(int group) {
@@ -64,6 +70,7 @@ int cs_dtype_block_bytes(cs_dtype t) {
     case CS_DTYPE_I4_G128: return CS_I4_BLOCK_BYTES(128);
     case CS_DTYPE_I8_G64: return CS_I8_BLOCK_BYTES(64);
     case CS_DTYPE_I8_G128: return CS_I8_BLOCK_BYTES(128);
+    case CS_DTYPE_I4_G32: return CS_I4F_BLOCK_BYTES(32);
     case CS_DTYPE_COUNT: break;
     }
     return 0;

@@ -16,7 +16,8 @@
 //          block bytes 8 + g/2. d and m are fp32, not fp16 as in Q4_1, because an AWQ /
 //          GPTQ group (w = s * (q - z), s fp16, z in 0..16) maps to d = s, m = -z * s, and
 //          z * s needs up to 4 more significant bits than fp16 holds; in fp32 it is exact.
-//          Q4_1 is this layout with g = 32 and fp16 d, m (Q4_0 is Q4_1 with m = -8d).
+//          Q4_1 is this layout with g = 32 and fp16 d, m (Q4_0 is Q4_1 with m = -8d);
+//          I4_G32 is it with g = 32 and fp32 d, m: AWQ / GPTQ groups of 32 (24-byte blocks).
 //   I8_Gg: g weights = fp16 d, int8 q[g];                    w = d * q
 //          block bytes 2 + g. Q8_0 is this layout with g = 32.
 // Products and sums are each rounded to fp32 (no fused multiply-add) by every decoder.
@@ -42,6 +43,7 @@ typedef enum cs_dtype {
     CS_DTYPE_I4_G128,
     CS_DTYPE_I8_G64,
     CS_DTYPE_I8_G128,
+    CS_DTYPE_I4_G32,
     CS_DTYPE_COUNT,
 } cs_dtype;
 
@@ -49,6 +51,7 @@ typedef enum cs_dtype {
 // Bytes per block of g weights: I4_Gg (fp32 d, m; Q4_1, fp16 d, m, at g = 32) and I8_Gg
 // (Q8_0 at g = 32).
 #define CS_I4_BLOCK_BYTES(g) ((g) == CS_QK ? 4 + (g) / 2 : 8 + (g) / 2)
+#define CS_I4F_BLOCK_BYTES(g) (8 + (g) / 2) // fp32 d and m at every g (I4_G32, I4_G64, I4_G128)
 #define CS_I8_BLOCK_BYTES(g) (2 + (g))
 
 typedef struct cs_block_q8_0 {
@@ -73,6 +76,9 @@ int cs_dtype_block_elems(cs_dtype t);
 int cs_dtype_block_bytes(cs_dtype t);
 // Bytes of a row of n elements; false if n is not a multiple of the block or overflows.
 bool cs_dtype_row_bytes(cs_dtype t, int64_t n, size_t *out);
+// The type an AWQ / GPTQ checkpoint's groups of group weights repack into exactly (fp32 d and
+// m): I4_G32, I4_G64, I4_G128; CS_DTYPE_COUNT for any other group.
+cs_dtype cs_dtype_int4_exact(int group);
 // The type storing int4 / int8 codes in groups of group weights: Q4_1 / Q8_0 for 32,
 // I4_G64 / I8_G64 for 64, I4_G128 / I8_G128 for 128, CS_DTYPE_COUNT for any other group.
 cs_dtype cs_dtype_int4(int group);

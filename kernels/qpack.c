@@ -27,6 +27,7 @@ int cs_qpack_bits(cs_dtype t) {
     switch (t) {
     case CS_DTYPE_Q4_0:
     case CS_DTYPE_Q4_1:
+    case CS_DTYPE_I4_G32:
     case CS_DTYPE_I4_G64:
     case CS_DTYPE_I4_G128: return 4;
     case CS_DTYPE_Q8_0:

@@ -22,6 +22,7 @@
 #include "test_util.h"
 
 static const char *const QUANT_DIRS[] = {"awq", "gptq", "gptq_v2", "gptq_desc_act"};
+static cs_dtype want_type = CS_DTYPE_I4_G64; // what the checkpoint's groups repack into
 #define N_QUANT (int)(sizeof QUANT_DIRS / sizeof QUANT_DIRS[0])
 
 static cs_model_file *open_dir(const char *dir, const char *sub) {
@@ -33,7 +34,7 @@ static cs_model_file *open_dir(const char *dir, const char *sub) {
     return s == CS_OK ? m : NULL;
 }
 
-// Every tensor of q against f: repacked matrices (I4_G64 in q, F32 in f) dequantised row by
+// Every tensor of q against f: repacked matrices (want_type in q, F32 in f) dequantised row by
 // row and compared as bits, everything else byte for byte.
 static void check_tensors(const cs_model_file *f, const cs_model_file *q, const char *label) {
     TEST_CONDF(f->n_tensors == q->n_tensors, "%s: %d tensors vs %d", label, q->n_tensors, f->n_tensors);
@@ -51,8 +52,8 @@ static void check_tensors(const cs_model_file *f, const cs_model_file *q, const 
                        "%s: %s differs", label, ft->name);
             continue;
         }
-        TEST_CONDF(qt->dtype == CS_DTYPE_I4_G64, "%s: %s is %s", label, ft->name, cs_dtype_name(qt->dtype));
-        if (qt->dtype != CS_DTYPE_I4_G64 || ft->n_dims != 2) continue;
+        TEST_CONDF(qt->dtype == want_type, "%s: %s is %s", label, ft->name, cs_dtype_name(qt->dtype));
+        if (qt->dtype != want_type || ft->n_dims != 2) continue;
         repacked++;
         int64_t cols = ft->ne[0], rows = ft->ne[1];
         size_t rb;
@@ -133,11 +134,15 @@ static void expect_refused(const char *dir, const char *sub, const char *message
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: check_quant_checkpoint DIR (from tools/write_quantized_checkpoint.py)\n");
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: check_quant_checkpoint DIR [GROUP] (from tools/write_quantized_checkpoint.py)\n");
         return 2;
     }
     const char *dir = argv[1];
+    if (argc == 3 && (want_type = cs_dtype_int4_exact(atoi(argv[2]))) == CS_DTYPE_COUNT) {
+        fprintf(stderr, "check_quant_checkpoint: group %s: use 32, 64 or 128\n", argv[2]);
+        return 2;
+    }
     cs_model_file *f = open_dir(dir, "fp32");
     if (!f) return TEST_REPORT();
     for (int d = 0; d < N_QUANT; d++) {
@@ -148,7 +153,7 @@ int main(int argc, char **argv) {
     check_logits(dir, f);
     cs_model_file_free(f);
     expect_refused(dir, "bits8", "quantization_config.bits = 8 is not supported");
-    expect_refused(dir, "group32", "quantization_config.group_size = 32 is not supported");
+    expect_refused(dir, "group16", "quantization_config.group_size = 16 is not supported");
     expect_refused(dir, "act_order", "act-order (desc_act) GPTQ checkpoints are not supported");
     expect_refused(dir, "desc_act_no_g_idx", "act-order (desc_act) GPTQ checkpoints are not supported");
     expect_refused(dir, "qweight_shape", "q_proj.qweight' has shape [576, 71] (2 dims), expected [576, 72]");

@@ -26,7 +26,7 @@ static uint32_t next_u32(void) { return cs_xorshift32(&rng); }
 // Random bytes for the codes, and finite scales in [-2, 2] (the format's meaningful range).
 static void fill_random(cs_dtype t, unsigned char *p, size_t nbytes, int64_t n_elems) {
     for (size_t i = 0; i < nbytes; i++) p[i] = (unsigned char)next_u32();
-    bool has_m = t == CS_DTYPE_Q4_1 || t == CS_DTYPE_I4_G64 || t == CS_DTYPE_I4_G128;
+    bool has_m = t == CS_DTYPE_Q4_1 || t == CS_DTYPE_I4_G32 || t == CS_DTYPE_I4_G64 || t == CS_DTYPE_I4_G128;
     int bb = cs_dtype_block_bytes(t), nscales = has_m ? 2 : 1;
     if (t == CS_DTYPE_F32)
         for (int64_t i = 0; i < n_elems; i++) ((float *)p)[i] = (float)(int)(next_u32() % 2001 - 1000) / 300.0f;
@@ -40,7 +40,7 @@ static void fill_random(cs_dtype t, unsigned char *p, size_t nbytes, int64_t n_e
         for (size_t b = 0; b < nbytes / (size_t)bb; b++)
             for (int s = 0; s < nscales; s++) {
                 float v = (float)(int)(next_u32() % 4001 - 2000) / 1000.0f;
-                if (t == CS_DTYPE_I4_G64 || t == CS_DTYPE_I4_G128) { // fp32 d, m (dtype.h)
+                if (t == CS_DTYPE_I4_G32 || t == CS_DTYPE_I4_G64 || t == CS_DTYPE_I4_G128) { // fp32 d, m (dtype.h)
                     v *= 1.0f + (float)(next_u32() % 1024) * 0x1p-20f; // bits fp16 lacks
                     memcpy(p + b * (size_t)bb + 4 * s, &v, 4);
                     continue;

@@ -54,7 +54,9 @@ static void test_parse(void) {
     expect_refused("{\"quant_method\": \"gptq\", \"bits\": 8, \"group_size\": 128}", "bits = 8 is not supported");
     expect_refused("{\"quant_method\": \"awq\", \"w_bit\": 3, \"q_group_size\": 128}", "w_bit = 3 is not supported");
     expect_refused("{\"quant_method\": \"gptq\", \"bits\": 4}", "group_size is missing");
-    expect_refused("{\"quant_method\": \"gptq\", \"bits\": 4, \"group_size\": 32}", "group_size = 32 is not supported");
+    TEST_COND(parse("{\"quant_method\": \"gptq\", \"bits\": 4, \"group_size\": 32}", &q, err, sizeof err) == CS_OK &&
+              q.group == 32);
+    expect_refused("{\"quant_method\": \"gptq\", \"bits\": 4, \"group_size\": 16}", "group_size = 16 is not supported");
     expect_refused("{\"quant_method\": \"gptq\", \"bits\": 4, \"group_size\": -1}", "group_size = -1 is not supported");
     expect_refused("{\"quant_method\": \"gptq\", \"bits\": \"4\", \"group_size\": 64}", "bits: expected an integer");
     expect_refused("{\"quant_method\": \"awq\", \"bits\": 4, \"group_size\": 64, \"version\": \"gemv\"}",
@@ -89,9 +91,9 @@ static const int AWQ_ORDER[8] = {0, 2, 4, 6, 1, 3, 5, 7};
 // Random codes, zeros (1..15, so that GPTQ v1's z - 1 fits) and fp16 scales, packed by hand
 // the way each format's writer does; the repack must dequantise to s * (q - z) exactly.
 static void check_repack(cs_hf_quant_method method, int group, bool v2) {
-    static uint8_t q[OUT][IN], z[OUT][IN / 64];
-    static uint16_t scales[IN / 64 * OUT];
-    static uint32_t qweight[IN * OUT / 8], qzeros[IN / 64 * OUT / 8];
+    static uint8_t q[OUT][IN], z[OUT][IN / 32];
+    static uint16_t scales[IN / 32 * OUT];
+    static uint32_t qweight[IN * OUT / 8], qzeros[IN / 32 * OUT / 8];
     static int32_t g_idx[IN];
     int ng = IN / group;
     for (int n = 0; n < OUT; n++) {
@@ -132,7 +134,7 @@ static void check_repack(cs_hf_quant_method method, int group, bool v2) {
     cs_status s = cs_hf_quant_repack(&hq, "layer", &parts, IN, OUT, &data, &nbytes, err, sizeof err);
     TEST_CONDF(s == CS_OK, "%s g%d: %s", label, group, err);
     if (s != CS_OK) return;
-    cs_dtype t = cs_dtype_int4(group);
+    cs_dtype t = cs_dtype_int4_exact(group);
     size_t rb;
     TEST_COND(cs_dtype_row_bytes(t, IN, &rb) && nbytes == rb * OUT);
     int differ = 0;
@@ -181,7 +183,7 @@ static void check_repack(cs_hf_quant_method method, int group, bool v2) {
 
 int main(void) {
     test_parse();
-    for (int group = 64; group <= 128; group *= 2) {
+    for (int group = 32; group <= 128; group *= 2) {
         check_repack(CS_HF_QUANT_AWQ, group, false);
         check_repack(CS_HF_QUANT_GPTQ, group, false);
         check_repack(CS_HF_QUANT_GPTQ, group, true);

@@ -35,7 +35,7 @@ static void *make_weights(cs_dtype t, int n, int k, float *exact) {
         for (size_t b = 0; b < row_bytes * n / bb; b++) {
             float df = frand() * 0.1f, mf = frand() * 0.5f;
             uint16_t d = cs_f32_to_fp16(df), m = cs_f32_to_fp16(mf);
-            if (t == CS_DTYPE_I4_G64 || t == CS_DTYPE_I4_G128) { // fp32 d, m
+            if (t == CS_DTYPE_I4_G32 || t == CS_DTYPE_I4_G64 || t == CS_DTYPE_I4_G128) { // fp32 d, m
                 memcpy(w + b * bb, &df, 4);
                 memcpy(w + b * bb + 4, &mf, 4);
                 continue;

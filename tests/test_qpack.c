@@ -89,7 +89,7 @@ static void word_layout(void) {
 static void fill_blocks(cs_dtype t, unsigned char *p, size_t nbytes) {
     for (size_t i = 0; i < nbytes; i++) p[i] = (unsigned char)next_u32();
     int bb = cs_dtype_block_bytes(t);
-    bool i4g = t == CS_DTYPE_I4_G64 || t == CS_DTYPE_I4_G128;
+    bool i4g = t == CS_DTYPE_I4_G32 || t == CS_DTYPE_I4_G64 || t == CS_DTYPE_I4_G128;
     int nscales = t == CS_DTYPE_Q4_1 || i4g ? 2 : 1;
     for (size_t b = 0; b < nbytes / (size_t)bb; b++)
         for (int sc = 0; sc < nscales; sc++) {
@@ -152,7 +152,7 @@ int main(void) {
                 if (k == 0) k = g;
                 roundtrip(bits, g, shapes[i][0], k);
             }
-    const cs_dtype types[] = {CS_DTYPE_Q4_0, CS_DTYPE_Q4_1, CS_DTYPE_I4_G64, CS_DTYPE_I4_G128,
+    const cs_dtype types[] = {CS_DTYPE_Q4_0, CS_DTYPE_Q4_1, CS_DTYPE_I4_G32, CS_DTYPE_I4_G64, CS_DTYPE_I4_G128,
                               CS_DTYPE_Q8_0, CS_DTYPE_I8_G64, CS_DTYPE_I8_G128};
     for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
         from_type(types[i], 37, 384);

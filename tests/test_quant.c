@@ -21,13 +21,15 @@ static float frand(void) { // uniform in [-1, 1)
 }
 static float urand(void) { return 0.5f * (frand() + 1.0f); } // [0, 1)
 
-static const cs_dtype QTYPES[] = {CS_DTYPE_Q4_1, CS_DTYPE_I4_G64, CS_DTYPE_I4_G128,
+static const cs_dtype QTYPES[] = {CS_DTYPE_Q4_1, CS_DTYPE_I4_G32, CS_DTYPE_I4_G64, CS_DTYPE_I4_G128,
                                   CS_DTYPE_Q8_0, CS_DTYPE_I8_G64, CS_DTYPE_I8_G128};
 #define N_QTYPES (int)(sizeof QTYPES / sizeof QTYPES[0])
 
-static bool is_int4(cs_dtype t) { return t == CS_DTYPE_Q4_1 || t == CS_DTYPE_I4_G64 || t == CS_DTYPE_I4_G128; }
-// I4_G64 / I4_G128: int4 with fp32 d and m (dtype.h).
-static bool is_i4_f32(cs_dtype t) { return t == CS_DTYPE_I4_G64 || t == CS_DTYPE_I4_G128; }
+static bool is_int4(cs_dtype t) {
+    return t == CS_DTYPE_Q4_1 || t == CS_DTYPE_I4_G32 || t == CS_DTYPE_I4_G64 || t == CS_DTYPE_I4_G128;
+}
+// I4_G32 / I4_G64 / I4_G128: int4 with fp32 d and m (dtype.h).
+static bool is_i4_f32(cs_dtype t) { return t == CS_DTYPE_I4_G32 || t == CS_DTYPE_I4_G64 || t == CS_DTYPE_I4_G128; }
 
 // Element i of a quantised row, read by hand from the bytes as dtype.h describes them: its
 // code, and its group's d and m (m = 0 for int8).
@@ -114,6 +116,10 @@ static void test_types(void) {
     TEST_COND(!strcmp(cs_dtype_name(CS_DTYPE_I4_G64), "I4_G64") && !strcmp(cs_dtype_name(CS_DTYPE_I8_G128), "I8_G128"));
     size_t n;
     TEST_COND(cs_dtype_row_bytes(CS_DTYPE_I4_G64, 192, &n) && n == 3 * 40);
+    TEST_COND(cs_dtype_row_bytes(CS_DTYPE_I4_G32, 96, &n) && n == 3 * 24 && cs_dtype_group(CS_DTYPE_I4_G32) == 32);
+    TEST_COND(cs_dtype_int4_exact(32) == CS_DTYPE_I4_G32 && cs_dtype_int4_exact(64) == CS_DTYPE_I4_G64 &&
+              cs_dtype_int4_exact(128) == CS_DTYPE_I4_G128 && cs_dtype_int4_exact(48) == CS_DTYPE_COUNT &&
+              !strcmp(cs_dtype_name(CS_DTYPE_I4_G32), "I4_G32"));
     TEST_COND(cs_dtype_row_bytes(CS_DTYPE_I4_G128, 384, &n) && n == 3 * 72);
     TEST_COND(cs_dtype_row_bytes(CS_DTYPE_Q4_1, 64, &n) && n == 2 * 20);
     TEST_COND(cs_dtype_row_bytes(CS_DTYPE_I8_G64, 128, &n) && n == 2 * 66);

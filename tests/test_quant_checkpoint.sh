@@ -17,6 +17,9 @@ trap 'rm -rf "$tmp"' EXIT
 
 "$py" tools/write_quantized_checkpoint.py "$hf" "$tmp" || { echo "FAILED: the writer" >&2; exit 1; }
 "$checker" "$tmp" || exit 1
+# groups of 32 (I4_G32: fp32 d and m, so -z * s stays exact)
+"$py" tools/write_quantized_checkpoint.py "$hf" "$tmp/g32" --group 32 || { echo "FAILED: the writer (group 32)" >&2; exit 1; }
+"$checker" "$tmp/g32" 32 || exit 1
 # cserve info names the checkpoint's format and group.
 out=$("$bin" info --model "$tmp/gptq" 2>&1)
 if ! grep -q '^checkpoint quant *GPTQ int4, group 64, as I4_G64$' <<<"$out"; then

@@ -144,8 +144,8 @@ def bad_variants(out, cfg, gptq_qc, awq_qc, first):
     bad = os.path.join(out, "bad")
     link_dir(os.path.join(bad, "bits8"), os.path.join(out, "awq"),
              dict(cfg, quantization_config=dict(awq_qc, bits=8)))
-    link_dir(os.path.join(bad, "group32"), os.path.join(out, "gptq"),
-             dict(cfg, quantization_config=dict(gptq_qc, group_size=32)))
+    link_dir(os.path.join(bad, "group16"), os.path.join(out, "gptq"),
+             dict(cfg, quantization_config=dict(gptq_qc, group_size=16)))
     prefix = "model.layers.0.self_attn.q_proj."
     g = dict(first["gptq"])
     write_dir(os.path.join(bad, "desc_act_no_g_idx"), dict(cfg, quantization_config=dict(gptq_qc, desc_act=True)),

@@ -20,6 +20,7 @@
 DEQUANT_BLOCKS(dequant_q8_0, 32, CS_I8_BLOCK_BYTES(32), cs_i8_sub_v8)
 DEQUANT_BLOCKS(dequant_q4_0, 32, sizeof(cs_block_q4_0), cs_q4_0_sub_v8)
 DEQUANT_BLOCKS(dequant_q4_1, 32, CS_I4_BLOCK_BYTES(32), cs_q4_1_sub_v8)
+DEQUANT_BLOCKS(dequant_i4_g32, 32, CS_I4F_BLOCK_BYTES(32), cs_i4_sub_v8)
 DEQUANT_BLOCKS(dequant_i4_g64, 64, CS_I4_BLOCK_BYTES(64), cs_i4_sub_v8)
 DEQUANT_BLOCKS(dequant_i4_g128, 128, CS_I4_BLOCK_BYTES(128), cs_i4_sub_v8)
 DEQUANT_BLOCKS(dequant_i8_g64, 64, CS_I8_BLOCK_BYTES(64), cs_i8_sub_v8)
@@ -54,6 +55,7 @@ void cs_cpu_dequant_row(cs_dtype t, const void *src, float *dst, int64_t n) {
     case CS_DTYPE_Q8_0: dequant_q8_0(s, dst, n / 32); break;
     case CS_DTYPE_Q4_0: dequant_q4_0(s, dst, n / 32); break;
     case CS_DTYPE_Q4_1: dequant_q4_1(s, dst, n / 32); break;
+    case CS_DTYPE_I4_G32: dequant_i4_g32(s, dst, n / 32); break;
     case CS_DTYPE_I4_G64: dequant_i4_g64(s, dst, n / 64); break;
     case CS_DTYPE_I4_G128: dequant_i4_g128(s, dst, n / 128); break;
     case CS_DTYPE_I8_G64: dequant_i8_g64(s, dst, n / 64); break;

@@ -94,6 +94,7 @@ static void micro_2x4(const float *x, int ldx, const float *w, int ldw, int k, f
 GEMV_KERNEL(gemv4_q4_1, 32, CS_I4_BLOCK_BYTES(32), cs_q4_1_sub_v8)
 GEMV_KERNEL(gemv4_q4_0, 32, sizeof(cs_block_q4_0), cs_q4_0_sub_v8)
 GEMV_KERNEL(gemv4_q8_0, 32, CS_I8_BLOCK_BYTES(32), cs_i8_sub_v8)
+GEMV_KERNEL(gemv4_i4_g32, 32, CS_I4F_BLOCK_BYTES(32), cs_i4_sub_v8)
 GEMV_KERNEL(gemv4_i4_g64, 64, CS_I4_BLOCK_BYTES(64), cs_i4_sub_v8)
 GEMV_KERNEL(gemv4_i4_g128, 128, CS_I4_BLOCK_BYTES(128), cs_i4_sub_v8)
 GEMV_KERNEL(gemv4_i8_g64, 64, CS_I8_BLOCK_BYTES(64), cs_i8_sub_v8)
@@ -108,6 +109,7 @@ static gemv_fn gemv_kernel(cs_dtype t) {
     case CS_DTYPE_Q4_1: return gemv4_q4_1;
     case CS_DTYPE_Q4_0: return gemv4_q4_0;
     case CS_DTYPE_Q8_0: return gemv4_q8_0;
+    case CS_DTYPE_I4_G32: return gemv4_i4_g32;
     case CS_DTYPE_I4_G64: return gemv4_i4_g64;
     case CS_DTYPE_I4_G128: return gemv4_i4_g128;
     case CS_DTYPE_I8_G64: return gemv4_i8_g64;

@@ -33,10 +33,11 @@ static int8_t code8(float w, float d) {
 }
 
 // One group of g weights: d = (max - min) / 15, m = min, then g/32 sub-blocks of 16 bytes in
-// Q4_1's nibble order. Q4_1 (g = 32) stores d and m as fp16 at bytes 0 and 2; I4_G64 /
-// I4_G128 store them as fp32 at bytes 0 and 4 (dtype.h), so they are not rounded. Codes use
-// d and m as stored, so each is the nearest grid point the block can actually represent.
-static void quantize_i4_group(const float *x, int g, unsigned char *p) {
+// Q4_1's nibble order. Q4_1 (g = 32, fp16_header) stores d and m as fp16 at bytes 0 and 2;
+// I4_G32 / I4_G64 / I4_G128 store them as fp32 at bytes 0 and 4 (dtype.h), so they are not
+// rounded. Codes use d and m as stored, so each is the nearest grid point the block can
+// actually represent.
+static void quantize_i4_group(const float *x, int g, bool fp16_header, unsigned char *p) {
     float mn = x[0], mx = x[0];
     for (int i = 1; i < g; i++) {
         mn = x[i] < mn ? x[i] : mn;
@@ -44,7 +45,7 @@ static void quantize_i4_group(const float *x, int g, unsigned char *p) {
     }
     float d = (mx - mn) / 15.0f, m = mn;
     int head = 8;
-    if (g == CS_QK) {
+    if (fp16_header) {
         uint16_t dh = cs_f32_to_fp16(d), mh = cs_f32_to_fp16(m);
         CS_ASSERT(all_finite(x, g) && half_finite(dh) && half_finite(mh) && "cs_cpu_quantize_row: int4 group out of range");
         put_half(p, dh);
@@ -76,13 +77,13 @@ static void quantize_i8_group(const float *x, int g, unsigned char *p) {
 }
 
 void cs_cpu_quantize_row(cs_dtype t, const float *src, void *dst, int64_t n) {
-    bool int4 = t == CS_DTYPE_Q4_1 || t == CS_DTYPE_I4_G64 || t == CS_DTYPE_I4_G128;
+    bool int4 = t == CS_DTYPE_Q4_1 || t == CS_DTYPE_I4_G32 || t == CS_DTYPE_I4_G64 || t == CS_DTYPE_I4_G128;
     bool int8 = t == CS_DTYPE_Q8_0 || t == CS_DTYPE_I8_G64 || t == CS_DTYPE_I8_G128;
     int g = cs_dtype_group(t), bb = cs_dtype_block_bytes(t);
     CS_ASSERT((int4 || int8) && n >= 0 && n % g == 0);
     unsigned char *p = dst;
     for (int64_t b = 0; b < n / g; b++) {
-        if (int4) quantize_i4_group(src + b * g, g, p + b * bb);
+        if (int4) quantize_i4_group(src + b * g, g, t == CS_DTYPE_Q4_1, p + b * bb);
         else quantize_i8_group(src + b * g, g, p + b * bb);
     }
 }

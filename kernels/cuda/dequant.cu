@@ -42,14 +42,15 @@ __device__ __forceinline__ void store32(uint16_t *dst, const float *w) {
 
 // Weights per group and bytes per block of the block types (dtype.h).
 __host__ __device__ constexpr bool is_i4(cs_dtype t) {
-    return t == CS_DTYPE_Q4_1 || t == CS_DTYPE_I4_G64 || t == CS_DTYPE_I4_G128;
+    return t == CS_DTYPE_Q4_1 || t == CS_DTYPE_I4_G32 || t == CS_DTYPE_I4_G64 || t == CS_DTYPE_I4_G128;
 }
 __host__ __device__ constexpr int group_of(cs_dtype t) {
     return t == CS_DTYPE_I4_G64 || t == CS_DTYPE_I8_G64 ? 64 : t == CS_DTYPE_I4_G128 || t == CS_DTYPE_I8_G128 ? 128 : 32;
 }
 __host__ __device__ constexpr int block_bytes_of(cs_dtype t) {
     return t == CS_DTYPE_Q4_0 ? (int)sizeof(cs_block_q4_0)
-           : is_i4(t)         ? CS_I4_BLOCK_BYTES(group_of(t))
+           : t == CS_DTYPE_Q4_1 ? CS_I4_BLOCK_BYTES(32)
+           : is_i4(t)         ? CS_I4F_BLOCK_BYTES(group_of(t))
                               : CS_I8_BLOCK_BYTES(group_of(t));
 }
 
@@ -123,6 +124,7 @@ extern "C" void cs_cuda_dequant_bf16(cs_dtype t, const void *src, uint16_t *dst,
     case CS_DTYPE_Q8_0: dequant_blocks<CS_DTYPE_Q8_0><<<(unsigned)grid_b, threads, 0, s>>>(p, dst, nb); break;
     case CS_DTYPE_Q4_0: dequant_blocks<CS_DTYPE_Q4_0><<<(unsigned)grid_b, threads, 0, s>>>(p, dst, nb); break;
     case CS_DTYPE_Q4_1: dequant_blocks<CS_DTYPE_Q4_1><<<(unsigned)grid_b, threads, 0, s>>>(p, dst, nb); break;
+    case CS_DTYPE_I4_G32: dequant_blocks<CS_DTYPE_I4_G32><<<(unsigned)grid_b, threads, 0, s>>>(p, dst, nb); break;
     case CS_DTYPE_I4_G64: dequant_blocks<CS_DTYPE_I4_G64><<<(unsigned)grid_b, threads, 0, s>>>(p, dst, nb); break;
     case CS_DTYPE_I4_G128: dequant_blocks<CS_DTYPE_I4_G128><<<(unsigned)grid_b, threads, 0, s>>>(p, dst, nb); break;
     case CS_DTYPE_I8_G64: dequant_blocks<CS_DTYPE_I8_G64><<<(unsigned)grid_b, threads, 0, s>>>(p, dst, nb); break;
