@@ -95,18 +95,22 @@ static int init_buffers(cs_engine *e, char *err, size_t errlen) {
     return 0;
 }
 
+// e->kv as block bookkeeping without memory, for backends whose KV lives elsewhere.
+static void kv_bookkeeping(cs_engine *e, int n_blocks) {
+    const cs_model_config *c = &e->cfg;
+    e->kv = (cs_kv_cache){.n_layer = c->n_layer, .n_blocks = n_blocks, .block_size = e->p.block_size,
+                          .kv_dim = c->n_head_kv * c->head_dim};
+}
+
 // Tensor parallel on the CPU: the ranks' threads share the cores; each has its shard, its
 // KV heads' slice of the n_blocks blocks and its workers. Prints each rank's weight bytes.
 static int init_tp_cpu(cs_engine *e, int n_blocks, char *err, size_t errlen) {
-    const cs_model_config *c = &e->cfg;
     int tp = e->p.tensor_parallel_size, cores = e->p.threads > 0 ? e->p.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     int per_rank = cores / tp > 1 ? cores / tp : 1;
     cs_status st = cs_tp_cpu_init(&e->model, tp, n_blocks, e->p.block_size, e->p.max_num_batched_tokens,
                                   e->max_model_len, per_rank, &e->tp, err, errlen);
     if (st != CS_OK) return st == CS_ERR_NOMEM ? CS_ENGINE_ENOMEM : CS_ENGINE_EINVAL;
-    // the block bookkeeping without the memory (each rank holds its slice)
-    e->kv = (cs_kv_cache){.n_layer = c->n_layer, .n_blocks = n_blocks, .block_size = e->p.block_size,
-                          .kv_dim = c->n_head_kv * c->head_dim};
+    kv_bookkeeping(e, n_blocks); // each rank holds its slice
     fprintf(stderr, "tensor parallel: %d ranks, layer weights per rank:", tp);
     for (int r = 0; r < tp; r++) fprintf(stderr, " %.1f MB", cs_tp_cpu_weight_bytes(e->tp, r) / 1e6);
     fprintf(stderr, "\n");
@@ -133,9 +137,7 @@ static int init_gpu(cs_engine *e, char *err, size_t errlen) {
     if (gp.max_seqs > gp.max_tokens) gp.max_seqs = gp.max_tokens;
     if (!(e->gfwd = cs_gpu_forward_init(&e->gmodel, &gp, err, errlen))) return CS_ENGINE_ENOMEM;
     int n_blocks = cs_gpu_forward_n_blocks(e->gfwd);
-    // the block bookkeeping without the memory (the pool is on the device)
-    e->kv = (cs_kv_cache){.n_layer = c->n_layer, .n_blocks = n_blocks, .block_size = e->p.block_size,
-                          .kv_dim = c->n_head_kv * c->head_dim};
+    kv_bookkeeping(e, n_blocks); // the pool is on the device
     e->kv_block_bytes = cs_gpu_forward_kv_bytes(e->gfwd) / (size_t)n_blocks;
     e->bm = cs_bm_init(n_blocks, e->p.block_size, e->p.enable_prefix_caching);
     if (!e->bm) return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");

@@ -8,7 +8,6 @@
 
 #include <cjson/cJSON.h>
 
-#include "../common/file_map.h"
 #include "../kernels/dtype.h"
 #include "hf_config.h"
 
@@ -111,16 +110,6 @@ cs_status cs_hf_quant_parse(const char *json, size_t len, cs_hf_quant *q, char *
     cJSON_Delete(root);
     free(text);
     if (s != CS_OK) memset(q, 0, sizeof *q);
-    return s;
-}
-
-cs_status cs_hf_quant_load(const char *config_path, cs_hf_quant *q, char *err, size_t errlen) {
-    char *text = NULL;
-    size_t len = 0;
-    cs_status s = cs_file_read_all(config_path, CS_HF_CONFIG_MAX_BYTES, &text, &len, err, errlen);
-    if (s != CS_OK) return s;
-    s = cs_hf_quant_parse(text, len, q, err, errlen);
-    free(text);
     return s;
 }
 

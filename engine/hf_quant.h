@@ -2,7 +2,7 @@
 // linear layer's qweight / qzeros / scales repacked into one I4_G32 / I4_G64 / I4_G128 tensor.
 //
 //     cs_hf_quant q;
-//     if (cs_hf_quant_load("dir/config.json", &q, err, sizeof err) != CS_OK) { ... }
+//     if (cs_hf_quant_parse(config_json, len, &q, err, sizeof err) != CS_OK) { ... }
 //     if (q.method != CS_HF_QUANT_NONE)
 //         s = cs_hf_quant_repack(&q, "model.layers.0.self_attn.q_proj", &parts, 576, 576,
 //                                &data, &nbytes, err, sizeof err); // data: caller frees
@@ -58,7 +58,6 @@ typedef struct cs_hf_quant_parts {
 // Absent or null: q->method = CS_HF_QUANT_NONE. A method, bit width, group size, format or
 // flag we cannot map exactly onto I4_Gg is an error naming the field.
 cs_status cs_hf_quant_parse(const char *json, size_t len, cs_hf_quant *q, char *err, size_t errlen);
-cs_status cs_hf_quant_load(const char *config_path, cs_hf_quant *q, char *err, size_t errlen);
 
 // "AWQ (gemm)" or "GPTQ" / "GPTQ v2": the method and format, for messages and cserve info.
 const char *cs_hf_quant_name(const cs_hf_quant *q);

@@ -469,10 +469,14 @@ cs_status cs_model_file_open_hf(const char *dir, cs_model_file *m, char *err, si
     if (!m->hf) return cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory");
     char *cfg_path = path_join(dir, "config.json");
     if (!cfg_path) return cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory");
-    cs_status s = is_file(cfg_path)
-                      ? cs_hf_config_load(cfg_path, &m->cfg, err, errlen)
-                      : cs_errf(err, errlen, CS_ERR_NOT_FOUND, "%s: no config.json", dir);
-    if (s == CS_OK) s = cs_hf_quant_load(cfg_path, &m->hf->quant, err, errlen);
+    // read once: the model's shape and its quantization_config
+    char *text = NULL;
+    size_t len = 0;
+    cs_status s = is_file(cfg_path) ? cs_file_read_all(cfg_path, CS_HF_CONFIG_MAX_BYTES, &text, &len, err, errlen)
+                                    : cs_errf(err, errlen, CS_ERR_NOT_FOUND, "%s: no config.json", dir);
+    if (s == CS_OK) s = cs_hf_config_parse(text, len, &m->cfg, err, errlen);
+    if (s == CS_OK) s = cs_hf_quant_parse(text, len, &m->hf->quant, err, errlen);
+    free(text);
     free(cfg_path);
     if (s != CS_OK) return s;
     if (m->hf->quant.method != CS_HF_QUANT_NONE)

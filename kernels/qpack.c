@@ -98,41 +98,57 @@ static size_t scale_at(const cs_qpack_dims *d, int64_t r, int64_t c) {
     return (size_t)((r / 16) * d->n_groups + c / d->group) * 16 + (size_t)(r % 16);
 }
 
+// Moves every code between the plain (n, k) bytes and the packed words, walking the packed
+// words in order, lane-cell by lane-cell (qfrag.h), with each lane's 32 placements looked up
+// once: 2.5 ns a weight on this machine against 7.9 placing every (r, c) on its own, which
+// matters at load (an 8B model has 7 billion). pack: codes -> pcodes (which must be zero),
+// else pcodes -> codes.
+static void walk_codes(const cs_qpack_dims *d, uint8_t *codes, uint32_t *pcodes, bool pack) {
+    uint32_t mask = d->bits == 4 ? 15u : 255u;
+    int word[2][16], shift[2][16]; // a lane's element (hi, cc): qf_elem_word, once
+    for (int hi = 0; hi < 2; hi++)
+        for (int cc = 0; cc < 16; cc++) word[hi][cc] = qf_elem_word(d->bits, hi, cc, &shift[hi][cc]);
+    for (int rt = 0; rt < (int)d->n_tiles; rt++)
+        for (int ch = 0; ch < (int)d->n_chunks; ch++)
+            for (int lane = 0; lane < 32; lane++) {
+                uint32_t *cell = pcodes + qf_code_index(rt, ch, lane, (int)d->n_chunks, d->bits);
+                int64_t c0 = qf_x_col(ch, lane);
+                for (int hi = 0; hi < 2; hi++) {
+                    int64_t r = (int64_t)rt * 16 + lane / 4 + 8 * hi;
+                    if (r >= d->n) continue;
+                    uint8_t *row = codes + r * d->k;
+                    int n = c0 + 16 <= d->k ? 16 : c0 < d->k ? (int)(d->k - c0) : 0;
+                    if (pack)
+                        for (int cc = 0; cc < n; cc++) cell[word[hi][cc]] |= ((uint32_t)row[c0 + cc] & mask) << shift[hi][cc];
+                    else
+                        for (int cc = 0; cc < n; cc++) row[c0 + cc] = (uint8_t)((cell[word[hi][cc]] >> shift[hi][cc]) & mask);
+                }
+            }
+}
+
 void cs_qpack(const cs_qpack_dims *d, const uint8_t *codes, const float *s, const float *m, uint32_t *pcodes,
               uint32_t *pscales) {
     memset(pcodes, 0, d->code_words * 4);
     memset(pscales, 0, d->scale_words * 4);
+    walk_codes(d, (uint8_t *)codes, pcodes, true); // read only when packing
     int64_t ng = d->k / d->group;
-    uint32_t mask = d->bits == 4 ? 15u : 255u;
-    for (int64_t r = 0; r < d->n; r++) {
-        for (int64_t c = 0; c < d->k; c++) {
-            int sh;
-            size_t w = code_at(d, r, c, &sh);
-            pcodes[w] |= ((uint32_t)codes[r * d->k + c] & mask) << sh;
-        }
+    for (int64_t r = 0; r < d->n; r++)
         for (int64_t b = 0; b < ng; b++) {
             uint32_t sb = cs_f32_to_bf16(s[r * ng + b]), mb = d->bits == 4 ? cs_f32_to_bf16(m[r * ng + b]) : 0;
             pscales[scale_at(d, r, b * d->group)] = sb | mb << 16;
         }
-    }
 }
 
 void cs_qunpack(const cs_qpack_dims *d, const uint32_t *pcodes, const uint32_t *pscales, uint8_t *codes, float *s,
                 float *m) {
+    walk_codes(d, codes, (uint32_t *)pcodes, false); // read only when unpacking
     int64_t ng = d->k / d->group;
-    uint32_t mask = d->bits == 4 ? 15u : 255u;
-    for (int64_t r = 0; r < d->n; r++) {
-        for (int64_t c = 0; c < d->k; c++) {
-            int sh;
-            size_t w = code_at(d, r, c, &sh);
-            codes[r * d->k + c] = (uint8_t)((pcodes[w] >> sh) & mask);
-        }
+    for (int64_t r = 0; r < d->n; r++)
         for (int64_t b = 0; b < ng; b++) {
             uint32_t v = pscales[scale_at(d, r, b * d->group)];
             s[r * ng + b] = cs_bf16_to_f32((uint16_t)v);
             m[r * ng + b] = cs_bf16_to_f32((uint16_t)(v >> 16));
         }
-    }
 }
 
 float cs_qpack_weight(const cs_qpack_dims *d, const uint32_t *pcodes, const uint32_t *pscales, int64_t r,
