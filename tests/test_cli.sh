@@ -61,6 +61,16 @@ expect_error "empty directory" "config.json" info --model "$tmp/emptydir"
 # load-time quantisation: bad values, a group that does not divide the model's widths
 expect_error "--quant int5" "'int5' is not one of int8, int4" generate --quant int5 --prompt hi
 expect_error "--quant-group 48" "48 is not one of 32, 64, 128" generate --quant int4 --quant-group 48 --prompt hi
+expect_error "--quant with --dummy-weights on the CPU" "applies to --dummy-weights with --device cuda only" \
+    bench --num-prompts 1 --input-len 4 --output-len 2 --dummy-weights smollm2-135m --quant int4
+
+# tensor parallel: a size the model cannot take, a bad value, and CUDA (one GPU for now)
+expect_error "--tp 12 on 9 heads" "tensor parallel size 12: the model has 9 query heads" \
+    bench --num-prompts 1 --input-len 4 --output-len 2 --tp 12
+expect_error "--tp 0" "'0' is not an integer in \[1, 256\]" bench --num-prompts 1 --input-len 4 --output-len 2 --tp 0
+expect_error "--tp 2 --device cuda" "the CUDA backend runs one GPU for now" \
+    bench --num-prompts 1 --input-len 4 --output-len 2 --tp 2 --device cuda
+
 hf=${CSERVE_HF_DIR:-}
 if [ -n "$hf" ] && [ -f "$hf/config.json" ]; then
     expect_error "--quant-group 128 on 576 columns" "576 columns, not a multiple of the group 128" \
