@@ -67,6 +67,11 @@ void cs_request_default(cs_request *r) {
 
 // --- start-up ------------------------------------------------------------------------------
 
+#ifdef CSERVE_HAVE_CUDA
+#define CUDA_BUILT 1
+#else
+#define CUDA_BUILT 0
+#endif
 #define DUMMY_SEED 1 // --dummy-weights: the seed bench_decode and the tests use too
 
 static int init_buffers(cs_engine *e, char *err, size_t errlen) {
@@ -117,28 +122,40 @@ static int init_tp_cpu(cs_engine *e, int n_blocks, char *err, size_t errlen) {
     return init_buffers(e, err, errlen) ? CS_ENGINE_ENOMEM : 0;
 }
 
-// The CUDA backend: weights uploaded once, the KV pool sized from the memory left.
+// The CUDA backend: weights uploaded once (split over the GPUs with --tensor-parallel-size),
+// the KV pool sized from the memory left. Prints each rank's weight bytes.
 static int init_gpu(cs_engine *e, char *err, size_t errlen) {
     const cs_model_config *c = &e->cfg;
+    int tp = e->p.tensor_parallel_size;
+    cs_tp_gpu_params tg = {.n_ranks = tp,
+                           .fwd = {.max_tokens = e->p.max_num_batched_tokens, .max_seqs = e->p.max_num_seqs,
+                                   .max_ctx = e->max_model_len, .block_size = e->p.block_size,
+                                   .memory_utilization = e->p.gpu_memory_utilization,
+                                   .enforce_eager = e->p.enforce_eager}};
+    if (tg.fwd.max_seqs > tg.fwd.max_tokens) tg.fwd.max_seqs = tg.fwd.max_tokens;
     if (e->p.dummy_weights) { // --quant: the dummy projections quantised on the device
         cs_dtype quant;
         if (cs_quant_type(e->p.quant, e->p.quant_group, &quant, err, errlen) != CS_OK) return CS_ENGINE_EINVAL;
-        int bits = quant == CS_DTYPE_COUNT ? 0 : cs_qpack_bits(quant);
-        cs_status st = cs_gpu_model_dummy(&e->gmodel, c, DUMMY_SEED, e->max_model_len, bits, e->p.quant_group, err, errlen);
-        if (st != CS_OK) return st == CS_ERR_NOMEM ? CS_ENGINE_ENOMEM : CS_ENGINE_EINVAL;
+        tg.dummy = c;
+        tg.dummy_seed = DUMMY_SEED;
+        tg.dummy_max_pos = e->max_model_len;
+        tg.quant_bits = quant == CS_DTYPE_COUNT ? 0 : cs_qpack_bits(quant);
+        tg.quant_group = e->p.quant_group;
     } else {
-        if (cs_gpu_model_upload(&e->gmodel, &e->model, err, errlen) != CS_OK) return CS_ENGINE_ENOMEM;
-        cs_model_free(&e->model); // the device holds the weights now
+        tg.model = &e->model;
     }
-    cs_gpu_forward_params gp = {.max_tokens = e->p.max_num_batched_tokens, .max_seqs = e->p.max_num_seqs,
-                                .max_ctx = e->max_model_len, .block_size = e->p.block_size,
-                                .memory_utilization = e->p.gpu_memory_utilization,
-                                .enforce_eager = e->p.enforce_eager};
-    if (gp.max_seqs > gp.max_tokens) gp.max_seqs = gp.max_tokens;
-    if (!(e->gfwd = cs_gpu_forward_init(&e->gmodel, &gp, err, errlen))) return CS_ENGINE_ENOMEM;
-    int n_blocks = cs_gpu_forward_n_blocks(e->gfwd);
-    kv_bookkeeping(e, n_blocks); // the pool is on the device
-    e->kv_block_bytes = cs_gpu_forward_kv_bytes(e->gfwd) / (size_t)n_blocks;
+    cs_status st = cs_tp_gpu_init(&tg, &e->gpu, err, errlen);
+    if (!e->p.dummy_weights) cs_model_free(&e->model); // the devices hold the weights now
+    if (st != CS_OK) return st == CS_ERR_NOMEM ? CS_ENGINE_ENOMEM : CS_ENGINE_EINVAL;
+    if (tp > 1) {
+        fprintf(stderr, "tensor parallel: %d GPUs, weights per GPU:", tp);
+        for (int r = 0; r < tp; r++) fprintf(stderr, " %.2f GB", cs_tp_gpu_weight_bytes(e->gpu, r) / 1e9);
+        fprintf(stderr, " (a decode step reads %.2f GB on each)\n", cs_tp_gpu_step_bytes(e->gpu, tp - 1) / 1e9);
+    }
+    int n_blocks = cs_tp_gpu_n_blocks(e->gpu);
+    kv_bookkeeping(e, n_blocks); // the pool is on the devices
+    e->kv_block_bytes = cs_tp_gpu_block_bytes(e->gpu);
+    cs_gpu_forward_params gp = tg.fwd;
     e->bm = cs_bm_init(n_blocks, e->p.block_size, e->p.enable_prefix_caching);
     if (!e->bm) return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
     e->pen_cap = (size_t)gp.max_seqs * e->max_model_len;
@@ -229,10 +246,6 @@ int cs_engine_init(const cs_engine_params *p, cs_engine **out, char *err, size_t
         return engine_err(err, errlen, CS_ENGINE_EINVAL, "invalid engine parameters (model path, limits)");
     if (p->tensor_parallel_size < 0 || p->tensor_parallel_size > 256)
         return engine_err(err, errlen, CS_ENGINE_EINVAL, "tensor parallel size %d: use 1 to 256", p->tensor_parallel_size);
-    if (p->tensor_parallel_size > 1 && p->device && !strcmp(p->device, "cuda"))
-        return engine_err(err, errlen, CS_ENGINE_EINVAL,
-                          "tensor parallel size %d: the CUDA backend runs one GPU for now (the CPU backend splits "
-                          "the model over threads)", p->tensor_parallel_size);
     cs_engine *e = calloc(1, sizeof *e);
     if (!e) return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
     e->p = *p;
@@ -244,6 +257,15 @@ int cs_engine_init(const cs_engine_params *p, cs_engine **out, char *err, size_t
         return engine_err(err, errlen, CS_ENGINE_EINVAL, "unknown device '%s' (cpu or cuda)", dev);
     }
     e->on_gpu = !strcmp(dev, "cuda");
+    int gpus = e->on_gpu ? cs_tp_gpu_device_count() : 0, tp = e->p.tensor_parallel_size;
+    if (e->on_gpu && gpus < tp) {
+        free(e);
+        if (gpus == 0)
+            return engine_err(err, errlen, CS_ENGINE_EINVAL, "--device cuda: %s",
+                              CUDA_BUILT ? "no CUDA device here" : "cserve was built without CUDA");
+        return engine_err(err, errlen, CS_ENGINE_EINVAL, "tensor parallel size %d: this machine has %d GPUs", tp,
+                          gpus);
+    }
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->wake, NULL);
     pthread_cond_init(&e->ev_cond, NULL);
@@ -296,8 +318,7 @@ void cs_engine_free(cs_engine *e) {
     cs_cc_free(e->cc);
     cs_forward_free(e->fwd);
     cs_tp_cpu_free(e->tp);
-    cs_gpu_forward_free(e->gfwd);
-    if (e->on_gpu) cs_gpu_model_free(&e->gmodel);
+    cs_tp_gpu_free(e->gpu);
     cs_pool_free(e->pool);
     cs_bm_free(e->bm);
     cs_kv_cache_free(&e->kv);

@@ -13,7 +13,7 @@
 #include "forward.h"
 #include "tp_cpu.h"
 #include "gpu_forward.h"
-#include "gpu_model.h"
+#include "tp_gpu.h"
 #include "kv_cache.h"
 #include "model.h"
 #include "model_file.h"
@@ -77,9 +77,8 @@ struct cs_engine {
     cs_pool *pool;
     cs_forward *fwd;         // CPU backend
     cs_tp_cpu *tp;           // CPU backend, tensor parallel (fwd is NULL then)
-    bool on_gpu;             // CUDA backend: gmodel and gfwd instead of kv and fwd
-    cs_gpu_model gmodel;
-    cs_gpu_forward *gfwd;
+    bool on_gpu;             // CUDA backend: gpu instead of kv and fwd
+    cs_tp_gpu *gpu;          // its ranks (one, or tensor parallel)
     size_t kv_block_bytes;   // K and V of one block, all layers
     int vocab, max_model_len, max_blocks_per_seq;
 

@@ -26,6 +26,7 @@ void cs_gpu_forward_run(cs_gpu_forward *f, const cs_batch *b, float *logits) { a
 void cs_gpu_forward_copy_rows(cs_gpu_forward *f, int dst, int src, int n) { abort(); }
 void cs_gpu_forward_fill_kv(cs_gpu_forward *f, uint64_t seed) { abort(); }
 void cs_gpu_forward_run_greedy(cs_gpu_forward *f, const cs_batch *b, int32_t *ids) { abort(); }
+void cs_gpu_forward_run_layers(cs_gpu_forward *f, const cs_batch *b) { abort(); }
 void cs_gpu_forward_run_sample(cs_gpu_forward *f, const cs_batch *b, const cs_cuda_sample_params *params,
                                const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt,
                                int n_pen, const cs_gpu_masks *masks, cs_gpu_sampled *out) { abort(); }
@@ -47,7 +48,7 @@ void cs_gpu_forward_run_sample(cs_gpu_forward *f, const cs_batch *b, const cs_cu
     } while (0)
 
 #define MAX_GRAPHS 64
-enum { MODE_LOGITS, MODE_GREEDY, MODE_SAMPLE }; // what a step ends with
+enum { MODE_LOGITS, MODE_GREEDY, MODE_SAMPLE, MODE_LAYERS }; // what a step ends with
 #define HEADROOM ((size_t)256 << 20) // for cuBLAS internals and captured graphs
 
 typedef struct graph_entry {
@@ -132,7 +133,7 @@ static size_t carve(cs_gpu_forward *f, char *base) {
     TAKE(f->o, T * c->dim * 2);
     TAKE(f->gu, T * 2 * c->ffn_dim * 2);
     TAKE(f->h, T * c->ffn_dim * 2);
-    TAKE(f->logits, T * c->vocab_size * 4);
+    TAKE(f->logits, f->p.layers_only ? 0 : T * c->vocab_size * 4);
     TAKE(f->attn_ws, f->attn_ws_bytes);
     TAKE(f->sample_ws, f->sample_ws_bytes);
     TAKE(f->q_ws, f->q_ws_bytes);
@@ -219,7 +220,7 @@ cs_gpu_forward *cs_gpu_forward_init(const cs_gpu_model *g, const cs_gpu_forward_
         size_t ws = cs_cuda_attn_decode_workspace(s, c->n_head, c->head_dim, p->max_ctx);
         if (ws > f->attn_ws_bytes) f->attn_ws_bytes = ws;
     }
-    f->sample_ws_bytes = cs_cuda_sample_workspace(p->max_tokens, c->vocab_size);
+    f->sample_ws_bytes = p->layers_only ? 0 : cs_cuda_sample_workspace(p->max_tokens, c->vocab_size);
     for (int l = 0; l < c->n_layer; l++) {
         const cs_gpu_layer *L = &g->layers[l];
         const cs_gpu_mat *ms[] = {&L->wqkv, &L->wo, &L->w_gate_up, &L->w_down};
@@ -332,7 +333,7 @@ static void enqueue(cs_gpu_forward *f, int T, int S, int n_logits, int max_q, in
         linear(f, f->o, f->h, &L->w_down, T);
         if (f->allreduce) f->allreduce(f->allreduce_ctx, f->o, (size_t)T * c->dim, st);
     }
-    if (n_logits == 0) return;
+    if (n_logits == 0 || mode == MODE_LAYERS) return;
     cs_cuda_rmsnorm(f->xn, f->x, f->o, g->output_norm, d + f->off_rows, n_logits, c->dim, c->rms_eps, st);
     cs_cuda_gemm(f->blas, f->logits, 1, f->xn, g->output, n_logits, c->vocab_size, c->dim);
     if (mode == MODE_GREEDY)
@@ -367,6 +368,7 @@ static void run(cs_gpu_forward *f, const cs_batch *b, int mode) {
     const cs_model_config *c = &f->g->cfg;
     const cs_attn_batch *a = &b->attn;
     int T = b->n_tokens, S = a->n_seqs, max_q = 0, max_kv = 0;
+    CS_ASSERT(mode == MODE_LAYERS || !f->p.layers_only);
     CS_ASSERT(T >= 1 && T <= f->p.max_tokens && S >= 1 && S <= f->p.max_seqs && b->n_logits >= 0 &&
               b->n_logits <= T && a->block_size == f->p.block_size);
     for (int s = 0; s < S; s++) {
@@ -428,6 +430,11 @@ void cs_gpu_forward_run(cs_gpu_forward *f, const cs_batch *b, float *logits) {
     run(f, b, MODE_LOGITS);
     size_t bytes = (size_t)b->n_logits * f->g->cfg.vocab_size * sizeof(float);
     if (bytes) CK(cudaMemcpyAsync(logits, f->logits, bytes, cudaMemcpyDeviceToHost, f->stream));
+    CK(cudaStreamSynchronize(f->stream));
+}
+
+void cs_gpu_forward_run_layers(cs_gpu_forward *f, const cs_batch *b) {
+    run(f, b, MODE_LAYERS);
     CK(cudaStreamSynchronize(f->stream));
 }
 

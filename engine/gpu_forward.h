@@ -32,6 +32,7 @@ typedef struct cs_gpu_forward_params {
     int n_blocks;              // > 0: exactly this many KV blocks; 0: from memory_utilization
     double memory_utilization; // share of the device memory the process may hold, all told
     bool enforce_eager;        // never use CUDA graphs
+    bool layers_only;          // a tensor-parallel rank other than 0: no logits or sampler buffers
 } cs_gpu_forward_params;
 
 typedef struct cs_gpu_forward cs_gpu_forward;
@@ -62,6 +63,10 @@ void cs_gpu_forward_fill_kv(cs_gpu_forward *f, uint64_t seed);
 void cs_gpu_forward_run(cs_gpu_forward *f, const cs_batch *b, float *logits);
 // Runs the batch and takes the argmax of each logits row on the GPU; ids (n_logits) to host.
 void cs_gpu_forward_run_greedy(cs_gpu_forward *f, const cs_batch *b, int32_t *ids);
+
+// Tensor parallelism, ranks other than 0: the layers only (and so their all-reduces), no
+// logits; the same graphs as the other ranks' steps for decode batches.
+void cs_gpu_forward_run_layers(cs_gpu_forward *f, const cs_batch *b);
 
 // What the GPU sampler returned for a step's n_logits rows, in f's pinned memory (valid until
 // the next run): ids (n), logprob (n), top_ids and top_lp (n, CS_CUDA_MAX_LOGPROBS).

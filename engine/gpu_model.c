@@ -13,6 +13,10 @@ cs_status cs_gpu_model_dummy(cs_gpu_model *g, const cs_model_config *c, uint64_t
     memset(g, 0, sizeof *g);
     return cs_errf(err, errlen, CS_ERR_INVALID, "cserve was built without CUDA");
 }
+cs_status cs_gpu_model_dummy_shard(cs_gpu_model *g, const cs_model_config *full, uint64_t seed, int max_pos,
+                                   int quant_bits, int quant_group, int n_ranks, int rank, char *err, size_t errlen) {
+    return cs_gpu_model_dummy(g, full, seed, max_pos, quant_bits, quant_group, err, errlen);
+}
 void cs_gpu_model_free(cs_gpu_model *g) { (void)g; }
 size_t cs_gpu_model_step_bytes(const cs_gpu_model *g) { return 0; }
 #else
@@ -21,6 +25,7 @@ size_t cs_gpu_model_step_bytes(const cs_gpu_model *g) { return 0; }
 #include "../common/assert.h"
 #include "../kernels/cuda/cuda_kernels.h"
 #include "../kernels/dummy_init.h"
+#include "tp_shard.h"
 
 #define CK(call) CS_ASSERT((call) == cudaSuccess)
 
@@ -247,22 +252,36 @@ cs_status cs_gpu_model_upload(cs_gpu_model *g, const cs_model *m, char *err, siz
     return st;
 }
 
-static void dummy_vec(float *dst, int n, uint64_t seed, uint32_t id, float offset) {
-    float *h = malloc((size_t)n * sizeof *h);
+// dst (n) = elements [i0, i0 + n) of the dummy vector id.
+static void dummy_vec(float *dst, int i0, int n, uint64_t seed, uint32_t id, float offset) {
+    float *h = malloc((size_t)(i0 + n) * sizeof *h);
     CS_ASSERT(h);
-    cs_dummy_vector(h, n, seed, id, offset);
-    upload_f32(dst, h, (size_t)n);
+    cs_dummy_vector(h, i0 + n, seed, id, offset);
+    upload_f32(dst, h + i0, (size_t)n);
     free(h);
 }
 
 cs_status cs_gpu_model_dummy(cs_gpu_model *g, const cs_model_config *c, uint64_t seed, int max_pos,
                              int quant_bits, int quant_group, char *err, size_t errlen) {
+    return cs_gpu_model_dummy_shard(g, c, seed, max_pos, quant_bits, quant_group, 1, 0, err, errlen);
+}
+
+cs_status cs_gpu_model_dummy_shard(cs_gpu_model *g, const cs_model_config *full, uint64_t seed, int max_pos,
+                                   int quant_bits, int quant_group, int n_ranks, int rank, char *err, size_t errlen) {
     if (quant_bits != 0 && quant_bits != 4 && quant_bits != 8)
         return cs_errf(err, errlen, CS_ERR_INVALID, "quantised weights are int4 or int8, not int%d", quant_bits);
+    cs_tp_part p; // quantised: the MLP split on whole groups, so each rank's groups are the whole model's
+    if (!cs_tp_part_of(full, quant_bits ? quant_group : 1, n_ranks, rank, &p, err, errlen)) return CS_ERR_INVALID;
+    cs_model_config shard = *full;
+    shard.n_head = p.n_head;
+    shard.n_head_kv = p.n_kv;
+    shard.ffn_dim = p.n_ffn;
+    const cs_model_config *c = &shard;
     cs_status st = alloc_layers(g, c, max_pos, err, errlen);
     if (st != CS_OK) return st;
-    int64_t dim = c->dim, q_dim = (int64_t)c->n_head * c->head_dim, kv_dim = (int64_t)c->n_head_kv * c->head_dim;
+    int64_t hd = c->head_dim, dim = c->dim, q_dim = (int64_t)c->n_head * hd, kv_dim = (int64_t)c->n_head_kv * hd;
     int64_t ffn = c->ffn_dim, vocab = c->vocab_size;
+    int64_t full_q = (int64_t)full->n_head * hd, q0 = p.head0 * hd, kv0 = p.kv0 * hd;
     for (int l = 0; l < c->n_layer; l++) {
         cs_gpu_layer *G = &g->layers[l];
         plan_mat(&G->wqkv, quant_bits, quant_group, q_dim + 2 * kv_dim, dim);
@@ -287,7 +306,11 @@ cs_status cs_gpu_model_dummy(cs_gpu_model *g, const cs_model_config *c, uint64_t
             return cs_errf(err, errlen, CS_ERR_NOMEM, "no GPU memory left to quantise the dummy weights");
         }
     }
+    // FILL: a whole tensor; BLOCK: this rank's (rows, cols) at (row0, col0) of a (., ld) tensor
 #define FILL(dst, n, id, kind) cs_cuda_fill_dummy_bf16(dst, n, seed, id, cs_dummy_scale(c, kind), NULL)
+#define BLOCK(dst, rows, cols, ld, row0, col0, l, kind)                                                        \
+    cs_cuda_fill_dummy_bf16_block(dst, rows, cols, ld, row0, col0, seed, cs_dummy_layer_id(l, kind),            \
+                                  cs_dummy_scale(full, kind), NULL)
 #define MAT(m) ((m).bits ? scratch : (m).bf16)
 #define PACK(m)                                                                               \
     do {                                                                                      \
@@ -295,28 +318,29 @@ cs_status cs_gpu_model_dummy(cs_gpu_model *g, const cs_model_config *c, uint64_t
     } while (0)
     FILL(g->tok_embd, vocab * dim, CS_DUMMY_EMBD, CS_DUMMY_EMBD);
     if (!c->tied_embeddings) FILL(g->output, vocab * dim, CS_DUMMY_OUTPUT, CS_DUMMY_OUTPUT);
-    dummy_vec(g->output_norm, c->dim, seed, CS_DUMMY_OUT_NORM, 1.0f);
+    dummy_vec(g->output_norm, 0, c->dim, seed, CS_DUMMY_OUT_NORM, 1.0f);
     for (int l = 0; l < c->n_layer; l++) {
         cs_gpu_layer *G = &g->layers[l];
-        FILL(MAT(G->wqkv), q_dim * dim, cs_dummy_layer_id(l, CS_DUMMY_Q), CS_DUMMY_Q);
-        FILL(MAT(G->wqkv) + q_dim * dim, kv_dim * dim, cs_dummy_layer_id(l, CS_DUMMY_K), CS_DUMMY_K);
-        FILL(MAT(G->wqkv) + (q_dim + kv_dim) * dim, kv_dim * dim, cs_dummy_layer_id(l, CS_DUMMY_V), CS_DUMMY_V);
+        BLOCK(MAT(G->wqkv), q_dim, dim, dim, q0, 0, l, CS_DUMMY_Q);
+        BLOCK(MAT(G->wqkv) + q_dim * dim, kv_dim, dim, dim, kv0, 0, l, CS_DUMMY_K);
+        BLOCK(MAT(G->wqkv) + (q_dim + kv_dim) * dim, kv_dim, dim, dim, kv0, 0, l, CS_DUMMY_V);
         PACK(G->wqkv);
-        FILL(MAT(G->wo), dim * q_dim, cs_dummy_layer_id(l, CS_DUMMY_O), CS_DUMMY_O);
+        BLOCK(MAT(G->wo), dim, q_dim, full_q, 0, q0, l, CS_DUMMY_O);
         PACK(G->wo);
-        FILL(MAT(G->w_gate_up), ffn * dim, cs_dummy_layer_id(l, CS_DUMMY_GATE), CS_DUMMY_GATE);
-        FILL(MAT(G->w_gate_up) + ffn * dim, ffn * dim, cs_dummy_layer_id(l, CS_DUMMY_UP), CS_DUMMY_UP);
+        BLOCK(MAT(G->w_gate_up), ffn, dim, dim, p.ffn0, 0, l, CS_DUMMY_GATE);
+        BLOCK(MAT(G->w_gate_up) + ffn * dim, ffn, dim, dim, p.ffn0, 0, l, CS_DUMMY_UP);
         PACK(G->w_gate_up);
-        FILL(MAT(G->w_down), dim * ffn, cs_dummy_layer_id(l, CS_DUMMY_DOWN), CS_DUMMY_DOWN);
+        BLOCK(MAT(G->w_down), dim, ffn, full->ffn_dim, 0, p.ffn0, l, CS_DUMMY_DOWN);
         PACK(G->w_down);
-        dummy_vec(G->attn_norm, c->dim, seed, cs_dummy_layer_id(l, CS_DUMMY_ATTN_NORM), 1.0f);
-        dummy_vec(G->ffn_norm, c->dim, seed, cs_dummy_layer_id(l, CS_DUMMY_FFN_NORM), 1.0f);
+        dummy_vec(G->attn_norm, 0, c->dim, seed, cs_dummy_layer_id(l, CS_DUMMY_ATTN_NORM), 1.0f);
+        dummy_vec(G->ffn_norm, 0, c->dim, seed, cs_dummy_layer_id(l, CS_DUMMY_FFN_NORM), 1.0f);
         if (c->attn_bias) {
-            dummy_vec(G->bqkv, (int)q_dim, seed, cs_dummy_layer_id(l, CS_DUMMY_BQ), 0.0f);
-            dummy_vec(G->bqkv + q_dim, (int)kv_dim, seed, cs_dummy_layer_id(l, CS_DUMMY_BK), 0.0f);
-            dummy_vec(G->bqkv + q_dim + kv_dim, (int)kv_dim, seed, cs_dummy_layer_id(l, CS_DUMMY_BV), 0.0f);
+            dummy_vec(G->bqkv, (int)q0, (int)q_dim, seed, cs_dummy_layer_id(l, CS_DUMMY_BQ), 0.0f);
+            dummy_vec(G->bqkv + q_dim, (int)kv0, (int)kv_dim, seed, cs_dummy_layer_id(l, CS_DUMMY_BK), 0.0f);
+            dummy_vec(G->bqkv + q_dim + kv_dim, (int)kv0, (int)kv_dim, seed, cs_dummy_layer_id(l, CS_DUMMY_BV), 0.0f);
         }
     }
+#undef BLOCK
 #undef PACK
 #undef MAT
 #undef FILL

@@ -59,6 +59,10 @@ cs_status cs_gpu_model_upload(cs_gpu_model *g, const cs_model *m, char *err, siz
 // groups of quant_group) and kept packed; 0 keeps them bf16.
 cs_status cs_gpu_model_dummy(cs_gpu_model *g, const cs_model_config *c, uint64_t seed, int max_pos,
                              int quant_bits, int quant_group, char *err, size_t errlen);
+// Rank `rank` of n_ranks's shard of those dummy weights (engine/tp_shard.h): its heads, KV heads
+// and MLP features of the whole model's values (quantised: the MLP cut on whole groups).
+cs_status cs_gpu_model_dummy_shard(cs_gpu_model *g, const cs_model_config *full, uint64_t seed, int max_pos,
+                                   int quant_bits, int quant_group, int n_ranks, int rank, char *err, size_t errlen);
 // Bytes of the projections (codes and scales, or bf16) and of lm_head: what a decode step reads.
 size_t cs_gpu_model_step_bytes(const cs_gpu_model *g);
 void cs_gpu_model_free(cs_gpu_model *g);

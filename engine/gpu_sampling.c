@@ -63,7 +63,7 @@ bool cs_engine_gpu_sample_step(cs_engine *e, int n_seqs, const cs_batch *b) {
         }
     }
     cs_gpu_masks masks = {e->mask_bits, e->mask_row, n_masks};
-    cs_gpu_forward_run_sample(e->gfwd, b, e->s_params, e->pen_ids, e->pen_counts, e->pen_in_prompt, n_pen, &masks,
+    cs_tp_gpu_run_sample(e->gpu, b, e->s_params, e->pen_ids, e->pen_counts, e->pen_in_prompt, n_pen, &masks,
                               &e->sampled);
     return true;
 }

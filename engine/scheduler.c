@@ -137,7 +137,7 @@ static void append_slots(cs_engine *e, eng_seq *s, int n) {
     cs_bm_copy copy;
     if (cs_bm_append(e->bm, &s->bm, n, &copy) == 0) return;
     if (e->on_gpu) {
-        cs_gpu_forward_copy_rows(e->gfwd, copy.dst * e->kv.block_size, copy.src * e->kv.block_size, copy.n_rows);
+        cs_tp_gpu_copy_rows(e->gpu, copy.dst * e->kv.block_size, copy.src * e->kv.block_size, copy.n_rows);
         return;
     }
     if (e->tp) cs_tp_cpu_copy_rows(e->tp, copy.dst, copy.src, copy.n_rows);
@@ -437,7 +437,7 @@ bool cs_engine_step(cs_engine *e) {
     e->fwd_rows = b.n_logits;
     e->gpu_sampled = cs_engine_gpu_sample_step(e, n, &b);
     if (e->gpu_sampled) e->fwd_rows = 0; // no host rows: prompt logprobs cannot be due
-    else if (e->on_gpu) cs_gpu_forward_run(e->gfwd, &b, e->logits);
+    else if (e->on_gpu) cs_tp_gpu_run(e->gpu, &b, e->logits);
     else if (e->tp) cs_tp_cpu_run(e->tp, &b, e->logits);
     else cs_forward_run(e->fwd, &b, e->logits);
     postprocess(e, n);

@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../common/assert.h"
 #include "../common/status.h"
@@ -10,6 +11,14 @@
 cs_tp_nccl *cs_tp_nccl_init(int n_devices, char *err, size_t errlen) {
     cs_errf(err, errlen, CS_ERR_UNSUPPORTED, "cserve was built without NCCL: no tensor parallelism on GPUs");
     return NULL;
+}
+cs_tp_nccl *cs_tp_nccl_init_world(int n_devices, int n_world, int first_rank, const unsigned char id[128], char *err,
+                                  size_t errlen) {
+    return cs_tp_nccl_init(n_devices, err, errlen);
+}
+int cs_tp_nccl_make_id(unsigned char id[128], char *err, size_t errlen) {
+    cs_tp_nccl_init(1, err, errlen);
+    return -1;
 }
 void cs_tp_nccl_free(cs_tp_nccl *t) { (void)t; }
 void *cs_tp_nccl_rank(cs_tp_nccl *t, int r) { return NULL; }
@@ -28,35 +37,84 @@ struct cs_tp_nccl {
     rank_comm *ranks;
 };
 
-cs_tp_nccl *cs_tp_nccl_init(int n_devices, char *err, size_t errlen) {
+_Static_assert(sizeof(ncclUniqueId) == 128, "the bootstrap hands out 128-byte ids");
+
+// The communicators of devices 0 .. n - 1: all in one process (id NULL), or ranks first ..
+// first + n - 1 of n_world.
+static cs_tp_nccl *init_comms(int n, int n_world, int first, const unsigned char *id, char *err, size_t errlen) {
     int have = 0;
     if (cudaGetDeviceCount(&have) != cudaSuccess) have = 0;
-    if (n_devices < 1 || n_devices > have) {
+    if (n < 1 || n > have) {
         cudaGetLastError();
-        cs_errf(err, errlen, CS_ERR_INVALID, "tensor parallel size %d: this machine has %d GPUs", n_devices, have);
+        cs_errf(err, errlen, CS_ERR_INVALID, "tensor parallel: %d GPUs asked for, this machine has %d", n, have);
         return NULL;
     }
     cs_tp_nccl *t = calloc(1, sizeof *t);
-    ncclComm_t *comms = calloc((size_t)n_devices, sizeof *comms);
-    int *devs = calloc((size_t)n_devices, sizeof *devs);
-    if (t) t->ranks = calloc((size_t)n_devices, sizeof *t->ranks);
-    if (!t || !t->ranks || !comms || !devs) {
+    ncclComm_t *comms = calloc((size_t)n, sizeof *comms);
+    if (t) t->ranks = calloc((size_t)n, sizeof *t->ranks);
+    if (!t || !t->ranks || !comms) {
         if (t) free(t->ranks);
-        free(t), free(comms), free(devs);
+        free(t), free(comms);
         cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    for (int i = 0; i < n_devices; i++) devs[i] = i;
-    ncclResult_t rc = ncclCommInitAll(comms, n_devices, devs);
+    ncclResult_t rc;
+    if (!id) {
+        int *devs = malloc((size_t)n * sizeof *devs);
+        if (!devs) {
+            rc = ncclSystemError;
+        } else {
+            for (int i = 0; i < n; i++) devs[i] = i;
+            rc = ncclCommInitAll(comms, n, devs);
+            free(devs);
+        }
+    } else { // one thread joins for all its devices: a group, or the first would wait forever
+        ncclUniqueId uid;
+        memcpy(&uid, id, sizeof uid);
+        int dev = 0;
+        cudaGetDevice(&dev);
+        ncclGroupStart();
+        for (int i = 0; i < n; i++) {
+            cudaSetDevice(i);
+            ncclCommInitRank(&comms[i], n_world, uid, first + i);
+        }
+        rc = ncclGroupEnd();
+        cudaSetDevice(dev);
+    }
     if (rc != ncclSuccess) {
         cs_errf(err, errlen, CS_ERR_IO, "NCCL: %s", ncclGetErrorString(rc));
-        free(t->ranks), free(t), free(comms), free(devs);
+        free(t->ranks), free(t), free(comms);
         return NULL;
     }
-    t->n = n_devices;
-    for (int i = 0; i < n_devices; i++) t->ranks[i] = (rank_comm){comms[i], i};
-    free(comms), free(devs);
+    t->n = n;
+    for (int i = 0; i < n; i++) t->ranks[i] = (rank_comm){comms[i], i};
+    free(comms);
     return t;
+}
+
+cs_tp_nccl *cs_tp_nccl_init(int n_devices, char *err, size_t errlen) {
+    return init_comms(n_devices, n_devices, 0, NULL, err, errlen);
+}
+
+cs_tp_nccl *cs_tp_nccl_init_world(int n_devices, int n_world, int first_rank, const unsigned char id[128], char *err,
+                                  size_t errlen) {
+    if (n_world < n_devices || first_rank < 0 || first_rank + n_devices > n_world) {
+        cs_errf(err, errlen, CS_ERR_INVALID, "tensor parallel: ranks %d..%d of %d", first_rank,
+                first_rank + n_devices - 1, n_world);
+        return NULL;
+    }
+    return init_comms(n_devices, n_world, first_rank, id, err, errlen);
+}
+
+int cs_tp_nccl_make_id(unsigned char id[128], char *err, size_t errlen) {
+    ncclUniqueId uid;
+    ncclResult_t rc = ncclGetUniqueId(&uid);
+    if (rc != ncclSuccess) {
+        cs_errf(err, errlen, CS_ERR_IO, "NCCL: %s", ncclGetErrorString(rc));
+        return -1;
+    }
+    memcpy(id, &uid, sizeof uid);
+    return 0;
 }
 
 void cs_tp_nccl_free(cs_tp_nccl *t) {

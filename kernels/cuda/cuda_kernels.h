@@ -35,6 +35,10 @@ void cs_cuda_dequant_bf16(cs_dtype t, const void *src, uint16_t *dst, int64_t n_
 // cs_cpu_fill_dummy_bf16 (kernels/dummy_init.h).
 void cs_cuda_fill_dummy_bf16(uint16_t *dst, int64_t n, uint64_t seed, uint32_t tensor_id, float scale,
                              void *stream);
+// dst (rows, cols) bf16 = the block at (row0, col0) of the dummy tensor_id seen as (., ld):
+// a tensor-parallel rank's slice of it.
+void cs_cuda_fill_dummy_bf16_block(uint16_t *dst, int64_t rows, int64_t cols, int64_t ld, int64_t row0, int64_t col0,
+                                   uint64_t seed, uint32_t tensor_id, float scale, void *stream);
 
 // ---- elementwise and row kernels (kernels/cuda/embed.cu, rmsnorm.cu, rope_kv.cu, activation.cu)
 

@@ -1,0 +1,255 @@
+#include "tp_gpu.h"
+
+#include <stdlib.h>
+
+#ifndef CSERVE_HAVE_CUDA
+cs_status cs_tp_gpu_init(const cs_tp_gpu_params *p, cs_tp_gpu **out, char *err, size_t errlen) {
+    *out = NULL;
+    return cs_errf(err, errlen, CS_ERR_INVALID, "cserve was built without CUDA");
+}
+int cs_tp_gpu_device_count(void) { return 0; }
+void cs_tp_gpu_free(cs_tp_gpu *t) { (void)t; }
+int cs_tp_gpu_n_blocks(const cs_tp_gpu *t) { return 0; }
+void cs_tp_gpu_limit_blocks(cs_tp_gpu *t, int n) {}
+size_t cs_tp_gpu_block_bytes(const cs_tp_gpu *t) { return 0; }
+size_t cs_tp_gpu_weight_bytes(const cs_tp_gpu *t, int r) { return 0; }
+size_t cs_tp_gpu_step_bytes(const cs_tp_gpu *t, int r) { return 0; }
+int cs_tp_gpu_graphs(const cs_tp_gpu *t) { return 0; }
+void cs_tp_gpu_run(cs_tp_gpu *t, const cs_batch *b, float *logits) { abort(); }
+void cs_tp_gpu_run_greedy(cs_tp_gpu *t, const cs_batch *b, int32_t *ids) { abort(); }
+void cs_tp_gpu_run_sample(cs_tp_gpu *t, const cs_batch *b, const cs_cuda_sample_params *params,
+                          const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt, int n_pen,
+                          const cs_gpu_masks *masks, cs_gpu_sampled *out) { abort(); }
+void cs_tp_gpu_run_layers(cs_tp_gpu *t, const cs_batch *b) { abort(); }
+void cs_tp_gpu_copy_rows(cs_tp_gpu *t, int dst, int src, int n) { abort(); }
+#else
+#include <cuda_runtime.h>
+#include <pthread.h>
+#include <stdio.h>
+
+#include "../common/assert.h"
+#include "tp_nccl.h"
+#include "tp_shard.h"
+
+enum { JOB_LAYERS, JOB_COPY, JOB_STOP };
+
+typedef struct rank {
+    struct cs_tp_gpu *t;
+    int r;
+    cs_gpu_model g;
+    cs_gpu_forward *f;
+    pthread_t thread;
+    bool started;
+} rank;
+
+struct cs_tp_gpu {
+    int n;            // this process's ranks
+    bool head;        // rank 0 is the world's first: it computes logits
+    rank *ranks;
+    cs_tp_nccl *nccl; // NULL: one rank, the plain path
+    int n_blocks;
+    pthread_barrier_t step; // the caller and ranks 1..: a job starts, a job ends
+    int job;
+    const cs_batch *batch;
+    int copy_dst, copy_src, copy_n;
+};
+
+int cs_tp_gpu_device_count(void) { return cs_cuda_device_count(); }
+
+static void set_device(int r) {
+    cudaError_t e = cudaSetDevice(r);
+    if (e != cudaSuccess) {
+        fprintf(stderr, "tensor parallel: cannot select GPU %d: %s\n", r, cudaGetErrorString(e));
+        abort();
+    }
+}
+
+static void do_job(rank *k) {
+    cs_tp_gpu *t = k->t;
+    if (t->job == JOB_LAYERS) cs_gpu_forward_run_layers(k->f, t->batch);
+    else cs_gpu_forward_copy_rows(k->f, t->copy_dst, t->copy_src, t->copy_n);
+}
+
+static void *rank_main(void *arg) {
+    rank *k = arg;
+    set_device(k->r);
+    for (;;) {
+        pthread_barrier_wait(&k->t->step);
+        if (k->t->job == JOB_STOP) break;
+        do_job(k);
+        pthread_barrier_wait(&k->t->step);
+    }
+    return NULL;
+}
+
+// Ranks 1.. start job; the caller does rank 0's part between begin and end.
+static void begin(cs_tp_gpu *t, int job) {
+    t->job = job;
+    if (t->n > 1) pthread_barrier_wait(&t->step);
+    set_device(0);
+}
+static void end(cs_tp_gpu *t) {
+    if (t->n > 1) pthread_barrier_wait(&t->step);
+}
+
+void cs_tp_gpu_free(cs_tp_gpu *t) {
+    if (!t) return;
+    if (t->n > 1 && t->ranks[t->n - 1].started) { // the threads exist only when all started
+        t->job = JOB_STOP;
+        pthread_barrier_wait(&t->step);
+        for (int r = 1; r < t->n; r++) pthread_join(t->ranks[r].thread, NULL);
+    }
+    for (int r = 0; r < t->n; r++) {
+        set_device(r);
+        cs_gpu_forward_free(t->ranks[r].f);
+        cs_gpu_model_free(&t->ranks[r].g);
+    }
+    set_device(0);
+    cs_tp_nccl_free(t->nccl);
+    if (t->n > 1) pthread_barrier_destroy(&t->step);
+    free(t->ranks);
+    free(t);
+}
+
+// Rank r (of the world's n_world, this process's local) gets its weights on its device.
+static cs_status load_rank(const cs_tp_gpu_params *p, rank *k, int world_rank, int n_world, char *err, size_t errlen) {
+    if (p->dummy)
+        return cs_gpu_model_dummy_shard(&k->g, p->dummy, p->dummy_seed, p->dummy_max_pos, p->quant_bits,
+                                        p->quant_group, n_world, world_rank, err, errlen);
+    if (n_world == 1) return cs_gpu_model_upload(&k->g, p->model, err, errlen);
+    cs_model shard;
+    cs_status st = cs_tp_shard(p->model, n_world, world_rank, &shard, err, errlen);
+    if (st != CS_OK) return st;
+    st = cs_gpu_model_upload(&k->g, &shard, err, errlen);
+    cs_model_free(&shard); // its own copies of o's and down's columns
+    return st;
+}
+
+cs_status cs_tp_gpu_init(const cs_tp_gpu_params *p, cs_tp_gpu **out, char *err, size_t errlen) {
+    *out = NULL;
+    if (p->n_ranks < 1 || p->n_ranks > 64 || (!p->model == !p->dummy) || (!p->world != !p->nccl_id))
+        return cs_errf(err, errlen, CS_ERR_INVALID, "invalid tensor-parallel parameters");
+    int n_world = p->world ? p->world->nnodes * p->n_ranks : p->n_ranks;
+    int first = p->world ? p->world->node_rank * p->n_ranks : 0;
+    int have = cs_cuda_device_count();
+    if (p->n_ranks > have)
+        return cs_errf(err, errlen, CS_ERR_INVALID, "tensor parallel size %d: this machine has %d GPUs", p->n_ranks,
+                       have);
+    cs_tp_gpu *t = calloc(1, sizeof *t);
+    if (t) t->ranks = calloc((size_t)p->n_ranks, sizeof *t->ranks);
+    if (!t || !t->ranks) {
+        free(t);
+        return cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory");
+    }
+    t->n = p->n_ranks;
+    t->head = first == 0;
+    if (t->n > 1 && pthread_barrier_init(&t->step, NULL, (unsigned)t->n) != 0) {
+        free(t->ranks);
+        free(t);
+        return cs_errf(err, errlen, CS_ERR_NOMEM, "cannot make a barrier");
+    }
+    cs_status st = CS_OK;
+    // NCCL first: its buffers are taken before the KV pools are sized from what is left
+    if (n_world > 1 || p->nccl) {
+        t->nccl = p->world ? cs_tp_nccl_init_world(t->n, n_world, first, p->nccl_id, err, errlen)
+                           : cs_tp_nccl_init(t->n, err, errlen);
+        if (!t->nccl) st = CS_ERR_IO;
+    }
+    for (int r = 0; r < t->n && st == CS_OK; r++) {
+        rank *k = &t->ranks[r];
+        k->t = t;
+        k->r = r;
+        set_device(r);
+        st = load_rank(p, k, first + r, n_world, err, errlen);
+        cs_gpu_forward_params fp = p->fwd;
+        fp.layers_only = !(t->head && r == 0);
+        if (st == CS_OK && !(k->f = cs_gpu_forward_init(&k->g, &fp, err, errlen))) st = CS_ERR_NOMEM;
+        if (st == CS_OK && t->nccl) cs_gpu_forward_set_allreduce(k->f, cs_tp_nccl_allreduce, cs_tp_nccl_rank(t->nccl, r));
+        if (st == CS_OK && (r == 0 || cs_gpu_forward_n_blocks(k->f) < t->n_blocks)) t->n_blocks = cs_gpu_forward_n_blocks(k->f);
+    }
+    set_device(0);
+    if (st != CS_OK) { // no thread started yet: free takes every rank's partial state
+        cs_tp_gpu_free(t);
+        return st;
+    }
+    for (int r = 1; r < t->n; r++) {
+        if (pthread_create(&t->ranks[r].thread, NULL, rank_main, &t->ranks[r]) != 0) {
+            // the started ones wait at the step barrier, which can never fill: end the process
+            // rather than leave them
+            CS_ASSERT(0 && "cannot start a tensor-parallel rank thread");
+        }
+        t->ranks[r].started = true;
+    }
+    *out = t;
+    return CS_OK;
+}
+
+int cs_tp_gpu_n_blocks(const cs_tp_gpu *t) { return t->n_blocks; }
+
+void cs_tp_gpu_limit_blocks(cs_tp_gpu *t, int n) {
+    CS_ASSERT(n >= 1);
+    if (n < t->n_blocks) t->n_blocks = n;
+}
+
+size_t cs_tp_gpu_block_bytes(const cs_tp_gpu *t) {
+    size_t bytes = 0;
+    for (int r = 0; r < t->n; r++)
+        bytes += cs_gpu_forward_kv_bytes(t->ranks[r].f) / (size_t)cs_gpu_forward_n_blocks(t->ranks[r].f);
+    return bytes;
+}
+
+size_t cs_tp_gpu_weight_bytes(const cs_tp_gpu *t, int r) { return t->ranks[r].g.weight_bytes; }
+size_t cs_tp_gpu_step_bytes(const cs_tp_gpu *t, int r) { return cs_gpu_model_step_bytes(&t->ranks[r].g); }
+int cs_tp_gpu_graphs(const cs_tp_gpu *t) { return cs_gpu_forward_graphs(t->ranks[0].f); }
+
+static void check_batch(const cs_tp_gpu *t, const cs_batch *b) {
+    for (int i = 0; i < b->n_tokens; i++)
+        CS_ASSERT(b->slots[i] >= 0 && (int64_t)b->slots[i] < (int64_t)t->n_blocks * b->attn.block_size);
+}
+
+void cs_tp_gpu_run(cs_tp_gpu *t, const cs_batch *b, float *logits) {
+    CS_ASSERT(t->head);
+    check_batch(t, b);
+    t->batch = b;
+    begin(t, JOB_LAYERS);
+    cs_gpu_forward_run(t->ranks[0].f, b, logits);
+    end(t);
+}
+
+void cs_tp_gpu_run_greedy(cs_tp_gpu *t, const cs_batch *b, int32_t *ids) {
+    CS_ASSERT(t->head);
+    check_batch(t, b);
+    t->batch = b;
+    begin(t, JOB_LAYERS);
+    cs_gpu_forward_run_greedy(t->ranks[0].f, b, ids);
+    end(t);
+}
+
+void cs_tp_gpu_run_sample(cs_tp_gpu *t, const cs_batch *b, const cs_cuda_sample_params *params,
+                          const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt, int n_pen,
+                          const cs_gpu_masks *masks, cs_gpu_sampled *out) {
+    CS_ASSERT(t->head);
+    check_batch(t, b);
+    t->batch = b;
+    begin(t, JOB_LAYERS);
+    cs_gpu_forward_run_sample(t->ranks[0].f, b, params, pen_ids, pen_counts, pen_in_prompt, n_pen, masks, out);
+    end(t);
+}
+
+void cs_tp_gpu_run_layers(cs_tp_gpu *t, const cs_batch *b) {
+    CS_ASSERT(!t->head);
+    check_batch(t, b);
+    t->batch = b;
+    begin(t, JOB_LAYERS);
+    do_job(&t->ranks[0]);
+    end(t);
+}
+
+void cs_tp_gpu_copy_rows(cs_tp_gpu *t, int dst, int src, int n) {
+    CS_ASSERT(n >= 0 && dst >= 0 && src >= 0);
+    t->copy_dst = dst, t->copy_src = src, t->copy_n = n;
+    begin(t, JOB_COPY);
+    do_job(&t->ranks[0]);
+    end(t);
+}
+#endif
