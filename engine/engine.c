@@ -15,6 +15,8 @@
 #include "chat_template.h"
 #include "engine_internal.h"
 #include "tokenizer.h"
+#include "tp_bootstrap.h"
+#include "tp_nccl.h"
 #include "tp_shard.h"
 
 // Writes a one-line reason into err and returns code (a CS_ENGINE_E* value).
@@ -53,6 +55,8 @@ void cs_engine_params_default(cs_engine_params *p) {
     p->gpu_memory_utilization = 0.90;
     p->quant_group = 32;
     p->tensor_parallel_size = 1;
+    p->nnodes = 1;
+    p->dist_timeout_s = 600;
 }
 
 void cs_request_default(cs_request *r) {
@@ -122,6 +126,34 @@ static int init_tp_cpu(cs_engine *e, int n_blocks, char *err, size_t errlen) {
     return init_buffers(e, err, errlen) ? CS_ENGINE_ENOMEM : 0;
 }
 
+// Multi-node: node 0 makes the NCCL id and waits for the others on --dist-init-addr, which
+// keep their connection to it for the steps (engine/tp_node.h); the others join it.
+static int join_nodes(cs_engine *e, const cs_tp_world *w, unsigned char id[CS_TP_ID_BYTES], int **peers, char *err,
+                      size_t errlen) {
+    int timeout_ms = e->p.dist_timeout_s * 1000;
+    if (w->node_rank > 0) {
+        fprintf(stderr, "tensor parallel: node %d of %d joining node 0 at %s\n", w->node_rank, w->nnodes,
+                e->p.dist_init_addr);
+        if (cs_tp_bootstrap_join(e->p.dist_init_addr, w, id, timeout_ms, &e->follow_fd, err, errlen) != CS_OK)
+            return CS_ENGINE_EINVAL;
+        return 0;
+    }
+    if (cs_tp_nccl_make_id(id, err, errlen) != 0) return CS_ENGINE_EINVAL;
+    int port = 0, fd = cs_tp_bootstrap_listen(e->p.dist_init_addr, &port, err, errlen);
+    if (fd < 0) return CS_ENGINE_EINVAL;
+    fprintf(stderr, "tensor parallel: node 0 waiting for %d more nodes on %s\n", w->nnodes - 1, e->p.dist_init_addr);
+    if (!(*peers = malloc(sizeof **peers * (size_t)(w->nnodes - 1)))) {
+        close(fd);
+        return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
+    }
+    if (cs_tp_bootstrap_serve(fd, w, id, timeout_ms, *peers, err, errlen) != CS_OK) {
+        free(*peers);
+        *peers = NULL;
+        return CS_ENGINE_EINVAL;
+    }
+    return 0;
+}
+
 // The CUDA backend: weights uploaded once (split over the GPUs with --tensor-parallel-size),
 // the KV pool sized from the memory left. Prints each rank's weight bytes.
 static int init_gpu(cs_engine *e, char *err, size_t errlen) {
@@ -144,11 +176,24 @@ static int init_gpu(cs_engine *e, char *err, size_t errlen) {
     } else {
         tg.model = &e->model;
     }
+    cs_tp_world world = {.nnodes = e->p.nnodes, .node_rank = e->p.node_rank, .ranks_per_node = tp};
+    unsigned char id[CS_TP_ID_BYTES];
+    int *peers = NULL;
+    if (world.nnodes > 1) {
+        int rc = join_nodes(e, &world, id, &peers, err, errlen);
+        if (rc) return rc;
+        tg.world = &world;
+        tg.nccl_id = id;
+        tg.peers = peers;
+    }
     cs_status st = cs_tp_gpu_init(&tg, &e->gpu, err, errlen);
+    free(peers); // the ranks took the connections over
     if (!e->p.dummy_weights) cs_model_free(&e->model); // the devices hold the weights now
     if (st != CS_OK) return st == CS_ERR_NOMEM ? CS_ENGINE_ENOMEM : CS_ENGINE_EINVAL;
-    if (tp > 1) {
-        fprintf(stderr, "tensor parallel: %d GPUs, weights per GPU:", tp);
+    if (world.node_rank > 0) return 0; // a follower: node 0 keeps the blocks and samples
+    if (tp > 1 || world.nnodes > 1) {
+        fprintf(stderr, "tensor parallel: %d GPUs%s, weights per GPU:", tp * world.nnodes,
+                world.nnodes > 1 ? " over the nodes (this one's shown)" : "");
         for (int r = 0; r < tp; r++) fprintf(stderr, " %.2f GB", cs_tp_gpu_weight_bytes(e->gpu, r) / 1e9);
         fprintf(stderr, " (a decode step reads %.2f GB on each)\n", cs_tp_gpu_step_bytes(e->gpu, tp - 1) / 1e9);
     }
@@ -239,37 +284,73 @@ static int init_model(cs_engine *e, char *err, size_t errlen) {
 
 static void *engine_main(void *arg);
 
-int cs_engine_init(const cs_engine_params *p, cs_engine **out, char *err, size_t errlen) {
+// Checks p, makes the engine and loads the model (a follower: its shards, joined to node 0).
+static int engine_new(const cs_engine_params *p, cs_engine **out, char *err, size_t errlen) {
     *out = NULL;
     if (!p->model_path || p->max_num_seqs < 1 || p->max_num_batched_tokens < 1 || p->block_size < 1 ||
         p->max_queued < 1 || p->max_num_seqs > 4096 || p->block_size > 1024)
         return engine_err(err, errlen, CS_ENGINE_EINVAL, "invalid engine parameters (model path, limits)");
     if (p->tensor_parallel_size < 0 || p->tensor_parallel_size > 256)
         return engine_err(err, errlen, CS_ENGINE_EINVAL, "tensor parallel size %d: use 1 to 256", p->tensor_parallel_size);
+    const char *dev = p->device ? p->device : "cpu";
+    if (strcmp(dev, "cpu") && strcmp(dev, "cuda"))
+        return engine_err(err, errlen, CS_ENGINE_EINVAL, "unknown device '%s' (cpu or cuda)", dev);
+    bool on_gpu = !strcmp(dev, "cuda");
+    int tp = p->tensor_parallel_size ? p->tensor_parallel_size : 1; // 0: a zeroed params struct
+    int nnodes = p->nnodes ? p->nnodes : 1;
+    if (nnodes > 1) {
+        if (!on_gpu) return engine_err(err, errlen, CS_ENGINE_EINVAL, "--nnodes %d: several nodes need --device cuda", nnodes);
+        if (!p->dist_init_addr || !*p->dist_init_addr)
+            return engine_err(err, errlen, CS_ENGINE_EINVAL, "--nnodes %d: give node 0's --dist-init-addr HOST:PORT", nnodes);
+        if (tp % nnodes)
+            return engine_err(err, errlen, CS_ENGINE_EINVAL,
+                              "tensor parallel size %d over %d nodes: each node must run as many GPUs", tp, nnodes);
+        if (p->dist_timeout_s < 1)
+            return engine_err(err, errlen, CS_ENGINE_EINVAL, "--dist-timeout %d: use at least 1 second", p->dist_timeout_s);
+    }
+    if (p->node_rank < 0 || p->node_rank >= nnodes)
+        return engine_err(err, errlen, CS_ENGINE_EINVAL, "--node-rank %d: use 0 to %d", p->node_rank, nnodes - 1);
+    int gpus = on_gpu ? cs_tp_gpu_device_count() : 0, local = tp / nnodes;
+    if (on_gpu && gpus == 0)
+        return engine_err(err, errlen, CS_ENGINE_EINVAL, "--device cuda: %s",
+                          CUDA_BUILT ? "no CUDA device here" : "cserve was built without CUDA");
+    if (on_gpu && gpus < local)
+        return engine_err(err, errlen, CS_ENGINE_EINVAL, "tensor parallel size %d: this machine has %d GPUs", tp, gpus);
     cs_engine *e = calloc(1, sizeof *e);
     if (!e) return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
     e->p = *p;
-    if (e->p.tensor_parallel_size == 0) e->p.tensor_parallel_size = 1; // a zeroed params struct
+    e->p.tensor_parallel_size = local; // ranks of this process
+    e->p.nnodes = nnodes;
     e->event_fd = -1;
-    const char *dev = p->device ? p->device : "cpu";
-    if (strcmp(dev, "cpu") && strcmp(dev, "cuda")) {
-        free(e);
-        return engine_err(err, errlen, CS_ENGINE_EINVAL, "unknown device '%s' (cpu or cuda)", dev);
-    }
-    e->on_gpu = !strcmp(dev, "cuda");
-    int gpus = e->on_gpu ? cs_tp_gpu_device_count() : 0, tp = e->p.tensor_parallel_size;
-    if (e->on_gpu && gpus < tp) {
-        free(e);
-        if (gpus == 0)
-            return engine_err(err, errlen, CS_ENGINE_EINVAL, "--device cuda: %s",
-                              CUDA_BUILT ? "no CUDA device here" : "cserve was built without CUDA");
-        return engine_err(err, errlen, CS_ENGINE_EINVAL, "tensor parallel size %d: this machine has %d GPUs", tp,
-                          gpus);
-    }
+    e->follow_fd = -1;
+    e->on_gpu = on_gpu;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->wake, NULL);
     pthread_cond_init(&e->ev_cond, NULL);
-    int rc = init_model(e, err, errlen);
+    *out = e;
+    return init_model(e, err, errlen);
+}
+
+int cs_engine_follow(const cs_engine_params *p, char *err, size_t errlen) {
+    if (p->node_rank < 1) return engine_err(err, errlen, CS_ENGINE_EINVAL, "node 0 runs the engine, not a follower");
+    cs_engine *e = NULL;
+    int rc = engine_new(p, &e, err, errlen);
+    if (rc == 0) {
+        fprintf(stderr, "tensor parallel: node %d ready, running node 0's steps\n", p->node_rank);
+        if (cs_tp_gpu_follow(e->gpu, e->follow_fd, err, errlen) != CS_OK) rc = CS_ENGINE_EINVAL;
+    }
+    cs_engine_free(e);
+    return rc;
+}
+
+int cs_engine_init(const cs_engine_params *p, cs_engine **out, char *err, size_t errlen) {
+    *out = NULL;
+    if (p->node_rank > 0)
+        return engine_err(err, errlen, CS_ENGINE_EINVAL, "--node-rank %d follows node 0: it serves nothing itself",
+                          p->node_rank);
+    cs_engine *e = NULL;
+    int rc = engine_new(p, &e, err, errlen);
+    if (!e) return rc;
     if (rc == 0 && !(e->cc = cs_cc_init(e->file->tok, 64)))
         rc = engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
     if (rc == 0 && (e->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
@@ -315,6 +396,7 @@ void cs_engine_free(cs_engine *e) {
     free(e->s_params); free(e->pen_ids); free(e->pen_counts); free(e->pen_in_prompt);
     free(e->pen_stamp); free(e->pen_slot); free(e->mask_bits); free(e->mask_row);
     if (e->event_fd >= 0) close(e->event_fd);
+    if (e->follow_fd >= 0) close(e->follow_fd);
     cs_cc_free(e->cc);
     cs_forward_free(e->fwd);
     cs_tp_cpu_free(e->tp);
@@ -709,5 +791,5 @@ void cs_engine_info_get(const cs_engine *e, cs_engine_info *info) {
     snprintf(info->device, sizeof info->device, "%s", e->on_gpu ? "cuda" : "cpu");
     info->context_length = e->max_model_len;
     info->vocab_size = e->vocab;
-    info->tensor_parallel_size = e->p.tensor_parallel_size;
+    info->tensor_parallel_size = e->p.tensor_parallel_size * e->p.nnodes;
 }

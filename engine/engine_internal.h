@@ -79,6 +79,7 @@ struct cs_engine {
     cs_tp_cpu *tp;           // CPU backend, tensor parallel (fwd is NULL then)
     bool on_gpu;             // CUDA backend: gpu instead of kv and fwd
     cs_tp_gpu *gpu;          // its ranks (one, or tensor parallel)
+    int follow_fd;           // a node other than 0: its step connection to node 0
     size_t kv_block_bytes;   // K and V of one block, all layers
     int vocab, max_model_len, max_blocks_per_seq;
 

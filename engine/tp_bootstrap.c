@@ -146,8 +146,16 @@ static bool world_ok(const cs_tp_world *w) {
            w->ranks_per_node >= 1 && w->ranks_per_node <= 1024;
 }
 
+// A kept connection carries the steps: blocking from now on, each message sent at once.
+static int keep(int fd) {
+    int one = 1, fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
 cs_status cs_tp_bootstrap_serve(int fd, const cs_tp_world *w, const unsigned char id[CS_TP_ID_BYTES], int timeout_ms,
-                                char *err, size_t errlen) {
+                                int *peers, char *err, size_t errlen) {
     if (!world_ok(w) || w->node_rank != 0) {
         close(fd);
         return cs_errf(err, errlen, CS_ERR_INVALID, "tensor parallel bootstrap: node 0 serves, with a valid world");
@@ -231,7 +239,8 @@ cs_status cs_tp_bootstrap_serve(int fd, const cs_tp_world *w, const unsigned cha
     }
     for (int i = 0; i < joined; i++) {
         if (st != CS_OK) send_error(peer_fd[i], *why ? why : "node 0 gave up: another node left");
-        close(peer_fd[i]);
+        if (st == CS_OK && peers) peers[peer_rank[i] - 1] = keep(peer_fd[i]);
+        else close(peer_fd[i]);
     }
     free(peer_fd), free(peer_rank), free(seen);
     close(fd);
@@ -277,7 +286,7 @@ static int connect_until(const char *addr, long long deadline, char *err, size_t
 }
 
 cs_status cs_tp_bootstrap_join(const char *addr, const cs_tp_world *w, unsigned char id[CS_TP_ID_BYTES], int timeout_ms,
-                               char *err, size_t errlen) {
+                               int *conn, char *err, size_t errlen) {
     if (!world_ok(w) || w->node_rank == 0)
         return cs_errf(err, errlen, CS_ERR_INVALID, "tensor parallel bootstrap: node ranks 1.. join, with a valid world");
     long long deadline = now_ms() + timeout_ms;
@@ -309,6 +318,7 @@ cs_status cs_tp_bootstrap_join(const char *addr, const cs_tp_world *w, unsigned 
         }
         st = cs_errf(err, errlen, CS_ERR_INVALID, "tensor parallel bootstrap: node 0 refused: %s", msg);
     }
-    close(fd);
+    if (st == CS_OK && conn) *conn = keep(fd);
+    else close(fd);
     return st;
 }

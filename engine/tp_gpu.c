@@ -22,13 +22,18 @@ void cs_tp_gpu_run_sample(cs_tp_gpu *t, const cs_batch *b, const cs_cuda_sample_
                           const cs_gpu_masks *masks, cs_gpu_sampled *out) { abort(); }
 void cs_tp_gpu_run_layers(cs_tp_gpu *t, const cs_batch *b) { abort(); }
 void cs_tp_gpu_copy_rows(cs_tp_gpu *t, int dst, int src, int n) { abort(); }
+cs_status cs_tp_gpu_follow(cs_tp_gpu *t, int fd, char *err, size_t errlen) { abort(); }
 #else
 #include <cuda_runtime.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "../common/assert.h"
 #include "tp_nccl.h"
+#include "tp_node.h"
 #include "tp_shard.h"
 
 enum { JOB_LAYERS, JOB_COPY, JOB_STOP };
@@ -48,6 +53,8 @@ struct cs_tp_gpu {
     rank *ranks;
     cs_tp_nccl *nccl; // NULL: one rank, the plain path
     int n_blocks;
+    cs_gpu_forward_params fwd;
+    int *peers, n_peers;    // node 0 of several: the other nodes' step connections
     pthread_barrier_t step; // the caller and ranks 1..: a job starts, a job ends
     int job;
     const cs_batch *batch;
@@ -82,9 +89,25 @@ static void *rank_main(void *arg) {
     return NULL;
 }
 
-// Ranks 1.. start job; the caller does rank 0's part between begin and end.
+// A node that cannot be told the step would leave every rank waiting in an all-reduce: the
+// model is split over it, so nothing can be served without it.
+static void tell_peers(cs_tp_gpu *t, int job) {
+    for (int i = 0; i < t->n_peers; i++) {
+        bool ok = job == JOB_LAYERS ? cs_tp_node_send_batch(t->peers[i], t->batch)
+                  : job == JOB_COPY ? cs_tp_node_send_copy(t->peers[i], t->copy_dst, t->copy_src, t->copy_n)
+                                    : cs_tp_node_send_stop(t->peers[i]);
+        if (!ok && job != JOB_STOP) {
+            fprintf(stderr, "tensor parallel: node %d is gone (%s); the model cannot run without it\n", i + 1,
+                    strerror(errno));
+            abort();
+        }
+    }
+}
+
+// Ranks 1.. (and the other nodes) start job; the caller does rank 0's part between begin and end.
 static void begin(cs_tp_gpu *t, int job) {
     t->job = job;
+    tell_peers(t, job);
     if (t->n > 1) pthread_barrier_wait(&t->step);
     set_device(0);
 }
@@ -94,6 +117,10 @@ static void end(cs_tp_gpu *t) {
 
 void cs_tp_gpu_free(cs_tp_gpu *t) {
     if (!t) return;
+    if (t->n_peers) tell_peers(t, JOB_STOP);
+    for (int i = 0; i < t->n_peers; i++)
+        if (t->peers[i] >= 0) close(t->peers[i]);
+    free(t->peers);
     if (t->n > 1 && t->ranks[t->n - 1].started) { // the threads exist only when all started
         t->job = JOB_STOP;
         pthread_barrier_wait(&t->step);
@@ -143,6 +170,17 @@ cs_status cs_tp_gpu_init(const cs_tp_gpu_params *p, cs_tp_gpu **out, char *err, 
     }
     t->n = p->n_ranks;
     t->head = first == 0;
+    t->fwd = p->fwd;
+    if (p->peers && t->head) {
+        t->n_peers = p->world->nnodes - 1;
+        if (!(t->peers = malloc(sizeof *t->peers * (size_t)(t->n_peers ? t->n_peers : 1)))) {
+            for (int i = 0; i < t->n_peers; i++) close(p->peers[i]);
+            free(t->ranks);
+            free(t);
+            return cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory");
+        }
+        memcpy(t->peers, p->peers, sizeof *t->peers * (size_t)t->n_peers);
+    }
     if (t->n > 1 && pthread_barrier_init(&t->step, NULL, (unsigned)t->n) != 0) {
         free(t->ranks);
         free(t);
@@ -168,6 +206,17 @@ cs_status cs_tp_gpu_init(const cs_tp_gpu_params *p, cs_tp_gpu **out, char *err, 
         if (st == CS_OK && (r == 0 || cs_gpu_forward_n_blocks(k->f) < t->n_blocks)) t->n_blocks = cs_gpu_forward_n_blocks(k->f);
     }
     set_device(0);
+    cs_tp_msg m = {0};
+    for (int i = 0; i < t->n_peers && st == CS_OK; i++) { // each node has the same KV blocks as the least
+        char why[200] = "";
+        cs_status rs = cs_tp_node_recv(t->peers[i], &m, NULL, why, sizeof why);
+        if (rs != CS_OK || m.kind != CS_TP_MSG_READY)
+            st = cs_errf(err, errlen, CS_ERR_IO, "tensor parallel: node %d did not start (see its log): %s", i + 1,
+                         rs != CS_OK ? why : "it did not say READY");
+        else if (m.n_blocks < t->n_blocks)
+            t->n_blocks = m.n_blocks;
+    }
+    cs_tp_msg_free(&m);
     if (st != CS_OK) { // no thread started yet: free takes every rank's partial state
         cs_tp_gpu_free(t);
         return st;
@@ -251,5 +300,35 @@ void cs_tp_gpu_copy_rows(cs_tp_gpu *t, int dst, int src, int n) {
     begin(t, JOB_COPY);
     do_job(&t->ranks[0]);
     end(t);
+}
+
+cs_status cs_tp_gpu_follow(cs_tp_gpu *t, int fd, char *err, size_t errlen) {
+    CS_ASSERT(!t->head);
+    if (!cs_tp_node_send_ready(fd, t->n_blocks))
+        return cs_errf(err, errlen, CS_ERR_IO, "tensor parallel: node 0 is gone: %s", strerror(errno));
+    cs_tp_limits lim = {.max_tokens = t->fwd.max_tokens, .max_seqs = t->fwd.max_seqs, .max_ctx = t->fwd.max_ctx,
+                        .block_size = t->fwd.block_size, .n_blocks = t->n_blocks,
+                        .vocab = t->ranks[0].g.cfg.vocab_size, .rope_max_pos = t->ranks[0].g.rope_max_pos};
+    cs_tp_msg m = {0};
+    cs_status st;
+    char why[256];
+    for (;;) {
+        st = cs_tp_node_recv(fd, &m, &lim, why, sizeof why);
+        if (st != CS_OK) {
+            cs_errf(err, errlen, st, "tensor parallel: from node 0: %s", why);
+            break;
+        }
+        if (m.kind == CS_TP_MSG_STOP) break;
+        if (m.kind == CS_TP_MSG_BATCH) {
+            cs_tp_gpu_run_layers(t, &m.batch);
+        } else if (m.kind == CS_TP_MSG_COPY) {
+            cs_tp_gpu_copy_rows(t, m.copy[0], m.copy[1], m.copy[2]);
+        } else {
+            st = cs_errf(err, errlen, CS_ERR_FORMAT, "tensor parallel: node 0 sent a READY");
+            break;
+        }
+    }
+    cs_tp_msg_free(&m);
+    return st;
 }
 #endif

@@ -32,6 +32,8 @@ typedef struct cs_tp_gpu_params {
     int dummy_max_pos, quant_bits, quant_group;
     const cs_tp_world *world;     // several nodes (NULL: one), each with n_ranks GPUs ...
     const unsigned char *nccl_id; // ... joined by node 0's id (cs_tp_nccl_make_id)
+    const int *peers;             // node 0: the other nodes' step connections (taken over: closed
+                                  // by free); init waits for each to be READY
 } cs_tp_gpu_params;
 
 typedef struct cs_tp_gpu cs_tp_gpu;
@@ -62,5 +64,9 @@ void cs_tp_gpu_run_sample(cs_tp_gpu *t, const cs_batch *b, const cs_cuda_sample_
 void cs_tp_gpu_run_layers(cs_tp_gpu *t, const cs_batch *b);
 // cs_gpu_forward_copy_rows on every rank (their KV slices).
 void cs_tp_gpu_copy_rows(cs_tp_gpu *t, int dst, int src, int n);
+
+// A node other than 0: says READY on fd (its step connection), then runs every step node 0
+// sends until it says STOP (CS_OK) or the connection or a message fails (err says why).
+cs_status cs_tp_gpu_follow(cs_tp_gpu *t, int fd, char *err, size_t errlen);
 
 #endif

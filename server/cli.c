@@ -118,6 +118,22 @@ bool cs_cli_device_opt(int argc, char **argv, int *i, struct cs_engine_params *e
         *bad = *bad || !cs_cli_int("--tensor-parallel-size", v, 1, 256, &ep->tensor_parallel_size);
         return true;
     }
+    if (cs_cli_value(argc, argv, i, "--nnodes", &v, bad)) {
+        *bad = *bad || !cs_cli_int("--nnodes", v, 1, 4096, &ep->nnodes);
+        return true;
+    }
+    if (cs_cli_value(argc, argv, i, "--node-rank", &v, bad)) {
+        *bad = *bad || !cs_cli_int("--node-rank", v, 0, 4095, &ep->node_rank);
+        return true;
+    }
+    if (cs_cli_value(argc, argv, i, "--dist-timeout", &v, bad)) {
+        *bad = *bad || !cs_cli_int("--dist-timeout", v, 1, 86400, &ep->dist_timeout_s);
+        return true;
+    }
+    if (cs_cli_value(argc, argv, i, "--dist-init-addr", &v, bad)) {
+        if (!*bad) ep->dist_init_addr = v; // checked when node 0 listens or a node joins
+        return true;
+    }
     if (cs_cli_value(argc, argv, i, "--gpu-memory-utilization", &v, bad)) {
         float f = 0;
         *bad = *bad || !cs_cli_float("--gpu-memory-utilization", v, 0.05, 1.0, &f);
@@ -125,4 +141,14 @@ bool cs_cli_device_opt(int argc, char **argv, int *i, struct cs_engine_params *e
         return true;
     }
     return false;
+}
+
+int cs_cli_follow(const struct cs_engine_params *ep) {
+    char err[512];
+    if (cs_engine_follow(ep, err, sizeof err) != 0) {
+        fprintf(stderr, "error: %s\n", err);
+        return CS_EXIT_BAD_INPUT;
+    }
+    fprintf(stderr, "tensor parallel: node 0 stopped; node %d done\n", ep->node_rank);
+    return CS_EXIT_OK;
 }

@@ -35,11 +35,18 @@ bool cs_cli_quant_opt(int argc, char **argv, int *i, const char **quant, int *gr
     "                             nearest per group; embeddings and lm_head stay as stored)\n"     \
     "  --quant-group N            weights per scale: 32, 64 or 128 (default 32)\n"
 bool cs_cli_device_opt(int argc, char **argv, int *i, struct cs_engine_params *ep, bool *bad);
+// A node other than 0 (--node-rank R > 0): runs node 0's steps until it stops; the exit code.
+int cs_cli_follow(const struct cs_engine_params *ep);
 #define CS_CLI_DEVICE_HELP                                                                            \
     "  --device cpu|cuda          where the model runs (default cpu)\n"                               \
     "  --gpu-memory-utilization F cuda: share of GPU memory for weights, workspace and KV (0.90)\n" \
     "  --enforce-eager            cuda: do not capture decode steps in CUDA graphs\n"           \
-    "  --tensor-parallel-size N   (--tp N) split the model over N ranks (cpu: threads; default 1)\n" \
+    "  --tensor-parallel-size N   (--tp N) split the model over N ranks (cpu: threads; cuda: GPUs,\n" \
+    "                             of all nodes together; default 1)\n" \
+    "  --nnodes N                 cuda: spread the ranks over N nodes, TP / N GPUs each (default 1)\n" \
+    "  --node-rank R              this node; 0 serves, the others only run its steps (default 0)\n" \
+    "  --dist-init-addr HOST:PORT where node 0 waits for the other nodes\n" \
+    "  --dist-timeout S           how long the nodes wait for each other at start (default 600)\n" \
     "  --dummy-weights PRESET     seeded random weights of a known shape (llama3-8b, llama3-70b,\n" \
     "                             qwen2-7b, mistral-7b, smollm2-135m, NAME:LAYERS, config.json);\n" \
     "                             --model then gives only the tokenizer\n"

@@ -406,6 +406,11 @@ int cs_cmd_bench(int argc, char **argv) {
         if (!o.num_prompts_set) o.num_prompts = n_lines;
     }
     o.ep.model_path = cs_cli_model_path(o.model);
+    if (o.ep.node_rank > 0) {
+        for (int i = 0; i < n_lines; i++) free(lines[i]);
+        free(lines);
+        return cs_cli_follow(&o.ep); // node 0 runs the benchmark
+    }
     char err[256];
     cs_engine *e = NULL;
     if (o.ep.max_queued < o.num_prompts) o.ep.max_queued = o.num_prompts; // all may wait at once

@@ -113,6 +113,7 @@ int cs_cmd_serve(int argc, char **argv) {
     int rc = parse_opts(argc, argv, &ep, &rp);
     if (rc) return rc < 0 ? CS_EXIT_OK : rc;
     ep.model_path = cs_cli_model_path(ep.model_path);
+    if (ep.node_rank > 0) return cs_cli_follow(&ep); // node 0 serves
     // Block SIGINT/SIGTERM before any thread starts, so they reach the server's signalfd
     // instead of killing the process on whichever thread the kernel picks.
     sigset_t mask;

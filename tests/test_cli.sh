@@ -70,6 +70,20 @@ expect_error "--tp 12 on 9 heads" "tensor parallel size 12: the model has 9 quer
 expect_error "--tp 0" "'0' is not an integer in \[1, 256\]" bench --num-prompts 1 --input-len 4 --output-len 2 --tp 0
 expect_error "--tp 64 --device cuda" "this machine has [0-9]* GPUs\|--device cuda: no CUDA device here\|built without CUDA" \
     bench --num-prompts 1 --input-len 4 --output-len 2 --tp 64 --device cuda
+# several nodes: only with CUDA, an address, whole GPUs per node, a node rank in range
+expect_error "--nnodes 2 on the CPU" "several nodes need --device cuda" \
+    bench --num-prompts 1 --input-len 4 --output-len 2 --nnodes 2 --dist-init-addr 127.0.0.1:1
+expect_error "--nnodes 2 without an address" "give node 0's --dist-init-addr" \
+    bench --num-prompts 1 --input-len 4 --output-len 2 --nnodes 2 --device cuda
+expect_error "--tp 3 over 2 nodes" "each node must run as many GPUs" \
+    bench --num-prompts 1 --input-len 4 --output-len 2 --nnodes 2 --tp 3 --device cuda --dist-init-addr 127.0.0.1:1
+expect_error "--node-rank 2 of 2" "--node-rank 2: use 0 to 1" \
+    bench --num-prompts 1 --input-len 4 --output-len 2 --nnodes 2 --tp 2 --node-rank 2 --device cuda \
+    --dist-init-addr 127.0.0.1:1
+expect_error "a follower on the CPU" "several nodes need --device cuda" \
+    serve --nnodes 2 --node-rank 1 --dist-init-addr 127.0.0.1:1
+expect_error "--dist-timeout 0" "'0' is not an integer" \
+    bench --num-prompts 1 --input-len 4 --output-len 2 --dist-timeout 0
 
 hf=${CSERVE_HF_DIR:-}
 if [ -n "$hf" ] && [ -f "$hf/config.json" ]; then

@@ -1,8 +1,15 @@
-// Tensor parallelism's GPU path on one GPU: the forward pass with its all-reduces going
-// through NCCL (a communicator of one rank, engine/tp_nccl.h) against the plain forward pass,
-// on dummy smollm2-135m weights: a prefill of two sequences, then decode steps; the logits
-// must be the same bits (a sum over one rank is the value itself), eager and replayed from a
-// captured graph. Exits 77 (skipped) without CUDA, a device or NCCL.
+// Tensor parallelism's GPU path:
+// - the forward pass with its all-reduces going through NCCL (a communicator of one rank,
+//   engine/tp_nccl.h) against the plain forward pass, on dummy smollm2-135m weights: a
+//   prefill of two sequences, then decode steps; the logits must be the same bits (a sum over
+//   one rank is the value itself), eager and replayed from a captured graph;
+// - every rank's dummy shard made on the device (cs_gpu_model_dummy_shard) is, byte for byte,
+//   the host model's shard (engine/tp_shard.h) uploaded: for 2, 3 and 4 ranks of SmolLM2's 9
+//   heads in 3 KV groups, and 2 and 8 ranks of a Qwen2 shape with biases and 4 KV groups;
+// - the engine's ranks (engine/tp_gpu.h) with one rank through NCCL against the plain one:
+//   the same logits, greedy ids and sampled ids;
+// - with two GPUs or more, TP=2 (and 4) against TP=1: the same greedy ids, logits close.
+// Exits 77 (skipped) without CUDA, a device or NCCL.
 #include <stdio.h>
 
 #include "test_util.h"
@@ -19,11 +26,170 @@ int main(void) {
 #include "common/assert.h"
 #include "engine/gpu_forward.h"
 #include "engine/gpu_model.h"
+#include "engine/tp_gpu.h"
 #include "engine/tp_nccl.h"
+#include "engine/tp_shard.h"
 #include "kernels/cuda/cuda_kernels.h"
 
 #define BS 16
 #define CTX 64
+
+#include <cuda_runtime.h>
+
+// Rank r of n: the device-made shard against the host shard uploaded, byte for byte.
+static void check_shards(const char *name, const cs_model_config *c, const cs_model *host, int n) {
+    char err[256];
+    for (int r = 0; r < n; r++) {
+        cs_gpu_model dev, up;
+        cs_model shard;
+        TEST_CONDF(cs_gpu_model_dummy_shard(&dev, c, 5, CTX, 0, 32, n, r, err, sizeof err) == CS_OK, "%s", err);
+        TEST_CONDF(cs_tp_shard(host, n, r, &shard, err, sizeof err) == CS_OK, "%s", err);
+        TEST_CONDF(cs_gpu_model_upload(&up, &shard, err, sizeof err) == CS_OK, "%s", err);
+        TEST_CONDF(dev.weight_bytes == up.weight_bytes, "%s rank %d of %d: %zu and %zu bytes", name, r, n,
+                   dev.weight_bytes, up.weight_bytes);
+        if (dev.weight_bytes == up.weight_bytes) {
+            char *a = malloc(dev.weight_bytes), *b = malloc(up.weight_bytes);
+            CS_ASSERT(a && b);
+            CS_ASSERT(cudaMemcpy(a, dev.arena, dev.weight_bytes, cudaMemcpyDeviceToHost) == cudaSuccess);
+            CS_ASSERT(cudaMemcpy(b, up.arena, up.weight_bytes, cudaMemcpyDeviceToHost) == cudaSuccess);
+            size_t at = 0;
+            while (at < dev.weight_bytes && a[at] == b[at]) at++;
+            TEST_CONDF(at == dev.weight_bytes, "%s rank %d of %d: the device shard differs at byte %zu of %zu", name,
+                       r, n, at, dev.weight_bytes);
+            free(a), free(b);
+        }
+        cs_gpu_model_free(&dev);
+        cs_gpu_model_free(&up);
+        cs_model_free(&shard);
+    }
+}
+
+static void shards(void) {
+    char err[256];
+    cs_model_config c[2];
+    CS_ASSERT(cs_model_preset("smollm2-135m:3", &c[0], err, sizeof err) == CS_OK);
+    CS_ASSERT(cs_model_preset("qwen2-7b:2", &c[1], err, sizeof err) == CS_OK);
+    c[1].vocab_size = 4096; // a small vocabulary: the host model is made on the CPU
+    static const int ns[2][3] = {{2, 3, 4}, {2, 8, 0}};
+    for (int i = 0; i < 2; i++) {
+        cs_model host;
+        TEST_CONDF(cs_model_init_dummy(&host, &c[i], 5, CTX, err, sizeof err) == CS_OK, "%s", err);
+        for (int k = 0; k < 3 && ns[i][k]; k++) check_shards(i ? "qwen2" : "smollm2", &c[i], &host, ns[i][k]);
+        cs_model_free(&host);
+    }
+}
+
+// Two sequences of 12 and 7 prompt tokens, then `steps` greedy decode steps: ids (steps, 2).
+// The prefill's logits go to logits0 (2, vocab) and the last step's to logits1.
+static void greedy_run(cs_tp_gpu *t, int V, int steps, int32_t *ids, float *logits0, float *logits1) {
+    int32_t tok[19], pos[19], slots[19], rows[2] = {11, 18}, qs[3] = {0, 12, 19}, kvl[2] = {12, 7}, bts[3] = {0, 1, 2};
+    int32_t table[2] = {0, 2};
+    for (int i = 0; i < 19; i++) {
+        int s = i >= 12, at = s ? i - 12 : i;
+        tok[i] = (int32_t)((i * 7919 + 13) % V);
+        pos[i] = at;
+        slots[i] = table[s] * BS + at;
+    }
+    cs_batch pre = {.n_tokens = 19, .tokens = tok, .positions = pos, .slots = slots,
+                    .attn = {.n_seqs = 2, .q_start = qs, .kv_len = kvl, .bt_start = bts, .block_table = table, .block_size = BS},
+                    .n_logits = 2, .logit_rows = rows};
+    cs_tp_gpu_run(t, &pre, logits0);
+    int32_t dt[2];
+    for (int s = 0; s < 2; s++) {
+        const float *l = logits0 + (size_t)s * V;
+        int am = 0;
+        for (int i = 1; i < V; i++)
+            if (l[i] > l[am]) am = i;
+        dt[s] = am;
+    }
+    for (int step = 0; step < steps; step++) {
+        int32_t dp[2] = {12 + step, 7 + step}, ds[2], dr[2] = {0, 1}, dq[3] = {0, 1, 2}, dk[2] = {13 + step, 8 + step};
+        for (int s = 0; s < 2; s++) ds[s] = table[s] * BS + dp[s];
+        cs_batch dec = {.n_tokens = 2, .tokens = dt, .positions = dp, .slots = ds,
+                        .attn = {.n_seqs = 2, .q_start = dq, .kv_len = dk, .bt_start = bts, .block_table = table, .block_size = BS},
+                        .n_logits = 2, .logit_rows = dr};
+        if (step == steps - 1) cs_tp_gpu_run(t, &dec, logits1);
+        else cs_tp_gpu_run_greedy(t, &dec, dt);
+        if (step == steps - 1)
+            for (int s = 0; s < 2; s++) {
+                const float *l = logits1 + (size_t)s * V;
+                int am = 0;
+                for (int i = 1; i < V; i++)
+                    if (l[i] > l[am]) am = i;
+                dt[s] = am;
+            }
+        ids[2 * step] = dt[0], ids[2 * step + 1] = dt[1];
+    }
+}
+
+// One sampled step (temperature 0.8, top-p 0.9, seeded) after greedy_run's prefill.
+static void sampled_step(cs_tp_gpu *t, int32_t *ids) {
+    int32_t dt[2] = {17, 4242}, dp[2] = {12, 7}, ds[2] = {0 * BS + 12, 2 * BS + 7}, dr[2] = {0, 1}, dq[3] = {0, 1, 2};
+    int32_t dk[2] = {13, 8}, bts[3] = {0, 1, 2}, table[2] = {0, 2};
+    cs_batch dec = {.n_tokens = 2, .tokens = dt, .positions = dp, .slots = ds,
+                    .attn = {.n_seqs = 2, .q_start = dq, .kv_len = dk, .bt_start = bts, .block_table = table, .block_size = BS},
+                    .n_logits = 2, .logit_rows = dr};
+    cs_cuda_sample_params sp[2];
+    for (int s = 0; s < 2; s++)
+        sp[s] = (cs_cuda_sample_params){.temperature = 0.8f, .top_p = 0.9f, .repetition_penalty = 1.0f,
+                                        .n_logprobs = 2, .seed = 77 + (uint64_t)s};
+    cs_gpu_sampled out;
+    cs_tp_gpu_run_sample(t, &dec, sp, NULL, NULL, NULL, 0, NULL, &out);
+    ids[0] = out.ids[0], ids[1] = out.ids[1];
+}
+
+static cs_tp_gpu *ranks(const cs_model_config *c, int n, bool nccl) {
+    char err[256];
+    cs_tp_gpu_params p = {.n_ranks = n, .nccl = nccl,
+                          .fwd = {.max_tokens = 64, .max_seqs = 2, .max_ctx = CTX, .block_size = BS, .n_blocks = 8},
+                          .dummy = c, .dummy_seed = 9, .dummy_max_pos = CTX};
+    cs_tp_gpu *t = NULL;
+    TEST_CONDF(cs_tp_gpu_init(&p, &t, err, sizeof err) == CS_OK, "TP=%d%s: %s", n, nccl ? " (NCCL)" : "", err);
+    return t;
+}
+
+#define STEPS 6
+
+// The engine's ranks: TP=1 through NCCL against the plain path, then TP=2 and 4 when there
+// are the GPUs.
+static void engine_ranks(const cs_model_config *c) {
+    int V = c->vocab_size, gpus = cs_cuda_device_count();
+    float *l0 = malloc(sizeof(float) * 2 * (size_t)V), *l1 = malloc(sizeof(float) * 2 * (size_t)V);
+    float *m0 = malloc(sizeof(float) * 2 * (size_t)V), *m1 = malloc(sizeof(float) * 2 * (size_t)V);
+    int32_t ref[2 * STEPS], got[2 * STEPS], s_ref[2], s_got[2];
+    cs_tp_gpu *plain = ranks(c, 1, false);
+    if (!plain) return;
+    greedy_run(plain, V, STEPS, ref, l0, l1);
+    sampled_step(plain, s_ref);
+    cs_tp_gpu *one = ranks(c, 1, true);
+    if (one) {
+        greedy_run(one, V, STEPS, got, m0, m1);
+        sampled_step(one, s_got);
+        TEST_CONDF(!memcmp(l0, m0, sizeof(float) * 2 * (size_t)V) && !memcmp(l1, m1, sizeof(float) * 2 * (size_t)V),
+                   "TP=1 through NCCL: logits differ from the plain path");
+        TEST_CONDF(!memcmp(ref, got, sizeof ref), "TP=1 through NCCL: greedy ids differ");
+        TEST_CONDF(s_ref[0] == s_got[0] && s_ref[1] == s_got[1], "TP=1 through NCCL: sampled ids differ");
+        printf("engine ranks, TP=1 through NCCL: the same logits, greedy and sampled ids as the plain path\n");
+        cs_tp_gpu_free(one);
+    }
+    for (int n = 2; n <= 4 && n <= gpus; n *= 2) {
+        cs_tp_gpu *t = ranks(c, n, true);
+        if (!t) continue;
+        greedy_run(t, V, STEPS, got, m0, m1);
+        double worst = 0;
+        for (size_t i = 0; i < 2 * (size_t)V; i++) {
+            double d = fabs((double)m1[i] - l1[i]);
+            if (d > worst) worst = d;
+        }
+        TEST_CONDF(!memcmp(ref, got, sizeof ref), "TP=%d: greedy ids differ from TP=1", n);
+        TEST_CONDF(worst < 0.1, "TP=%d: logits differ from TP=1 by %.4f", n, worst);
+        printf("TP=%d over %d GPUs: the same %d greedy ids as TP=1, logits within %.4f\n", n, n, 2 * STEPS, worst);
+        cs_tp_gpu_free(t);
+    }
+    if (gpus < 2) printf("one GPU: TP=2 and 4 against TP=1 not run\n");
+    cs_tp_gpu_free(plain);
+    free(l0), free(l1), free(m0), free(m1);
+}
 
 int main(void) {
     if (cs_cuda_device_count() < 1) {
@@ -90,6 +256,8 @@ int main(void) {
     cs_gpu_forward_free(tp);
     cs_tp_nccl_free(t);
     cs_gpu_model_free(&g);
+    shards();
+    engine_ranks(&c);
     return TEST_REPORT();
 }
 #endif

@@ -26,7 +26,7 @@ typedef struct peer {
 
 static void *join_main(void *arg) {
     peer *p = arg;
-    p->st = cs_tp_bootstrap_join(p->addr, &p->w, p->id, p->timeout_ms, p->err, sizeof p->err);
+    p->st = cs_tp_bootstrap_join(p->addr, &p->w, p->id, p->timeout_ms, NULL, p->err, sizeof p->err);
     return NULL;
 }
 
@@ -83,7 +83,7 @@ int main(void) {
     peer a, b;
     start_peer(&a, port, 3, 1, 8, 5000);
     start_peer(&b, port, 3, 2, 8, 5000);
-    cs_status st = cs_tp_bootstrap_serve(fd, &(cs_tp_world){3, 0, 8}, id, 5000, err, sizeof err);
+    cs_status st = cs_tp_bootstrap_serve(fd, &(cs_tp_world){3, 0, 8}, id, 5000, NULL, err, sizeof err);
     pthread_join(a.th, NULL);
     pthread_join(b.th, NULL);
     TEST_CONDF(st == CS_OK, "3 nodes: node 0: %s", err);
@@ -93,7 +93,7 @@ int main(void) {
     // a peer believing in another world: both stop, saying so
     fd = listen_any(&port);
     start_peer(&a, port, 4, 1, 8, 5000);
-    st = cs_tp_bootstrap_serve(fd, &(cs_tp_world){3, 0, 8}, id, 5000, err, sizeof err);
+    st = cs_tp_bootstrap_serve(fd, &(cs_tp_world){3, 0, 8}, id, 5000, NULL, err, sizeof err);
     pthread_join(a.th, NULL);
     TEST_CONDF(st != CS_OK && strstr(err, "says 4 nodes of 8 ranks") && strstr(err, "3 nodes"), "world mismatch: node 0: %s", err);
     TEST_CONDF(a.st != CS_OK && strstr(a.err, "node 0 refused") && strstr(a.err, "says 4 nodes"), "world mismatch: peer: %s", a.err);
@@ -101,7 +101,7 @@ int main(void) {
     // another number of ranks per node
     fd = listen_any(&port);
     start_peer(&a, port, 2, 1, 4, 5000);
-    st = cs_tp_bootstrap_serve(fd, &(cs_tp_world){2, 0, 8}, id, 5000, err, sizeof err);
+    st = cs_tp_bootstrap_serve(fd, &(cs_tp_world){2, 0, 8}, id, 5000, NULL, err, sizeof err);
     pthread_join(a.th, NULL);
     TEST_CONDF(st != CS_OK && strstr(err, "of 4 ranks"), "ranks per node: node 0: %s", err);
     TEST_COND(a.st != CS_OK);
@@ -111,7 +111,7 @@ int main(void) {
     start_peer(&a, port, 3, 1, 8, 5000);
     usleep(500 * 1000);
     start_peer(&b, port, 3, 1, 8, 5000);
-    st = cs_tp_bootstrap_serve(fd, &(cs_tp_world){3, 0, 8}, id, 5000, err, sizeof err);
+    st = cs_tp_bootstrap_serve(fd, &(cs_tp_world){3, 0, 8}, id, 5000, NULL, err, sizeof err);
     pthread_join(a.th, NULL);
     pthread_join(b.th, NULL);
     TEST_CONDF(st != CS_OK && strstr(err, "came twice"), "duplicate rank: node 0: %s", err);
@@ -125,7 +125,7 @@ int main(void) {
     pthread_create(&silent.th, NULL, stray_main, &silent);
     usleep(300 * 1000);
     start_peer(&a, port, 2, 1, 8, 8000);
-    st = cs_tp_bootstrap_serve(fd, &(cs_tp_world){2, 0, 8}, id, 8000, err, sizeof err);
+    st = cs_tp_bootstrap_serve(fd, &(cs_tp_world){2, 0, 8}, id, 8000, NULL, err, sizeof err);
     pthread_join(a.th, NULL);
     pthread_join(http.th, NULL);
     pthread_join(silent.th, NULL);
@@ -140,7 +140,7 @@ int main(void) {
     start_peer(&a, port, 3, 1, 8, 5000);
     usleep(300 * 1000);
     start_peer(&b, port, 3, 2, 8, 5000);
-    st = cs_tp_bootstrap_serve(fd, &(cs_tp_world){3, 0, 8}, id, 5000, err, sizeof err);
+    st = cs_tp_bootstrap_serve(fd, &(cs_tp_world){3, 0, 8}, id, 5000, NULL, err, sizeof err);
     pthread_join(a.th, NULL);
     pthread_join(b.th, NULL);
     TEST_CONDF(st == CS_OK && a.st == CS_OK && b.st == CS_OK && !memcmp(a.id, id, sizeof id),
@@ -149,7 +149,7 @@ int main(void) {
     // node 0 gives up on a node that never comes, naming it
     fd = listen_any(&port);
     start_peer(&a, port, 3, 2, 8, 4000);
-    st = cs_tp_bootstrap_serve(fd, &(cs_tp_world){3, 0, 8}, id, 1500, err, sizeof err);
+    st = cs_tp_bootstrap_serve(fd, &(cs_tp_world){3, 0, 8}, id, 1500, NULL, err, sizeof err);
     pthread_join(a.th, NULL);
     TEST_CONDF(st != CS_OK && strstr(err, "2 of 3 nodes") && strstr(err, "missing node ranks 1"), "timeout: node 0: %s", err);
     TEST_CONDF(a.st != CS_OK && strstr(a.err, "gave up"), "timeout: the peer that came: %s", a.err);
@@ -183,7 +183,7 @@ int main(void) {
     // bad arguments
     TEST_COND(cs_tp_bootstrap_listen("no-port", &port, err, sizeof err) < 0 && strstr(err, "HOST:PORT"));
     TEST_COND(cs_tp_bootstrap_listen("::1:80", &port, err, sizeof err) < 0 && strstr(err, "IPv6"));
-    TEST_COND(cs_tp_bootstrap_join("127.0.0.1:1", &(cs_tp_world){2, 0, 8}, id, 100, err, sizeof err) != CS_OK);
-    TEST_COND(cs_tp_bootstrap_join("127.0.0.1:1", &(cs_tp_world){2, 2, 8}, id, 100, err, sizeof err) != CS_OK);
+    TEST_COND(cs_tp_bootstrap_join("127.0.0.1:1", &(cs_tp_world){2, 0, 8}, id, 100, NULL, err, sizeof err) != CS_OK);
+    TEST_COND(cs_tp_bootstrap_join("127.0.0.1:1", &(cs_tp_world){2, 2, 8}, id, 100, NULL, err, sizeof err) != CS_OK);
     return TEST_REPORT();
 }

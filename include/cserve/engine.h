@@ -67,12 +67,22 @@ typedef struct cs_engine_params {
     bool no_forced_runs;         /* constrained decoding: one forced token per step instead of
                                     appending runs of forced tokens at once (same output) */
     int tensor_parallel_size;    /* ranks the model is split over (default 1); on the CPU each is
-                                    a thread with its shard and threads / N workers */
+                                    a thread with its shard and threads / N workers; on CUDA each
+                                    is a GPU, over all nodes together */
+    int nnodes;                  /* cuda: nodes the ranks are spread over (default 1), each with
+                                    tensor_parallel_size / nnodes GPUs */
+    int node_rank;               /* this node: 0 runs the engine, the others cs_engine_follow */
+    const char *dist_init_addr;  /* HOST:PORT where node 0 waits for the others */
+    int dist_timeout_s;          /* how long node 0 waits for them and they for it (default 600) */
 } cs_engine_params;
 
 void cs_engine_params_default(cs_engine_params *p);
 /* Loads the model and starts the engine thread. Returns 0, or < 0 with err set. */
 int cs_engine_init(const cs_engine_params *p, cs_engine **out, char *err, size_t errlen);
+/* Nodes 1.. of multi-node tensor parallelism (p->node_rank > 0): loads this node's shards,
+   joins node 0 and runs the steps it sends until it stops. Returns 0 when node 0 stopped, or
+   < 0 with err set. */
+int cs_engine_follow(const cs_engine_params *p, char *err, size_t errlen);
 /* Cancels everything, stops the thread, frees all. NULL is fine. */
 void cs_engine_free(cs_engine *e);
 

@@ -1,0 +1,49 @@
+// The steps of multi-node tensor parallelism: node 0 runs the scheduler and describes every
+// step to the other nodes over the connections the bootstrap left open (engine/tp_bootstrap.h);
+// each of them runs its ranks' layers of that step, whose NCCL all-reduces meet node 0's.
+// What a node receives is checked against its limits before any of it reaches a GPU, so a
+// broken or mismatched peer ends with an error, never an out-of-bounds step.
+//
+// Wire format, little-endian u32 words: kind, n (payload words), then the payload.
+//   BATCH  n_tokens T, n_seqs S, n_logits L, block_size, tokens (T), positions (T), slots (T),
+//          logit_rows (L), q_start (S + 1), kv_len (S), bt_start (S + 1), block_table
+//          (bt_start[S])
+//   COPY   dst, src, n: copy n KV slots (copy-on-write of a shared block)
+//   STOP   (empty): node 0 is shutting down
+//   READY  n_blocks: a node other than 0, started, says how many KV blocks its ranks hold
+#ifndef CS_TP_NODE_H
+#define CS_TP_NODE_H
+
+#include <stdbool.h>
+
+#include "../common/status.h"
+#include "forward.h"
+
+enum { CS_TP_MSG_BATCH = 1, CS_TP_MSG_COPY, CS_TP_MSG_STOP, CS_TP_MSG_READY };
+
+// What a receiving node's ranks can take.
+typedef struct cs_tp_limits {
+    int max_tokens, max_seqs, max_ctx, block_size, n_blocks, vocab, rope_max_pos;
+} cs_tp_limits;
+
+typedef struct cs_tp_msg {
+    int kind;
+    cs_batch batch;  // BATCH: its arrays point into buf
+    int copy[3];     // COPY: dst, src, n
+    int n_blocks;    // READY
+    int32_t *buf;    // owned, reused by the next receive
+    size_t cap;
+} cs_tp_msg;
+
+// false when the peer is gone (errno says why).
+bool cs_tp_node_send_batch(int fd, const cs_batch *b);
+bool cs_tp_node_send_copy(int fd, int dst, int src, int n);
+bool cs_tp_node_send_stop(int fd);
+bool cs_tp_node_send_ready(int fd, int n_blocks);
+
+// One message into m. CS_ERR_IO when the connection closed or failed, CS_ERR_FORMAT when the
+// message is malformed or exceeds lim (NULL: READY and STOP only are expected).
+cs_status cs_tp_node_recv(int fd, cs_tp_msg *m, const cs_tp_limits *lim, char *err, size_t errlen);
+void cs_tp_msg_free(cs_tp_msg *m);
+
+#endif
