@@ -152,21 +152,27 @@ static cs_status load_rank(const cs_tp_gpu_params *p, rank *k, int world_rank, i
     return st;
 }
 
+// An init that fails before the ranks took the peers' connections closes them.
+static cs_status fail_early(const cs_tp_gpu_params *p, cs_status st) {
+    for (int i = 0; p->peers && p->world && i < p->world->nnodes - 1; i++) close(p->peers[i]);
+    return st;
+}
+
 cs_status cs_tp_gpu_init(const cs_tp_gpu_params *p, cs_tp_gpu **out, char *err, size_t errlen) {
     *out = NULL;
     if (p->n_ranks < 1 || p->n_ranks > 64 || (!p->model == !p->dummy) || (!p->world != !p->nccl_id))
-        return cs_errf(err, errlen, CS_ERR_INVALID, "invalid tensor-parallel parameters");
+        return fail_early(p, cs_errf(err, errlen, CS_ERR_INVALID, "invalid tensor-parallel parameters"));
     int n_world = p->world ? p->world->nnodes * p->n_ranks : p->n_ranks;
     int first = p->world ? p->world->node_rank * p->n_ranks : 0;
     int have = cs_cuda_device_count();
     if (p->n_ranks > have)
-        return cs_errf(err, errlen, CS_ERR_INVALID, "tensor parallel size %d: this machine has %d GPUs", p->n_ranks,
-                       have);
+        return fail_early(p, cs_errf(err, errlen, CS_ERR_INVALID, "tensor parallel size %d: this machine has %d GPUs",
+                                     p->n_ranks, have));
     cs_tp_gpu *t = calloc(1, sizeof *t);
     if (t) t->ranks = calloc((size_t)p->n_ranks, sizeof *t->ranks);
     if (!t || !t->ranks) {
         free(t);
-        return cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory");
+        return fail_early(p, cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory"));
     }
     t->n = p->n_ranks;
     t->head = first == 0;
@@ -174,17 +180,17 @@ cs_status cs_tp_gpu_init(const cs_tp_gpu_params *p, cs_tp_gpu **out, char *err, 
     if (p->peers && t->head) {
         t->n_peers = p->world->nnodes - 1;
         if (!(t->peers = malloc(sizeof *t->peers * (size_t)(t->n_peers ? t->n_peers : 1)))) {
-            for (int i = 0; i < t->n_peers; i++) close(p->peers[i]);
             free(t->ranks);
             free(t);
-            return cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory");
+            return fail_early(p, cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory"));
         }
         memcpy(t->peers, p->peers, sizeof *t->peers * (size_t)t->n_peers);
     }
     if (t->n > 1 && pthread_barrier_init(&t->step, NULL, (unsigned)t->n) != 0) {
+        free(t->peers);
         free(t->ranks);
         free(t);
-        return cs_errf(err, errlen, CS_ERR_NOMEM, "cannot make a barrier");
+        return fail_early(p, cs_errf(err, errlen, CS_ERR_NOMEM, "cannot make a barrier"));
     }
     cs_status st = CS_OK;
     // NCCL first: its buffers are taken before the KV pools are sized from what is left
