@@ -197,6 +197,10 @@ cs_gpu_forward *cs_gpu_forward_init(const cs_gpu_model *g, const cs_gpu_forward_
         cs_errf(err, errlen, CS_ERR_INVALID, "invalid GPU forward parameters");
         return NULL;
     }
+    if (!p->layers_only && !g->output) {
+        cs_errf(err, errlen, CS_ERR_INVALID, "a rank without lm_head runs layers only");
+        return NULL;
+    }
     if (c->head_dim != 64 && c->head_dim != 128) {
         cs_errf(err, errlen, CS_ERR_INVALID, "the CUDA attention kernels take head_dim 64 or 128, not %d", c->head_dim);
         return NULL;

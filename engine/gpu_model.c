@@ -14,8 +14,12 @@ cs_status cs_gpu_model_dummy(cs_gpu_model *g, const cs_model_config *c, uint64_t
     return cs_errf(err, errlen, CS_ERR_INVALID, "cserve was built without CUDA");
 }
 cs_status cs_gpu_model_dummy_shard(cs_gpu_model *g, const cs_model_config *full, uint64_t seed, int max_pos,
-                                   int quant_bits, int quant_group, int n_ranks, int rank, char *err, size_t errlen) {
+                                   int quant_bits, int quant_group, int n_ranks, int rank, bool lm_head, char *err,
+                                   size_t errlen) {
     return cs_gpu_model_dummy(g, full, seed, max_pos, quant_bits, quant_group, err, errlen);
+}
+cs_status cs_gpu_model_upload_rank(cs_gpu_model *g, const cs_model *m, bool lm_head, char *err, size_t errlen) {
+    return cs_gpu_model_upload(g, m, err, errlen);
 }
 void cs_gpu_model_free(cs_gpu_model *g) { (void)g; }
 size_t cs_gpu_model_step_bytes(const cs_gpu_model *g) { return 0; }
@@ -66,7 +70,7 @@ static size_t carve(cs_gpu_model *g, char *base) {
     } while (0)
     TAKE(g->tok_embd, (size_t)c->vocab_size * dim * 2);
     if (c->tied_embeddings) g->output = g->tok_embd;
-    else TAKE(g->output, (size_t)c->vocab_size * dim * 2);
+    else if (!g->no_lm_head) TAKE(g->output, (size_t)c->vocab_size * dim * 2);
     TAKE(g->output_norm, dim * 4);
     for (int l = 0; l < c->n_layer; l++) {
         cs_gpu_layer *L = &g->layers[l];
@@ -84,8 +88,10 @@ static size_t carve(cs_gpu_model *g, char *base) {
     return off;
 }
 
-static cs_status alloc_layers(cs_gpu_model *g, const cs_model_config *c, int max_pos, char *err, size_t errlen) {
+static cs_status alloc_layers(cs_gpu_model *g, const cs_model_config *c, int max_pos, bool lm_head, char *err,
+                              size_t errlen) {
     memset(g, 0, sizeof *g);
+    g->no_lm_head = !lm_head;
     g->cfg = *c;
     g->rope_max_pos = max_pos;
     g->layers = calloc((size_t)c->n_layer, sizeof *g->layers);
@@ -119,7 +125,7 @@ void cs_gpu_model_free(cs_gpu_model *g) {
 
 size_t cs_gpu_model_step_bytes(const cs_gpu_model *g) {
     const cs_model_config *c = &g->cfg;
-    size_t bytes = (size_t)c->vocab_size * c->dim * 2;
+    size_t bytes = g->no_lm_head ? 0 : (size_t)c->vocab_size * c->dim * 2;
     for (int l = 0; l < c->n_layer; l++) {
         const cs_gpu_layer *L = &g->layers[l];
         bytes += mat_bytes(&L->wqkv) + mat_bytes(&L->wo) + mat_bytes(&L->w_gate_up) + mat_bytes(&L->w_down);
@@ -196,8 +202,12 @@ static cs_status upload_fused(cs_gpu_mat *m, const cs_weight *const *parts, int 
 }
 
 cs_status cs_gpu_model_upload(cs_gpu_model *g, const cs_model *m, char *err, size_t errlen) {
+    return cs_gpu_model_upload_rank(g, m, true, err, errlen);
+}
+
+cs_status cs_gpu_model_upload_rank(cs_gpu_model *g, const cs_model *m, bool lm_head, char *err, size_t errlen) {
     const cs_model_config *c = &m->cfg;
-    cs_status st = alloc_layers(g, c, m->rope_max_pos, err, errlen);
+    cs_status st = alloc_layers(g, c, m->rope_max_pos, lm_head, err, errlen);
     if (st != CS_OK) return st;
     for (int l = 0; l < c->n_layer; l++) {
         const cs_layer *L = &m->layers[l];
@@ -227,7 +237,7 @@ cs_status cs_gpu_model_upload(cs_gpu_model *g, const cs_model *m, char *err, siz
     size_t dim = (size_t)c->dim, q_dim = (size_t)c->n_head * c->head_dim;
     size_t kv_dim = (size_t)c->n_head_kv * c->head_dim;
     upload_matrix(g->tok_embd, &m->tok_embd, staging);
-    if (!c->tied_embeddings) upload_matrix(g->output, &m->output, staging);
+    if (g->output != g->tok_embd && g->output) upload_matrix(g->output, &m->output, staging);
     upload_f32(g->output_norm, m->output_norm, dim);
     for (int l = 0; l < c->n_layer && st == CS_OK; l++) {
         const cs_layer *L = &m->layers[l];
@@ -263,11 +273,12 @@ static void dummy_vec(float *dst, int i0, int n, uint64_t seed, uint32_t id, flo
 
 cs_status cs_gpu_model_dummy(cs_gpu_model *g, const cs_model_config *c, uint64_t seed, int max_pos,
                              int quant_bits, int quant_group, char *err, size_t errlen) {
-    return cs_gpu_model_dummy_shard(g, c, seed, max_pos, quant_bits, quant_group, 1, 0, err, errlen);
+    return cs_gpu_model_dummy_shard(g, c, seed, max_pos, quant_bits, quant_group, 1, 0, true, err, errlen);
 }
 
 cs_status cs_gpu_model_dummy_shard(cs_gpu_model *g, const cs_model_config *full, uint64_t seed, int max_pos,
-                                   int quant_bits, int quant_group, int n_ranks, int rank, char *err, size_t errlen) {
+                                   int quant_bits, int quant_group, int n_ranks, int rank, bool lm_head, char *err,
+                                   size_t errlen) {
     if (quant_bits != 0 && quant_bits != 4 && quant_bits != 8)
         return cs_errf(err, errlen, CS_ERR_INVALID, "quantised weights are int4 or int8, not int%d", quant_bits);
     cs_tp_part p; // quantised: the MLP split on whole groups, so each rank's groups are the whole model's
@@ -277,7 +288,7 @@ cs_status cs_gpu_model_dummy_shard(cs_gpu_model *g, const cs_model_config *full,
     shard.n_head_kv = p.n_kv;
     shard.ffn_dim = p.n_ffn;
     const cs_model_config *c = &shard;
-    cs_status st = alloc_layers(g, c, max_pos, err, errlen);
+    cs_status st = alloc_layers(g, c, max_pos, lm_head, err, errlen);
     if (st != CS_OK) return st;
     int64_t hd = c->head_dim, dim = c->dim, q_dim = (int64_t)c->n_head * hd, kv_dim = (int64_t)c->n_head_kv * hd;
     int64_t ffn = c->ffn_dim, vocab = c->vocab_size;
@@ -317,7 +328,7 @@ cs_status cs_gpu_model_dummy_shard(cs_gpu_model *g, const cs_model_config *full,
         if ((m).bits) cs_cuda_qquantize((uint32_t *)(m).q.codes, (uint32_t *)(m).q.scales, &(m).q.d, scratch, NULL); \
     } while (0)
     FILL(g->tok_embd, vocab * dim, CS_DUMMY_EMBD, CS_DUMMY_EMBD);
-    if (!c->tied_embeddings) FILL(g->output, vocab * dim, CS_DUMMY_OUTPUT, CS_DUMMY_OUTPUT);
+    if (g->output != g->tok_embd && g->output) FILL(g->output, vocab * dim, CS_DUMMY_OUTPUT, CS_DUMMY_OUTPUT);
     dummy_vec(g->output_norm, 0, c->dim, seed, CS_DUMMY_OUT_NORM, 1.0f);
     for (int l = 0; l < c->n_layer; l++) {
         cs_gpu_layer *G = &g->layers[l];

@@ -15,6 +15,7 @@
 #ifndef CS_GPU_MODEL_H
 #define CS_GPU_MODEL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,20 +50,26 @@ typedef struct cs_gpu_model {
     float *rope_cos_sin;  // (rope_max_pos, rope_dim / 2, 2)
     int rope_max_pos;
     size_t weight_bytes;  // device bytes of all weights
+    bool no_lm_head;      // a tensor-parallel rank past the first: it never computes logits, so
+                          // an untied lm_head is not uploaded (output NULL)
     void *arena;          // the one device allocation
 } cs_gpu_model;
 
 // Copies a CPU model's weights to the current device. CS_ERR_NOMEM when they do not fit.
 cs_status cs_gpu_model_upload(cs_gpu_model *g, const cs_model *m, char *err, size_t errlen);
+// The same for a tensor-parallel rank: without lm_head for those that never compute logits.
+cs_status cs_gpu_model_upload_rank(cs_gpu_model *g, const cs_model *m, bool lm_head, char *err, size_t errlen);
 // Seeded dummy weights written on the device: the same values cs_model_init_dummy gives. With
 // quant_bits 4 or 8 the projections are then quantised on the device (cs_cuda_qquantize, in
 // groups of quant_group) and kept packed; 0 keeps them bf16.
 cs_status cs_gpu_model_dummy(cs_gpu_model *g, const cs_model_config *c, uint64_t seed, int max_pos,
                              int quant_bits, int quant_group, char *err, size_t errlen);
 // Rank `rank` of n_ranks's shard of those dummy weights (engine/tp_shard.h): its heads, KV heads
-// and MLP features of the whole model's values (quantised: the MLP cut on whole groups).
+// and MLP features of the whole model's values (quantised: the MLP cut on whole groups);
+// lm_head false: without an untied lm_head.
 cs_status cs_gpu_model_dummy_shard(cs_gpu_model *g, const cs_model_config *full, uint64_t seed, int max_pos,
-                                   int quant_bits, int quant_group, int n_ranks, int rank, char *err, size_t errlen);
+                                   int quant_bits, int quant_group, int n_ranks, int rank, bool lm_head, char *err,
+                                   size_t errlen);
 // Bytes of the projections (codes and scales, or bf16) and of lm_head: what a decode step reads.
 size_t cs_gpu_model_step_bytes(const cs_gpu_model *g);
 void cs_gpu_model_free(cs_gpu_model *g);

@@ -139,15 +139,17 @@ void cs_tp_gpu_free(cs_tp_gpu *t) {
 }
 
 // Rank r (of the world's n_world, this process's local) gets its weights on its device.
+// Only the world's first rank computes logits: the others go without an untied lm_head.
 static cs_status load_rank(const cs_tp_gpu_params *p, rank *k, int world_rank, int n_world, char *err, size_t errlen) {
+    bool lm_head = world_rank == 0;
     if (p->dummy)
         return cs_gpu_model_dummy_shard(&k->g, p->dummy, p->dummy_seed, p->dummy_max_pos, p->quant_bits,
-                                        p->quant_group, n_world, world_rank, err, errlen);
+                                        p->quant_group, n_world, world_rank, lm_head, err, errlen);
     if (n_world == 1) return cs_gpu_model_upload(&k->g, p->model, err, errlen);
     cs_model shard;
     cs_status st = cs_tp_shard(p->model, n_world, world_rank, &shard, err, errlen);
     if (st != CS_OK) return st;
-    st = cs_gpu_model_upload(&k->g, &shard, err, errlen);
+    st = cs_gpu_model_upload_rank(&k->g, &shard, lm_head, err, errlen);
     cs_model_free(&shard); // its own copies of o's and down's columns
     return st;
 }

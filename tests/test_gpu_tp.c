@@ -42,9 +42,11 @@ static void check_shards(const char *name, const cs_model_config *c, const cs_mo
     for (int r = 0; r < n; r++) {
         cs_gpu_model dev, up;
         cs_model shard;
-        TEST_CONDF(cs_gpu_model_dummy_shard(&dev, c, 5, CTX, 0, 32, n, r, err, sizeof err) == CS_OK, "%s", err);
+        TEST_CONDF(cs_gpu_model_dummy_shard(&dev, c, 5, CTX, 0, 32, n, r, r == 0, err, sizeof err) == CS_OK, "%s", err);
         TEST_CONDF(cs_tp_shard(host, n, r, &shard, err, sizeof err) == CS_OK, "%s", err);
-        TEST_CONDF(cs_gpu_model_upload(&up, &shard, err, sizeof err) == CS_OK, "%s", err);
+        TEST_CONDF(cs_gpu_model_upload_rank(&up, &shard, r == 0, err, sizeof err) == CS_OK, "%s", err);
+        TEST_CONDF(c->tied_embeddings || (r == 0) == (dev.output != NULL), "%s rank %d of %d: lm_head on rank 0 only",
+                   name, r, n);
         TEST_CONDF(dev.weight_bytes == up.weight_bytes, "%s rank %d of %d: %zu and %zu bytes", name, r, n,
                    dev.weight_bytes, up.weight_bytes);
         if (dev.weight_bytes == up.weight_bytes) {
