@@ -15,6 +15,8 @@ size_t cs_tp_gpu_block_bytes(const cs_tp_gpu *t) { return 0; }
 size_t cs_tp_gpu_weight_bytes(const cs_tp_gpu *t, int r) { return 0; }
 size_t cs_tp_gpu_step_bytes(const cs_tp_gpu *t, int r) { return 0; }
 int cs_tp_gpu_graphs(const cs_tp_gpu *t) { return 0; }
+const cs_model_config *cs_tp_gpu_config(const cs_tp_gpu *t, int r) { abort(); }
+void cs_tp_gpu_fill_kv(cs_tp_gpu *t, uint64_t seed) { abort(); }
 void cs_tp_gpu_run(cs_tp_gpu *t, const cs_batch *b, float *logits) { abort(); }
 void cs_tp_gpu_run_greedy(cs_tp_gpu *t, const cs_batch *b, int32_t *ids) { abort(); }
 void cs_tp_gpu_run_sample(cs_tp_gpu *t, const cs_batch *b, const cs_cuda_sample_params *params,
@@ -258,6 +260,15 @@ size_t cs_tp_gpu_block_bytes(const cs_tp_gpu *t) {
 size_t cs_tp_gpu_weight_bytes(const cs_tp_gpu *t, int r) { return t->ranks[r].g.weight_bytes; }
 size_t cs_tp_gpu_step_bytes(const cs_tp_gpu *t, int r) { return cs_gpu_model_step_bytes(&t->ranks[r].g); }
 int cs_tp_gpu_graphs(const cs_tp_gpu *t) { return cs_gpu_forward_graphs(t->ranks[0].f); }
+const cs_model_config *cs_tp_gpu_config(const cs_tp_gpu *t, int r) { return &t->ranks[r].g.cfg; }
+
+void cs_tp_gpu_fill_kv(cs_tp_gpu *t, uint64_t seed) {
+    for (int r = 0; r < t->n; r++) {
+        set_device(r);
+        cs_gpu_forward_fill_kv(t->ranks[r].f, seed + (uint64_t)r);
+    }
+    set_device(0);
+}
 
 static void check_batch(const cs_tp_gpu *t, const cs_batch *b) {
     for (int i = 0; i < b->n_tokens; i++)

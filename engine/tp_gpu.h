@@ -52,6 +52,10 @@ size_t cs_tp_gpu_block_bytes(const cs_tp_gpu *t);     // one block's K and V, al
 size_t cs_tp_gpu_weight_bytes(const cs_tp_gpu *t, int r); // rank r's device weights
 size_t cs_tp_gpu_step_bytes(const cs_tp_gpu *t, int r);   // what rank r's decode step reads
 int cs_tp_gpu_graphs(const cs_tp_gpu *t);                 // rank 0's captured graphs
+const cs_model_config *cs_tp_gpu_config(const cs_tp_gpu *t, int r); // rank r's shard's shape
+// Fills every rank's KV pool with seeded values (benchmarks: decode at a context without
+// computing its prefill).
+void cs_tp_gpu_fill_kv(cs_tp_gpu *t, uint64_t seed);
 
 // The contracts of cs_gpu_forward_run, _run_greedy and _run_sample (rank 0's results); the
 // other ranks run the layers of the same batch.

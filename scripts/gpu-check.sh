@@ -52,6 +52,8 @@ benches=(
     "bench_decode_int4|build-gpu/bench_decode --quant int4 --group 128 --shapes 1:512,1:4096,64:1024"
     "bench_decode_int8|build-gpu/bench_decode --quant int8 --group 128 --shapes 1:512"
     "bench_nccl|build-gpu/bench_nccl"
+    "bench_decode_nccl|build-gpu/bench_decode --nccl --shapes 1:512,64:1024"
+    "bench_decode_tp2|build-gpu/bench_decode --tp 2 --shapes 1:512,64:1024,256:512"
 )
 echo "== benchmarks"
 : >"$out/results.md"
