@@ -270,25 +270,23 @@ void cs_tp_gpu_fill_kv(cs_tp_gpu *t, uint64_t seed) {
     set_device(0);
 }
 
-static void check_batch(const cs_tp_gpu *t, const cs_batch *b) {
-    for (int i = 0; i < b->n_tokens; i++)
+// Node 0's step: the other ranks (and nodes) start on b's layers while rank 0 runs its part.
+static void head_begin(cs_tp_gpu *t, const cs_batch *b) {
+    CS_ASSERT(t->head);
+    for (int i = 0; i < b->n_tokens; i++) // every rank's pool holds n_blocks at least
         CS_ASSERT(b->slots[i] >= 0 && (int64_t)b->slots[i] < (int64_t)t->n_blocks * b->attn.block_size);
+    t->batch = b;
+    begin(t, JOB_LAYERS);
 }
 
 void cs_tp_gpu_run(cs_tp_gpu *t, const cs_batch *b, float *logits) {
-    CS_ASSERT(t->head);
-    check_batch(t, b);
-    t->batch = b;
-    begin(t, JOB_LAYERS);
+    head_begin(t, b);
     cs_gpu_forward_run(t->ranks[0].f, b, logits);
     end(t);
 }
 
 void cs_tp_gpu_run_greedy(cs_tp_gpu *t, const cs_batch *b, int32_t *ids) {
-    CS_ASSERT(t->head);
-    check_batch(t, b);
-    t->batch = b;
-    begin(t, JOB_LAYERS);
+    head_begin(t, b);
     cs_gpu_forward_run_greedy(t->ranks[0].f, b, ids);
     end(t);
 }
@@ -296,17 +294,13 @@ void cs_tp_gpu_run_greedy(cs_tp_gpu *t, const cs_batch *b, int32_t *ids) {
 void cs_tp_gpu_run_sample(cs_tp_gpu *t, const cs_batch *b, const cs_cuda_sample_params *params,
                           const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt, int n_pen,
                           const cs_gpu_masks *masks, cs_gpu_sampled *out) {
-    CS_ASSERT(t->head);
-    check_batch(t, b);
-    t->batch = b;
-    begin(t, JOB_LAYERS);
+    head_begin(t, b);
     cs_gpu_forward_run_sample(t->ranks[0].f, b, params, pen_ids, pen_counts, pen_in_prompt, n_pen, masks, out);
     end(t);
 }
 
 void cs_tp_gpu_run_layers(cs_tp_gpu *t, const cs_batch *b) {
-    CS_ASSERT(!t->head);
-    check_batch(t, b);
+    CS_ASSERT(!t->head); // its batches were checked against the node's limits on arrival
     t->batch = b;
     begin(t, JOB_LAYERS);
     do_job(&t->ranks[0]);
