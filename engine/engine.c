@@ -185,6 +185,7 @@ static int init_gpu(cs_engine *e, char *err, size_t errlen) {
         tg.world = &world;
         tg.nccl_id = id;
         tg.peers = peers;
+        tg.peer_timeout_ms = e->p.dist_timeout_s * 1000;
     }
     cs_status st = cs_tp_gpu_init(&tg, &e->gpu, err, errlen);
     free(peers); // the ranks took the connections over
@@ -199,7 +200,7 @@ static int init_gpu(cs_engine *e, char *err, size_t errlen) {
     }
     int n_blocks = cs_tp_gpu_n_blocks(e->gpu);
     kv_bookkeeping(e, n_blocks); // the pool is on the devices
-    e->kv_block_bytes = cs_tp_gpu_block_bytes(e->gpu);
+    e->kv_block_bytes = cs_tp_gpu_block_bytes(e->gpu) * (size_t)world.nnodes; // every node holds its slice
     cs_gpu_forward_params gp = tg.fwd;
     e->bm = cs_bm_init(n_blocks, e->p.block_size, e->p.enable_prefix_caching);
     if (!e->bm) return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
@@ -314,6 +315,9 @@ static int engine_new(const cs_engine_params *p, cs_engine **out, char *err, siz
     if (on_gpu && gpus == 0)
         return engine_err(err, errlen, CS_ENGINE_EINVAL, "--device cuda: %s",
                           CUDA_BUILT ? "no CUDA device here" : "cserve was built without CUDA");
+    if (on_gpu && gpus < local && nnodes > 1)
+        return engine_err(err, errlen, CS_ENGINE_EINVAL, "tensor parallel size %d over %d nodes: %d GPUs a node, this "
+                          "machine has %d", tp, nnodes, local, gpus);
     if (on_gpu && gpus < local)
         return engine_err(err, errlen, CS_ENGINE_EINVAL, "tensor parallel size %d: this machine has %d GPUs", tp, gpus);
     cs_engine *e = calloc(1, sizeof *e);

@@ -377,8 +377,9 @@ static void run(cs_gpu_forward *f, const cs_batch *b, int mode) {
               b->n_logits <= T && a->block_size == f->p.block_size);
     for (int s = 0; s < S; s++) {
         int q = a->q_start[s + 1] - a->q_start[s];
-        CS_ASSERT(q >= 1 && a->kv_len[s] >= q && a->kv_len[s] <= f->p.max_ctx &&
-                  a->bt_start[s + 1] - a->bt_start[s] <= f->max_blocks_per_seq);
+        int nb = a->bt_start[s + 1] - a->bt_start[s];
+        CS_ASSERT(q >= 1 && a->kv_len[s] >= q && a->kv_len[s] <= f->p.max_ctx && nb <= f->max_blocks_per_seq &&
+                  (int64_t)nb * f->p.block_size >= a->kv_len[s]);
         if (q > max_q) max_q = q;
         if (a->kv_len[s] > max_kv) max_kv = a->kv_len[s];
     }

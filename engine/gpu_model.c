@@ -111,6 +111,7 @@ static cs_status alloc_arena(cs_gpu_model *g, char *err, size_t errlen) {
         return cs_errf(err, errlen, CS_ERR_NOMEM, "the weights need %.2f GiB of GPU memory, %.2f GiB are free",
                        (double)bytes / (1 << 30), (double)free_b / (1 << 30));
     }
+    CK(cudaMemset(g->arena, 0, bytes)); // the padding between tensors too: two models compare bytewise
     carve(g, g->arena);
     g->weight_bytes = bytes;
     return CS_OK;
@@ -279,10 +280,15 @@ cs_status cs_gpu_model_dummy(cs_gpu_model *g, const cs_model_config *c, uint64_t
 cs_status cs_gpu_model_dummy_shard(cs_gpu_model *g, const cs_model_config *full, uint64_t seed, int max_pos,
                                    int quant_bits, int quant_group, int n_ranks, int rank, bool lm_head, char *err,
                                    size_t errlen) {
+    memset(g, 0, sizeof *g);
     if (quant_bits != 0 && quant_bits != 4 && quant_bits != 8)
         return cs_errf(err, errlen, CS_ERR_INVALID, "quantised weights are int4 or int8, not int%d", quant_bits);
     cs_tp_part p; // quantised: the MLP split on whole groups, so each rank's groups are the whole model's
     if (!cs_tp_part_of(full, quant_bits ? quant_group : 1, n_ranks, rank, &p, err, errlen)) return CS_ERR_INVALID;
+    if (quant_bits && n_ranks > 1 && full->head_dim % quant_group) // o's columns are cut between heads
+        return cs_errf(err, errlen, CS_ERR_INVALID,
+                       "tensor parallel: head_dim %d is not whole quantisation groups of %d (use --quant-group %d)",
+                       full->head_dim, quant_group, full->head_dim % 64 ? 32 : 64);
     cs_model_config shard = *full;
     shard.n_head = p.n_head;
     shard.n_head_kv = p.n_kv;

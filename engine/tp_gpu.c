@@ -31,6 +31,8 @@ cs_status cs_tp_gpu_follow(cs_tp_gpu *t, int fd, char *err, size_t errlen) { abo
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "../common/assert.h"
@@ -57,6 +59,8 @@ struct cs_tp_gpu {
     int n_blocks;
     cs_gpu_forward_params fwd;
     int *peers, n_peers;    // node 0 of several: the other nodes' step connections
+    bool failed;            // node 0 gave up starting: its STOP says so
+    uint64_t fingerprint;   // the model and settings every node must share
     pthread_barrier_t step; // the caller and ranks 1..: a job starts, a job ends
     int job;
     const cs_batch *batch;
@@ -97,7 +101,7 @@ static void tell_peers(cs_tp_gpu *t, int job) {
     for (int i = 0; i < t->n_peers; i++) {
         bool ok = job == JOB_LAYERS ? cs_tp_node_send_batch(t->peers[i], t->batch)
                   : job == JOB_COPY ? cs_tp_node_send_copy(t->peers[i], t->copy_dst, t->copy_src, t->copy_n)
-                                    : cs_tp_node_send_stop(t->peers[i]);
+                                    : cs_tp_node_send_stop(t->peers[i], t->failed);
         if (!ok && job != JOB_STOP) {
             fprintf(stderr, "tensor parallel: node %d is gone (%s); the model cannot run without it\n", i + 1,
                     strerror(errno));
@@ -156,6 +160,48 @@ static cs_status load_rank(const cs_tp_gpu_params *p, rank *k, int world_rank, i
     return st;
 }
 
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+// What every node's model must agree on: the shape, the weights' formats, the dummy seed or
+// the first bytes of the embedding and of the last down projection (the same shape from
+// another checkpoint), the quantisation. A different model would run without an error and
+// give wrong tokens.
+static uint64_t fingerprint(const cs_tp_gpu_params *p) {
+    const cs_model_config *c = p->model ? &p->model->cfg : p->dummy;
+    int32_t shape[] = {c->arch, c->n_layer, c->dim, c->ffn_dim, c->n_head, c->n_head_kv, c->head_dim, c->vocab_size,
+                       c->rope_dim, c->rope_layout, c->rope_scaling, c->tied_embeddings, c->attn_bias,
+                       p->quant_bits, p->quant_group, p->dummy != NULL};
+    float f[] = {c->rms_eps, c->rope_theta, c->rope_factor, c->rope_low_freq_factor, c->rope_high_freq_factor};
+    uint64_t h = fnv(0xcbf29ce484222325ull, shape, sizeof shape);
+    h = fnv(h, f, sizeof f);
+    if (p->dummy) return fnv(h, &p->dummy_seed, sizeof p->dummy_seed);
+    const cs_weight *ws[] = {&p->model->tok_embd, &p->model->layers[c->n_layer - 1].w_down};
+    for (int i = 0; i < 2; i++) {
+        size_t row;
+        cs_dtype_row_bytes(ws[i]->type, ws[i]->cols, &row);
+        int32_t type = ws[i]->type;
+        h = fnv(h, &type, sizeof type);
+        h = fnv(h, ws[i]->data, row < 256 ? row : 256);
+    }
+    for (int l = 0; l < c->n_layer; l++) {
+        const cs_layer *L = &p->model->layers[l];
+        int32_t types[] = {L->wq.type, L->wk.type, L->wv.type, L->wo.type, L->w_gate.type, L->w_up.type, L->w_down.type};
+        h = fnv(h, types, sizeof types);
+    }
+    return h;
+}
+
+// This node's limits, as a follower checks node 0's steps against them.
+static cs_tp_limits limits_of(const cs_tp_gpu *t) {
+    return (cs_tp_limits){.max_tokens = t->fwd.max_tokens, .max_seqs = t->fwd.max_seqs, .max_ctx = t->fwd.max_ctx,
+                          .block_size = t->fwd.block_size, .n_blocks = t->n_blocks,
+                          .vocab = t->ranks[0].g.cfg.vocab_size, .rope_max_pos = t->ranks[0].g.rope_max_pos};
+}
+
 // An init that fails before the ranks took the peers' connections closes them.
 static cs_status fail_early(const cs_tp_gpu_params *p, cs_status st) {
     for (int i = 0; p->peers && p->world && i < p->world->nnodes - 1; i++) close(p->peers[i]);
@@ -181,6 +227,7 @@ cs_status cs_tp_gpu_init(const cs_tp_gpu_params *p, cs_tp_gpu **out, char *err, 
     t->n = p->n_ranks;
     t->head = first == 0;
     t->fwd = p->fwd;
+    t->fingerprint = fingerprint(p);
     if (p->peers && t->head) {
         t->n_peers = p->world->nnodes - 1;
         if (!(t->peers = malloc(sizeof *t->peers * (size_t)(t->n_peers ? t->n_peers : 1)))) {
@@ -197,7 +244,8 @@ cs_status cs_tp_gpu_init(const cs_tp_gpu_params *p, cs_tp_gpu **out, char *err, 
         return fail_early(p, cs_errf(err, errlen, CS_ERR_NOMEM, "cannot make a barrier"));
     }
     cs_status st = CS_OK;
-    // NCCL first: its buffers are taken before the KV pools are sized from what is left
+    // NCCL first, so that what its init allocates is not counted as free for the KV pools
+    // (newer NCCL connects lazily at the first all-reduce: the pools' headroom covers that)
     if (n_world > 1 || p->nccl) {
         t->nccl = p->world ? cs_tp_nccl_init_world(t->n, n_world, first, p->nccl_id, err, errlen)
                            : cs_tp_nccl_init(t->n, err, errlen);
@@ -217,17 +265,29 @@ cs_status cs_tp_gpu_init(const cs_tp_gpu_params *p, cs_tp_gpu **out, char *err, 
     }
     set_device(0);
     cs_tp_msg m = {0};
+    cs_tp_limits ours = st == CS_OK ? limits_of(t) : (cs_tp_limits){0};
     for (int i = 0; i < t->n_peers && st == CS_OK; i++) { // each node has the same KV blocks as the least
         char why[200] = "";
+        struct timeval tv = {.tv_sec = p->peer_timeout_ms / 1000, .tv_usec = p->peer_timeout_ms % 1000 * 1000};
+        setsockopt(t->peers[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         cs_status rs = cs_tp_node_recv(t->peers[i], &m, NULL, why, sizeof why);
+        setsockopt(t->peers[i], SOL_SOCKET, SO_RCVTIMEO, &(struct timeval){0}, sizeof(struct timeval));
         if (rs != CS_OK || m.kind != CS_TP_MSG_READY)
             st = cs_errf(err, errlen, CS_ERR_IO, "tensor parallel: node %d did not start (see its log): %s", i + 1,
                          rs != CS_OK ? why : "it did not say READY");
-        else if (m.n_blocks < t->n_blocks)
-            t->n_blocks = m.n_blocks;
+        else if (cs_tp_limits_differ(&m.peer, &ours, why, sizeof why))
+            st = cs_errf(err, errlen, CS_ERR_INVALID, "tensor parallel: node %d was started with other settings: %s",
+                         i + 1, why);
+        else if (m.fingerprint != t->fingerprint)
+            st = cs_errf(err, errlen, CS_ERR_INVALID,
+                         "tensor parallel: node %d has another model (shape, weights, quantisation or dummy seed)",
+                         i + 1);
+        else if (m.peer.n_blocks < t->n_blocks)
+            t->n_blocks = m.peer.n_blocks;
     }
     cs_tp_msg_free(&m);
     if (st != CS_OK) { // no thread started yet: free takes every rank's partial state
+        t->failed = true;
         cs_tp_gpu_free(t);
         return st;
     }
@@ -317,11 +377,9 @@ void cs_tp_gpu_copy_rows(cs_tp_gpu *t, int dst, int src, int n) {
 
 cs_status cs_tp_gpu_follow(cs_tp_gpu *t, int fd, char *err, size_t errlen) {
     CS_ASSERT(!t->head);
-    if (!cs_tp_node_send_ready(fd, t->n_blocks))
+    cs_tp_limits lim = limits_of(t);
+    if (!cs_tp_node_send_ready(fd, &lim, t->fingerprint))
         return cs_errf(err, errlen, CS_ERR_IO, "tensor parallel: node 0 is gone: %s", strerror(errno));
-    cs_tp_limits lim = {.max_tokens = t->fwd.max_tokens, .max_seqs = t->fwd.max_seqs, .max_ctx = t->fwd.max_ctx,
-                        .block_size = t->fwd.block_size, .n_blocks = t->n_blocks,
-                        .vocab = t->ranks[0].g.cfg.vocab_size, .rope_max_pos = t->ranks[0].g.rope_max_pos};
     cs_tp_msg m = {0};
     cs_status st;
     char why[256];
@@ -331,7 +389,10 @@ cs_status cs_tp_gpu_follow(cs_tp_gpu *t, int fd, char *err, size_t errlen) {
             cs_errf(err, errlen, st, "tensor parallel: from node 0: %s", why);
             break;
         }
-        if (m.kind == CS_TP_MSG_STOP) break;
+        if (m.kind == CS_TP_MSG_STOP) {
+            if (m.failed) st = cs_errf(err, errlen, CS_ERR_IO, "tensor parallel: node 0 could not start (see its log)");
+            break;
+        }
         if (m.kind == CS_TP_MSG_BATCH) {
             cs_tp_gpu_run_layers(t, &m.batch);
         } else if (m.kind == CS_TP_MSG_COPY) {

@@ -33,7 +33,8 @@ typedef struct cs_tp_gpu_params {
     const cs_tp_world *world;     // several nodes (NULL: one), each with n_ranks GPUs ...
     const unsigned char *nccl_id; // ... joined by node 0's id (cs_tp_nccl_make_id)
     const int *peers;             // node 0: the other nodes' step connections (taken over: closed
-                                  // by free); init waits for each to be READY
+                                  // by free); init waits for each to be READY ...
+    int peer_timeout_ms;          // ... this long at most, with its model and limits the same
 } cs_tp_gpu_params;
 
 typedef struct cs_tp_gpu cs_tp_gpu;

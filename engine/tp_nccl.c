@@ -73,16 +73,19 @@ static cs_tp_nccl *init_comms(int n, int n_world, int first, const unsigned char
         memcpy(&uid, id, sizeof uid);
         int dev = 0;
         cudaGetDevice(&dev);
-        ncclGroupStart();
-        for (int i = 0; i < n; i++) {
+        rc = ncclGroupStart();
+        for (int i = 0; i < n && rc == ncclSuccess; i++) {
             cudaSetDevice(i);
-            ncclCommInitRank(&comms[i], n_world, uid, first + i);
+            rc = ncclCommInitRank(&comms[i], n_world, uid, first + i);
         }
-        rc = ncclGroupEnd();
+        ncclResult_t end = ncclGroupEnd();
+        if (rc == ncclSuccess) rc = end;
         cudaSetDevice(dev);
     }
     if (rc != ncclSuccess) {
         cs_errf(err, errlen, CS_ERR_IO, "NCCL: %s", ncclGetErrorString(rc));
+        for (int i = 0; i < n; i++) // the ones made before the failure
+            if (comms[i]) ncclCommAbort(comms[i]);
         free(t->ranks), free(t), free(comms);
         return NULL;
     }

@@ -4,23 +4,27 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #define MAX_WORDS (64u << 20) // 256 MB: far past any batch, short of a garbage length
 
-static bool send_all(int fd, const void *buf, size_t n) {
-    const char *p = buf;
+// Every part, in one system call when the socket takes it all (with TCP_NODELAY, one segment
+// per step rather than one per array).
+static bool send_iov(int fd, struct iovec *iov, int n) {
     while (n > 0) {
-        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        ssize_t k = sendmsg(fd, &mh, MSG_NOSIGNAL);
         if (k < 0 && errno == EINTR) continue;
         if (k <= 0) return false;
-        p += k;
-        n -= (size_t)k;
+        while (n > 0 && (size_t)k >= iov->iov_len) k -= (ssize_t)iov->iov_len, iov++, n--;
+        if (n > 0) iov->iov_base = (char *)iov->iov_base + k, iov->iov_len -= (size_t)k;
     }
     return true;
 }
 
-// 0: all of it; 1: closed before the first byte; -1: failed or closed midway.
+// 0: all of it; 1: closed before the first byte; -1: failed or closed midway; -2: timed out.
 static int recv_all(int fd, void *buf, size_t n) {
     char *p = buf;
     size_t got = 0;
@@ -28,6 +32,7 @@ static int recv_all(int fd, void *buf, size_t n) {
         ssize_t k = recv(fd, p + got, n - got, 0);
         if (k < 0 && errno == EINTR) continue;
         if (k == 0 && got == 0) return 1;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return -2;
         if (k <= 0) return -1;
         got += (size_t)k;
     }
@@ -39,7 +44,8 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the step wire format 
 
 static bool send_words(int fd, int kind, const int32_t *w, size_t n) {
     uint32_t h[2] = {(uint32_t)kind, (uint32_t)n};
-    return send_all(fd, h, sizeof h) && (n == 0 || send_all(fd, w, n * 4));
+    struct iovec iov[2] = {{h, sizeof h}, {(void *)w, n * 4}};
+    return send_iov(fd, iov, n ? 2 : 1);
 }
 
 bool cs_tp_node_send_batch(int fd, const cs_batch *b) {
@@ -47,21 +53,44 @@ bool cs_tp_node_send_batch(int fd, const cs_batch *b) {
     int T = b->n_tokens, S = a->n_seqs, L = b->n_logits, nt = a->bt_start[S];
     size_t n = 4 + 3 * (size_t)T + (size_t)L + 3 * (size_t)S + 2 + (size_t)nt;
     uint32_t h[6] = {CS_TP_MSG_BATCH, (uint32_t)n, (uint32_t)T, (uint32_t)S, (uint32_t)L, (uint32_t)a->block_size};
-    return send_all(fd, h, sizeof h) && send_all(fd, b->tokens, 4 * (size_t)T) &&
-           send_all(fd, b->positions, 4 * (size_t)T) && send_all(fd, b->slots, 4 * (size_t)T) &&
-           (L == 0 || send_all(fd, b->logit_rows, 4 * (size_t)L)) && send_all(fd, a->q_start, 4 * (size_t)(S + 1)) &&
-           send_all(fd, a->kv_len, 4 * (size_t)S) && send_all(fd, a->bt_start, 4 * (size_t)(S + 1)) &&
-           (nt == 0 || send_all(fd, a->block_table, 4 * (size_t)nt));
+    struct iovec iov[] = {{h, sizeof h},
+                          {(void *)b->tokens, 4 * (size_t)T},
+                          {(void *)b->positions, 4 * (size_t)T},
+                          {(void *)b->slots, 4 * (size_t)T},
+                          {(void *)b->logit_rows, 4 * (size_t)L},
+                          {(void *)a->q_start, 4 * (size_t)(S + 1)},
+                          {(void *)a->kv_len, 4 * (size_t)S},
+                          {(void *)a->bt_start, 4 * (size_t)(S + 1)},
+                          {(void *)a->block_table, 4 * (size_t)nt}};
+    return send_iov(fd, iov, (int)(sizeof iov / sizeof iov[0]));
 }
 
 bool cs_tp_node_send_copy(int fd, int dst, int src, int n) {
     int32_t w[3] = {dst, src, n};
     return send_words(fd, CS_TP_MSG_COPY, w, 3);
 }
-bool cs_tp_node_send_stop(int fd) { return send_words(fd, CS_TP_MSG_STOP, NULL, 0); }
-bool cs_tp_node_send_ready(int fd, int n_blocks) {
-    int32_t w = n_blocks;
-    return send_words(fd, CS_TP_MSG_READY, &w, 1);
+bool cs_tp_node_send_stop(int fd, bool failed) {
+    int32_t w = failed;
+    return send_words(fd, CS_TP_MSG_STOP, &w, 1);
+}
+bool cs_tp_node_send_ready(int fd, const cs_tp_limits *lim, uint64_t fingerprint) {
+    int32_t w[9] = {lim->n_blocks, lim->max_tokens, lim->max_seqs, lim->max_ctx, lim->block_size, lim->vocab,
+                    lim->rope_max_pos, (int32_t)(uint32_t)fingerprint, (int32_t)(uint32_t)(fingerprint >> 32)};
+    return send_words(fd, CS_TP_MSG_READY, w, 9);
+}
+
+bool cs_tp_limits_differ(const cs_tp_limits *peer, const cs_tp_limits *ours, char *why, size_t len) {
+    const char *names[] = {"max_tokens (--max-num-batched-tokens)", "max_seqs (--max-num-seqs)",
+                           "max_ctx (--max-model-len)", "block_size (--block-size)", "vocabulary",
+                           "RoPE positions"};
+    int a[] = {peer->max_tokens, peer->max_seqs, peer->max_ctx, peer->block_size, peer->vocab, peer->rope_max_pos};
+    int b[] = {ours->max_tokens, ours->max_seqs, ours->max_ctx, ours->block_size, ours->vocab, ours->rope_max_pos};
+    for (int i = 0; i < 6; i++)
+        if (a[i] != b[i]) {
+            snprintf(why, len, "%s %d, here %d", names[i], a[i], b[i]);
+            return true;
+        }
+    return false;
 }
 
 void cs_tp_msg_free(cs_tp_msg *m) {
@@ -137,7 +166,8 @@ static cs_status parse_batch(cs_tp_msg *m, size_t n, const cs_tp_limits *lim, ch
 cs_status cs_tp_node_recv(int fd, cs_tp_msg *m, const cs_tp_limits *lim, char *err, size_t errlen) {
     uint32_t h[2];
     int rc = recv_all(fd, h, sizeof h);
-    if (rc) return cs_errf(err, errlen, CS_ERR_IO, "the peer %s", rc > 0 ? "closed the connection" : "is gone");
+    if (rc) return cs_errf(err, errlen, CS_ERR_IO, "the peer %s",
+                           rc > 0 ? "closed the connection" : rc == -2 ? "said nothing in time" : "is gone");
     uint32_t kind = h[0], n = h[1];
     bool known = kind == CS_TP_MSG_STOP || kind == CS_TP_MSG_READY || (lim && (kind == CS_TP_MSG_BATCH ||
                                                                               kind == CS_TP_MSG_COPY));
@@ -151,11 +181,17 @@ cs_status cs_tp_node_recv(int fd, cs_tp_msg *m, const cs_tp_limits *lim, char *e
     }
     if (n && recv_all(fd, m->buf, (size_t)n * 4)) return cs_errf(err, errlen, CS_ERR_IO, "the peer is gone mid-message");
     m->kind = (int)kind;
-    size_t want = kind == CS_TP_MSG_COPY ? 3 : kind == CS_TP_MSG_READY ? 1 : kind == CS_TP_MSG_STOP ? 0 : n;
+    size_t want = kind == CS_TP_MSG_COPY ? 3 : kind == CS_TP_MSG_READY ? 9 : kind == CS_TP_MSG_STOP ? 1 : n;
     if (n != want) return cs_errf(err, errlen, CS_ERR_FORMAT, "step: message kind %u of %u words", kind, n);
     if (kind == CS_TP_MSG_READY) {
-        m->n_blocks = m->buf[0];
-        if (m->n_blocks < 1) return cs_errf(err, errlen, CS_ERR_FORMAT, "step: a node with %d KV blocks", m->n_blocks);
+        const int32_t *w = m->buf;
+        m->peer = (cs_tp_limits){.n_blocks = w[0], .max_tokens = w[1], .max_seqs = w[2], .max_ctx = w[3],
+                                 .block_size = w[4], .vocab = w[5], .rope_max_pos = w[6]};
+        m->fingerprint = (uint64_t)(uint32_t)w[7] | (uint64_t)(uint32_t)w[8] << 32;
+        if (m->peer.n_blocks < 1)
+            return cs_errf(err, errlen, CS_ERR_FORMAT, "step: a node with %d KV blocks", m->peer.n_blocks);
+    } else if (kind == CS_TP_MSG_STOP) {
+        m->failed = m->buf[0] != 0;
     } else if (kind == CS_TP_MSG_COPY) {
         memcpy(m->copy, m->buf, sizeof m->copy);
         int64_t slots = (int64_t)lim->n_blocks * lim->block_size;

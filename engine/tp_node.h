@@ -9,8 +9,10 @@
 //          logit_rows (L), q_start (S + 1), kv_len (S), bt_start (S + 1), block_table
 //          (bt_start[S])
 //   COPY   dst, src, n: copy n KV slots (copy-on-write of a shared block)
-//   STOP   (empty): node 0 is shutting down
-//   READY  n_blocks: a node other than 0, started, says how many KV blocks its ranks hold
+//   STOP   failed: node 0 is shutting down (0), or gave up starting (1)
+//   READY  a node other than 0, started: its limits (n_blocks, max_tokens, max_seqs, max_ctx,
+//          block_size, vocab, rope_max_pos) and the fingerprint of its model and settings
+//          (low word, high word), which node 0 compares with its own before the first step
 #ifndef CS_TP_NODE_H
 #define CS_TP_NODE_H
 
@@ -28,22 +30,28 @@ typedef struct cs_tp_limits {
 
 typedef struct cs_tp_msg {
     int kind;
-    cs_batch batch;  // BATCH: its arrays point into buf
-    int copy[3];     // COPY: dst, src, n
-    int n_blocks;    // READY
-    int32_t *buf;    // owned, reused by the next receive
+    cs_batch batch;       // BATCH: its arrays point into buf
+    int copy[3];          // COPY: dst, src, n
+    bool failed;          // STOP
+    cs_tp_limits peer;    // READY
+    uint64_t fingerprint; // READY
+    int32_t *buf;         // owned, reused by the next receive
     size_t cap;
 } cs_tp_msg;
 
 // false when the peer is gone (errno says why).
 bool cs_tp_node_send_batch(int fd, const cs_batch *b);
 bool cs_tp_node_send_copy(int fd, int dst, int src, int n);
-bool cs_tp_node_send_stop(int fd);
-bool cs_tp_node_send_ready(int fd, int n_blocks);
+bool cs_tp_node_send_stop(int fd, bool failed);
+bool cs_tp_node_send_ready(int fd, const cs_tp_limits *lim, uint64_t fingerprint);
 
-// One message into m. CS_ERR_IO when the connection closed or failed, CS_ERR_FORMAT when the
-// message is malformed or exceeds lim (NULL: READY and STOP only are expected).
+// One message into m. CS_ERR_IO when the connection closed, failed or timed out (SO_RCVTIMEO),
+// CS_ERR_FORMAT when the message is malformed or exceeds lim (NULL: READY and STOP only are
+// expected).
 cs_status cs_tp_node_recv(int fd, cs_tp_msg *m, const cs_tp_limits *lim, char *err, size_t errlen);
+// The first of a peer's limits that differs from ours, named ("max_seqs 64, here 32"), or
+// false when they agree (n_blocks aside: each node has its own).
+bool cs_tp_limits_differ(const cs_tp_limits *peer, const cs_tp_limits *ours, char *why, size_t len);
 void cs_tp_msg_free(cs_tp_msg *m);
 
 #endif

@@ -50,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             CS_ASSERT(m.copy[0] >= 0 && m.copy[1] >= 0 && m.copy[2] >= 0 &&
                       m.copy[0] + m.copy[2] <= LIM.n_blocks * LIM.block_size &&
                       m.copy[1] + m.copy[2] <= LIM.n_blocks * LIM.block_size);
-        if (m.kind == CS_TP_MSG_READY) CS_ASSERT(m.n_blocks >= 1);
+        if (m.kind == CS_TP_MSG_READY) CS_ASSERT(m.peer.n_blocks >= 1);
     }
     cs_tp_msg_free(&m);
     close(sv[1]);

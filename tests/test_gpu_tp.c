@@ -7,6 +7,7 @@
 //   weights: a prefill of two sequences, decode steps (eager, captured, replayed graphs) and a
 //   sampled step must give the same logits bits (a sum over one rank is the value itself),
 //   greedy ids and sampled ids;
+// - int4 shards quantised on each device unpack to the whole int4 model's slice exactly;
 // - with two GPUs or more, TP=2 (and 4) against TP=1: the same greedy ids, logits close.
 // Exits 77 (skipped) without CUDA, a device or NCCL.
 #include <stdio.h>
@@ -39,11 +40,19 @@ int main(void) {
 static void check_shards(const char *name, const cs_model_config *c, const cs_model *host, int n) {
     char err[256];
     for (int r = 0; r < n; r++) {
-        cs_gpu_model dev, up;
-        cs_model shard;
-        TEST_CONDF(cs_gpu_model_dummy_shard(&dev, c, 5, CTX, 0, 32, n, r, r == 0, err, sizeof err) == CS_OK, "%s", err);
-        TEST_CONDF(cs_tp_shard(host, n, r, &shard, err, sizeof err) == CS_OK, "%s", err);
-        TEST_CONDF(cs_gpu_model_upload_rank(&up, &shard, r == 0, err, sizeof err) == CS_OK, "%s", err);
+        cs_gpu_model dev = {0}, up = {0};
+        cs_model shard = {0};
+        bool ok = cs_gpu_model_dummy_shard(&dev, c, 5, CTX, 0, 32, n, r, r == 0, err, sizeof err) == CS_OK;
+        TEST_CONDF(ok, "%s", err);
+        ok = ok && cs_tp_shard(host, n, r, &shard, err, sizeof err) == CS_OK;
+        ok = ok && cs_gpu_model_upload_rank(&up, &shard, r == 0, err, sizeof err) == CS_OK;
+        TEST_CONDF(ok, "%s rank %d of %d: %s", name, r, n, err);
+        if (!ok) {
+            cs_gpu_model_free(&dev);
+            cs_gpu_model_free(&up);
+            cs_model_free(&shard);
+            continue;
+        }
         TEST_CONDF(c->tied_embeddings || (r == 0) == (dev.output != NULL), "%s rank %d of %d: lm_head on rank 0 only",
                    name, r, n);
         TEST_CONDF(dev.weight_bytes == up.weight_bytes, "%s rank %d of %d: %zu and %zu bytes", name, r, n,
@@ -80,6 +89,72 @@ static void shards(void) {
     }
 }
 
+// A packed matrix unpacked to host bf16 (n, k).
+static uint16_t *unpack(const cs_gpu_mat *m) {
+    size_t bytes = (size_t)(m->n * m->k) * 2;
+    uint16_t *d = NULL, *h = malloc(bytes);
+    CS_ASSERT(h && cudaMalloc((void **)&d, bytes) == cudaSuccess);
+    cs_cuda_qunpack_bf16(d, &m->q, NULL);
+    CS_ASSERT(cudaMemcpy(h, d, bytes, cudaMemcpyDeviceToHost) == cudaSuccess);
+    cudaFree(d);
+    return h;
+}
+
+// Rows [r0, r0 + rows) and columns [c0, c0 + cols) of full (., k) against part (rows, cols).
+static bool same_block(const uint16_t *full, int64_t k, int64_t r0, int64_t c0, const uint16_t *part, int64_t rows,
+                       int64_t cols) {
+    for (int64_t i = 0; i < rows; i++)
+        if (memcmp(full + (r0 + i) * k + c0, part + i * cols, (size_t)cols * 2)) return false;
+    return true;
+}
+
+// int4 dummy shards quantised on each rank's device hold the whole model's codes and scales:
+// its groups are cut on whole groups (o by heads, down by groups of features), so each rank's
+// weights, unpacked, are the whole model's slice exactly; and a head_dim that is not whole
+// groups is refused.
+static void quant_shards(void) {
+    char err[256];
+    cs_model_config c;
+    CS_ASSERT(cs_model_preset("smollm2-135m:2", &c, err, sizeof err) == CS_OK);
+    cs_gpu_model full = {0};
+    TEST_CONDF(cs_gpu_model_dummy(&full, &c, 5, CTX, 4, 64, err, sizeof err) == CS_OK, "%s", err);
+    int64_t hd = c.head_dim, fq = (int64_t)c.n_head * hd, fkv = (int64_t)c.n_head_kv * hd, ff = c.ffn_dim;
+    const cs_gpu_layer *F = &full.layers[1];
+    uint16_t *fqkv = unpack(&F->wqkv), *fo = unpack(&F->wo), *fgu = unpack(&F->w_gate_up), *fd = unpack(&F->w_down);
+    int good = 0;
+    for (int r = 0; r < 3; r++) {
+        cs_gpu_model g = {0};
+        cs_tp_part p;
+        CS_ASSERT(cs_tp_part_of(&c, 64, 3, r, &p, err, sizeof err));
+        if (cs_gpu_model_dummy_shard(&g, &c, 5, CTX, 4, 64, 3, r, r == 0, err, sizeof err) != CS_OK) {
+            TEST_CONDF(0, "int4 shard %d of 3: %s", r, err);
+            continue;
+        }
+        const cs_gpu_layer *G = &g.layers[1];
+        int64_t q = (int64_t)p.n_head * hd, kv = (int64_t)p.n_kv * hd, dim = c.dim;
+        uint16_t *qkv = unpack(&G->wqkv), *o = unpack(&G->wo), *gu = unpack(&G->w_gate_up), *d = unpack(&G->w_down);
+        bool ok = same_block(fqkv, dim, p.head0 * hd, 0, qkv, q, dim) &&
+                  same_block(fqkv, dim, fq + p.kv0 * hd, 0, qkv + q * dim, kv, dim) &&
+                  same_block(fqkv, dim, fq + fkv + p.kv0 * hd, 0, qkv + (q + kv) * dim, kv, dim) &&
+                  same_block(fo, fq, 0, p.head0 * hd, o, dim, q) &&
+                  same_block(fgu, dim, p.ffn0, 0, gu, p.n_ffn, dim) &&
+                  same_block(fgu, dim, ff + p.ffn0, 0, gu + (int64_t)p.n_ffn * dim, p.n_ffn, dim) &&
+                  same_block(fd, ff, 0, p.ffn0, d, dim, p.n_ffn);
+        TEST_CONDF(ok, "int4 shard %d of 3: its unpacked weights are not the whole model's slice", r);
+        good += ok;
+        free(qkv), free(o), free(gu), free(d);
+        cs_gpu_model_free(&g);
+    }
+    printf("int4 g64 dummy shards, 3 ranks: %d of 3 the whole model's weights exactly\n", good);
+    cs_gpu_model g = {0};
+    TEST_CONDF(cs_gpu_model_dummy_shard(&g, &c, 5, CTX, 4, 128, 3, 1, false, err, sizeof err) == CS_ERR_INVALID &&
+                   strstr(err, "not whole quantisation groups of 128"),
+               "head_dim 64 in groups of 128 over 3 ranks: '%s'", err);
+    cs_gpu_model_free(&g);
+    free(fqkv), free(fo), free(fgu), free(fd);
+    cs_gpu_model_free(&full);
+}
+
 // The argmax of each of the two logits rows.
 static void argmax2(const float *logits, int V, int32_t *ids) {
     for (int s = 0; s < 2; s++) {
@@ -91,16 +166,22 @@ static void argmax2(const float *logits, int V, int32_t *ids) {
     }
 }
 
+// The two sequences' blocks: the first has blocks 0 and 1 (up to 32 positions), the second
+// block 2 (16).
+static const int32_t TABLE[3] = {0, 1, 2}, BT_START[3] = {0, 2, 3};
+
+static int32_t slot_of(int seq, int pos) { return TABLE[BT_START[seq] + pos / BS] * BS + pos % BS; }
+
 // Two sequences of 12 and 7 prompt tokens, then `steps` greedy decode steps: ids (steps, 2).
 // The prefill's logits go to logits0 (2, vocab) and the last step's to logits1.
 static void greedy_run(cs_tp_gpu *t, int V, int steps, int32_t *ids, float *logits0, float *logits1) {
-    int32_t tok[19], pos[19], slots[19], rows[2] = {11, 18}, qs[3] = {0, 12, 19}, kvl[2] = {12, 7}, bts[3] = {0, 1, 2};
-    int32_t table[2] = {0, 2};
+    int32_t tok[19], pos[19], slots[19], rows[2] = {11, 18}, qs[3] = {0, 12, 19}, kvl[2] = {12, 7};
+    const int32_t *bts = BT_START, *table = TABLE;
     for (int i = 0; i < 19; i++) {
         int s = i >= 12, at = s ? i - 12 : i;
         tok[i] = (int32_t)((i * 7919 + 13) % V);
         pos[i] = at;
-        slots[i] = table[s] * BS + at;
+        slots[i] = slot_of(s, at);
     }
     cs_batch pre = {.n_tokens = 19, .tokens = tok, .positions = pos, .slots = slots,
                     .attn = {.n_seqs = 2, .q_start = qs, .kv_len = kvl, .bt_start = bts, .block_table = table, .block_size = BS},
@@ -110,7 +191,7 @@ static void greedy_run(cs_tp_gpu *t, int V, int steps, int32_t *ids, float *logi
     argmax2(logits0, V, dt);
     for (int step = 0; step < steps; step++) {
         int32_t dp[2] = {12 + step, 7 + step}, ds[2], dr[2] = {0, 1}, dq[3] = {0, 1, 2}, dk[2] = {13 + step, 8 + step};
-        for (int s = 0; s < 2; s++) ds[s] = table[s] * BS + dp[s];
+        for (int s = 0; s < 2; s++) ds[s] = slot_of(s, dp[s]);
         cs_batch dec = {.n_tokens = 2, .tokens = dt, .positions = dp, .slots = ds,
                         .attn = {.n_seqs = 2, .q_start = dq, .kv_len = dk, .bt_start = bts, .block_table = table, .block_size = BS},
                         .n_logits = 2, .logit_rows = dr};
@@ -126,8 +207,9 @@ static void greedy_run(cs_tp_gpu *t, int V, int steps, int32_t *ids, float *logi
 
 // One sampled step (temperature 0.8, top-p 0.9, seeded) after greedy_run's prefill.
 static void sampled_step(cs_tp_gpu *t, int32_t *ids) {
-    int32_t dt[2] = {17, 4242}, dp[2] = {12, 7}, ds[2] = {0 * BS + 12, 2 * BS + 7}, dr[2] = {0, 1}, dq[3] = {0, 1, 2};
-    int32_t dk[2] = {13, 8}, bts[3] = {0, 1, 2}, table[2] = {0, 2};
+    int32_t dt[2] = {17, 4242}, dp[2] = {12, 7}, ds[2] = {slot_of(0, 12), slot_of(1, 7)}, dr[2] = {0, 1};
+    int32_t dq[3] = {0, 1, 2}, dk[2] = {13, 8};
+    const int32_t *bts = BT_START, *table = TABLE;
     cs_batch dec = {.n_tokens = 2, .tokens = dt, .positions = dp, .slots = ds,
                     .attn = {.n_seqs = 2, .q_start = dq, .kv_len = dk, .bt_start = bts, .block_table = table, .block_size = BS},
                     .n_logits = 2, .logit_rows = dr};
@@ -202,6 +284,7 @@ int main(void) {
     cs_model_config c;
     CS_ASSERT(cs_model_preset("smollm2-135m", &c, err, sizeof err) == CS_OK);
     shards();
+    quant_shards();
     engine_ranks(&c);
     return TEST_REPORT();
 }

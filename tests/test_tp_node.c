@@ -1,15 +1,17 @@
 // The steps of multi-node tensor parallelism (engine/tp_node.h) on loopback: three nodes
 // bootstrap (engine/tp_bootstrap.h) and keep their connections; the two followers say READY
-// with their KV blocks, then receive node 0's prefill batch, a KV copy, a decode batch and
-// STOP, each the same arrays node 0 sent. Over a socket pair, every malformed message gets
+// with their limits, KV blocks and model fingerprint, then receive node 0's prefill batch, a
+// KV copy, a decode batch and STOP (a shutdown, or node 0 having failed to start), each as
+// node 0 sent it. Limits that differ are named. Over a socket pair, every malformed message gets
 // an error and none reaches a GPU: an unknown kind, a batch where only READY is expected, a
 // length past any batch, a batch past the node's token or sequence limits, another block
 // size, sequences that do not cover the tokens, a block, slot, token or position out of
 // range, a block table of the wrong length, a KV copy out of bounds, READY with no blocks,
-// a message cut short and a peer gone.
+// a message cut short, a peer gone and a peer silent past the receive timeout.
 #include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "common/assert.h"
@@ -57,7 +59,7 @@ static bool same_batch(const cs_batch *x, const cs_batch *y) {
 typedef struct follower {
     char addr[64];
     int rank, n_steps, copy[3];
-    bool batches_ok, stopped;
+    bool batches_ok, stopped, stop_failed;
     cs_status st;
     char err[256];
     pthread_t th;
@@ -69,7 +71,9 @@ static void *follower_main(void *arg) {
     int fd = -1;
     f->st = cs_tp_bootstrap_join(f->addr, &(cs_tp_world){3, f->rank, 2}, id, 5000, &fd, f->err, sizeof f->err);
     if (f->st != CS_OK) return NULL;
-    cs_tp_node_send_ready(fd, 30 + f->rank);
+    cs_tp_limits lim = LIM;
+    lim.n_blocks = 30 + f->rank;
+    cs_tp_node_send_ready(fd, &lim, 0x89abcdef01234567ull + (uint64_t)f->rank);
     step_batch want;
     make_prefill(&want);
     cs_tp_msg m = {0};
@@ -77,6 +81,7 @@ static void *follower_main(void *arg) {
     while ((f->st = cs_tp_node_recv(fd, &m, &LIM, f->err, sizeof f->err)) == CS_OK) {
         if (m.kind == CS_TP_MSG_STOP) {
             f->stopped = true;
+            f->stop_failed = m.failed;
             break;
         }
         f->n_steps++;
@@ -108,9 +113,11 @@ static void steps_over_kept_connections(void) {
     TEST_CONDF(st == CS_OK && peers[0] >= 0 && peers[1] >= 0, "serve with kept connections: %s", err);
     cs_tp_msg m = {0};
     for (int i = 0; i < 2 && st == CS_OK; i++) {
+        char why[128] = "";
         TEST_CONDF(cs_tp_node_recv(peers[i], &m, NULL, err, sizeof err) == CS_OK && m.kind == CS_TP_MSG_READY &&
-                       m.n_blocks == 31 + i,
-                   "node %d's READY (%s)", i + 1, err);
+                       m.peer.n_blocks == 31 + i && m.fingerprint == 0x89abcdef01234567ull + 1 + (uint64_t)i &&
+                       !cs_tp_limits_differ(&m.peer, &LIM, why, sizeof why),
+                   "node %d's READY (%s%s)", i + 1, err, why);
     }
     step_batch pre;
     make_prefill(&pre);
@@ -120,12 +127,13 @@ static void steps_over_kept_connections(void) {
                              .block_size = 16}};
     for (int i = 0; i < 2 && st == CS_OK; i++)
         TEST_COND(cs_tp_node_send_batch(peers[i], &pre.b) && cs_tp_node_send_copy(peers[i], 160, 48, 5) &&
-                  cs_tp_node_send_batch(peers[i], &dec) && cs_tp_node_send_stop(peers[i]));
+                  cs_tp_node_send_batch(peers[i], &dec) && cs_tp_node_send_stop(peers[i], i == 1));
     for (int i = 0; i < 2; i++) {
         pthread_join(f[i].th, NULL);
         TEST_CONDF(f[i].st == CS_OK && f[i].stopped && f[i].n_steps == 3, "node %d: %d steps, %s", i + 1, f[i].n_steps,
                    f[i].err);
         TEST_CONDF(f[i].batches_ok, "node %d: the batches arrived as sent", i + 1);
+        TEST_CONDF(f[i].stop_failed == (i == 1), "node %d: STOP says whether node 0 failed", i + 1);
         TEST_CONDF(f[i].copy[0] == 160 && f[i].copy[1] == 48 && f[i].copy[2] == 5, "node %d: the KV copy", i + 1);
         if (peers[i] >= 0) close(peers[i]);
     }
@@ -206,11 +214,31 @@ static void malformed(void) {
     expect("a KV copy out of bounds", (uint32_t[]){CS_TP_MSG_COPY, 3, 500, 0, 20}, 5, &LIM, CS_ERR_FORMAT,
            "out of bounds");
     expect("a KV copy of 2 words", (uint32_t[]){CS_TP_MSG_COPY, 2, 5, 0}, 4, &LIM, CS_ERR_FORMAT, "of 2 words");
-    expect("READY with no blocks", (uint32_t[]){CS_TP_MSG_READY, 1, 0}, 3, NULL, CS_ERR_FORMAT, "0 KV blocks");
+    expect("READY with no blocks", (uint32_t[]){CS_TP_MSG_READY, 9, 0, 64, 8, 128, 16, 1000, 128, 1, 2}, 11, NULL,
+           CS_ERR_FORMAT, "0 KV blocks");
+    expect("READY of 1 word", (uint32_t[]){CS_TP_MSG_READY, 1, 5}, 3, NULL, CS_ERR_FORMAT, "of 1 words");
+    expect("STOP of no words", (uint32_t[]){CS_TP_MSG_STOP, 0}, 2, NULL, CS_ERR_FORMAT, "of 0 words");
+    cs_tp_limits other = LIM;
+    other.max_seqs = 4;
+    char why[128] = "";
+    TEST_CONDF(cs_tp_limits_differ(&other, &LIM, why, sizeof why) && strstr(why, "max_seqs (--max-num-seqs) 4, here 8"),
+               "limits that differ are named: '%s'", why);
+    other = LIM;
+    other.n_blocks = 7; // each node its own
+    TEST_COND(!cs_tp_limits_differ(&other, &LIM, why, sizeof why));
     n = prefill_words(w, -1, 0);
     expect("cut short", w, n - 5, &LIM, CS_ERR_IO, "mid-message");
     expect("closed", w, 0, &LIM, CS_ERR_IO, "closed the connection");
     expect("a header cut short", w, 1, &LIM, CS_ERR_IO, "gone");
+    int sv[2]; // a peer that says nothing within the receive timeout
+    CS_ASSERT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    struct timeval tv = {.tv_usec = 200 * 1000};
+    setsockopt(sv[1], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    cs_tp_msg m = {0};
+    TEST_CONDF(cs_tp_node_recv(sv[1], &m, NULL, err, sizeof err) == CS_ERR_IO && strstr(err, "nothing in time"),
+               "silent peer: %s", err);
+    cs_tp_msg_free(&m);
+    close(sv[0]), close(sv[1]);
 }
 
 int main(void) {
