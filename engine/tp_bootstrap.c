@@ -21,6 +21,7 @@
 #define HELLO_BYTES 20
 #define MAX_MSG 255
 #define HELLO_MS 2000 // a connection must say hello within this, or it is dropped
+#define MAX_PENDING 32 // connections whose hello is being read at once
 
 static long long now_ms(void) {
     struct timespec ts;
@@ -141,6 +142,38 @@ static bool replace_dead(int *peer_fd, const int *peer_rank, int joined, int ran
     return false;
 }
 
+// A connection accepted whose hello has not all come yet: hellos are read side by side, so
+// that a silent connection (a port scanner, a health check) holds nobody else up.
+typedef struct pending {
+    int fd, got;
+    long long by; // it must have said hello by then
+    unsigned char h[HELLO_BYTES];
+} pending;
+
+static void drop_pending(pending *p, int *n, int i) {
+    close(p[i].fd);
+    p[i] = p[--*n];
+}
+
+// What node 0 makes of a whole hello on connection c: the node rank that joins (> 0), 0 when c
+// took the place of that rank's dead earlier connection, or -1 with msg saying why not.
+static int judge_hello(const unsigned char *h, const cs_tp_world *w, const bool *seen, int *peer_fd,
+                       const int *peer_rank, int joined, int c, char *msg) {
+    uint32_t version = get_u32(h + 4), nn = get_u32(h + 8), rank = get_u32(h + 12), rpn = get_u32(h + 16);
+    if (version != VERSION)
+        snprintf(msg, MAX_MSG + 1, "protocol version %u, node 0 speaks %u", version, VERSION);
+    else if (nn != (uint32_t)w->nnodes || rpn != (uint32_t)w->ranks_per_node)
+        snprintf(msg, MAX_MSG + 1, "node rank %u says %u nodes of %u ranks; node 0 has %d nodes of %d ranks", rank,
+                 nn, rpn, w->nnodes, w->ranks_per_node);
+    else if (rank < 1 || rank >= (uint32_t)w->nnodes)
+        snprintf(msg, MAX_MSG + 1, "node rank %u is out of range 1..%d", rank, w->nnodes - 1);
+    else if (seen[rank] && !replace_dead(peer_fd, peer_rank, joined, (int)rank, c))
+        snprintf(msg, MAX_MSG + 1, "node rank %u came twice", rank);
+    else
+        return seen[rank] ? 0 : (int)rank;
+    return -1;
+}
+
 static bool world_ok(const cs_tp_world *w) {
     return w->nnodes >= 1 && w->nnodes <= 4096 && w->node_rank >= 0 && w->node_rank < w->nnodes &&
            w->ranks_per_node >= 1 && w->ranks_per_node <= 1024;
@@ -172,12 +205,25 @@ cs_status cs_tp_bootstrap_serve(int fd, const cs_tp_world *w, const unsigned cha
     long long deadline = now_ms() + timeout_ms;
     cs_status st = CS_OK;
     char why[2 * MAX_MSG] = "";
+    pending pend[MAX_PENDING];
+    int n_pend = 0;
     while (joined < want && st == CS_OK) {
-        long long left = deadline - now_ms();
-        struct pollfd pf = {.fd = fd, .events = POLLIN};
-        int pr = left > 0 ? poll(&pf, 1, (int)(left > 1000000 ? 1000000 : left)) : 0;
+        long long now = now_ms(), wake = deadline;
+        for (int i = 0; i < n_pend; i++) {
+            if (pend[i].by <= now) { // silent: turned away, the others waited for meanwhile
+                send_error(pend[i].fd, "not a cserve tensor-parallel hello");
+                drop_pending(pend, &n_pend, i--);
+                continue;
+            }
+            if (pend[i].by < wake) wake = pend[i].by;
+        }
+        struct pollfd pf[1 + MAX_PENDING];
+        pf[0] = (struct pollfd){.fd = fd, .events = POLLIN};
+        for (int i = 0; i < n_pend; i++) pf[1 + i] = (struct pollfd){.fd = pend[i].fd, .events = POLLIN};
+        long long left = wake - now;
+        int pr = left > 0 ? poll(pf, (nfds_t)(1 + n_pend), (int)(left > 1000000 ? 1000000 : left)) : 0;
         if (pr < 0 && errno == EINTR) continue;
-        if (pr <= 0) {
+        if (pr <= 0 && now_ms() >= deadline) {
             char missing[128] = "";
             size_t len = 0;
             for (int r = 1; r < w->nnodes && len < sizeof missing - 12; r++)
@@ -187,42 +233,54 @@ cs_status cs_tp_bootstrap_serve(int fd, const cs_tp_world *w, const unsigned cha
             snprintf(why, sizeof why, "node 0 gave up: not every node came within %d ms", timeout_ms);
             break;
         }
+        if (pr <= 0) continue; // a silent connection's time is up
+        // hellos that came in; a pending slot is freed before the listener takes another
+        for (int i = n_pend - 1; i >= 0 && st == CS_OK; i--) {
+            if (!(pf[1 + i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            ssize_t k = recv(pend[i].fd, pend[i].h + pend[i].got, HELLO_BYTES - (size_t)pend[i].got, 0);
+            if (k < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+            if (k <= 0) { // gone before it said hello
+                drop_pending(pend, &n_pend, i);
+                continue;
+            }
+            pend[i].got += (int)k;
+            if (pend[i].got >= 4 && memcmp(pend[i].h, MAGIC, 4) != 0) { // not ours: say so at once
+                send_error(pend[i].fd, "not a cserve tensor-parallel hello");
+                drop_pending(pend, &n_pend, i);
+                continue;
+            }
+            if (pend[i].got < HELLO_BYTES) continue;
+            int c = pend[i].fd;
+            unsigned char h[HELLO_BYTES];
+            memcpy(h, pend[i].h, sizeof h);
+            pend[i] = pend[--n_pend]; // c is no longer pending: the hello decides where it goes
+            char msg[MAX_MSG + 1] = "";
+            int rank = judge_hello(h, w, seen, peer_fd, peer_rank, joined, c, msg);
+            if (*msg) { // the launch is misconfigured: both sides stop, each saying why
+                send_error(c, msg);
+                close(c);
+                st = cs_errf(err, errlen, CS_ERR_INVALID, "tensor parallel bootstrap: %s", msg);
+                snprintf(why, sizeof why, "node 0 gave up: %s", msg);
+            } else if (rank > 0) {
+                seen[rank] = true;
+                peer_rank[joined] = rank;
+                peer_fd[joined++] = c;
+            } // else: its earlier connection had died, and c took its place
+        }
+        if (st != CS_OK || !(pf[0].revents & POLLIN)) continue;
         int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (c < 0) { // out of descriptors, or a connection reset before it was taken: not a spin
             usleep(10 * 1000);
             continue;
         }
-        unsigned char h[HELLO_BYTES];
-        long long hello_by = now_ms() + HELLO_MS < deadline ? now_ms() + HELLO_MS : deadline;
-        if (!io_all(c, h, sizeof h, false, hello_by) || memcmp(h, MAGIC, 4) != 0) {
-            send_error(c, "not a cserve tensor-parallel hello"); // a stray connection: keep waiting
-            close(c);
-            continue;
+        if (n_pend == MAX_PENDING) { // a flood of silent connections: the oldest makes room
+            send_error(pend[0].fd, "not a cserve tensor-parallel hello");
+            drop_pending(pend, &n_pend, 0);
         }
-        uint32_t version = get_u32(h + 4), nn = get_u32(h + 8), rank = get_u32(h + 12), rpn = get_u32(h + 16);
-        char msg[MAX_MSG + 1] = "";
-        if (version != VERSION)
-            snprintf(msg, sizeof msg, "protocol version %u, node 0 speaks %u", version, VERSION);
-        else if (nn != (uint32_t)w->nnodes || rpn != (uint32_t)w->ranks_per_node)
-            snprintf(msg, sizeof msg, "node rank %u says %u nodes of %u ranks; node 0 has %d nodes of %d ranks", rank, nn,
-                     rpn, w->nnodes, w->ranks_per_node);
-        else if (rank < 1 || rank >= (uint32_t)w->nnodes)
-            snprintf(msg, sizeof msg, "node rank %u is out of range 1..%d", rank, w->nnodes - 1);
-        else if (seen[rank] && !replace_dead(peer_fd, peer_rank, joined, (int)rank, c))
-            snprintf(msg, sizeof msg, "node rank %u came twice", rank);
-        else if (seen[rank])
-            continue; // its earlier connection had died: the new one took its place
-        if (*msg) { // the launch is misconfigured: both sides stop, each saying why
-            send_error(c, msg);
-            close(c);
-            st = cs_errf(err, errlen, CS_ERR_INVALID, "tensor parallel bootstrap: %s", msg);
-            snprintf(why, sizeof why, "node 0 gave up: %s", msg);
-            break;
-        }
-        seen[rank] = true;
-        peer_rank[joined] = (int)rank;
-        peer_fd[joined++] = c;
+        long long by = now_ms() + HELLO_MS;
+        pend[n_pend++] = (pending){.fd = c, .by = by < deadline ? by : deadline};
     }
+    while (n_pend > 0) drop_pending(pend, &n_pend, n_pend - 1);
     unsigned char ok[8 + CS_TP_ID_BYTES];
     memcpy(ok, MAGIC, 4);
     put_u32(ok + 4, 0);

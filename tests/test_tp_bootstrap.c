@@ -1,7 +1,8 @@
 // The multi-node tensor-parallel start-up exchange (engine/tp_bootstrap.h) on loopback, node
 // 0 and its peers as threads: three nodes get node 0's id; a peer with another world size, a
 // node rank taken twice or out of range stops both sides with the reason; a stray connection
-// sending an HTTP request (or nothing) is turned away while the real peer still gets in;
+// sending an HTTP request (or nothing) is turned away while the real peer still gets in, and
+// five silent ones at once do not hold it up;
 // node 0 gives up when a node never comes, naming it; a peer gives up when nobody listens,
 // and when what answers is not node 0.
 #include <pthread.h>
@@ -9,6 +10,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine/tp_bootstrap.h"
@@ -131,6 +133,25 @@ int main(void) {
     pthread_join(silent.th, NULL);
     TEST_CONDF(st == CS_OK && a.st == CS_OK && !memcmp(a.id, id, sizeof id), "strays: node 0: %s; peer: %s", err, a.err);
     TEST_CONDF(!strcmp(http.answer, "CSTP"), "strays: the HTTP client got an error reply ('%s')", http.answer);
+
+    // five silent connections at once hold nobody up: hellos are read side by side
+    fd = listen_any(&port);
+    stray quiet[5];
+    for (int i = 0; i < 5; i++) {
+        quiet[i] = (stray){.port = port};
+        pthread_create(&quiet[i].th, NULL, stray_main, &quiet[i]);
+    }
+    usleep(200 * 1000);
+    start_peer(&a, port, 2, 1, 8, 8000);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    st = cs_tp_bootstrap_serve(fd, &(cs_tp_world){2, 0, 8}, id, 8000, NULL, err, sizeof err);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    pthread_join(a.th, NULL);
+    for (int i = 0; i < 5; i++) pthread_join(quiet[i].th, NULL);
+    TEST_CONDF(st == CS_OK && a.st == CS_OK, "silent strays: node 0: %s; peer: %s", err, a.err);
+    TEST_CONDF(took < 1.5, "silent strays held the peer up for %.2f s (read one at a time: 10 s)", took);
 
     // a node whose first process gave up comes again: the new connection takes the old one's place
     fd = listen_any(&port);
