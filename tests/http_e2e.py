@@ -734,6 +734,49 @@ def test_disconnect():
     check("non-streaming client closed after 0.5 s -> cancelled: idle within 3 s", ok, f"running/waiting/kv {vals}")
 
 
+def drain_on_sigterm(srv):
+    """SIGTERM while a stream runs: it runs to its end, new requests are turned away, exit 0."""
+    c = Conn(srv.port, timeout=60)
+    c.send(req("POST", "/v1/completions", {"model": NAME["metrics"], "prompt": "Once upon a time",
+                                           "max_tokens": 48, "ignore_eos": True, "stream": True}))
+    started, out = threading.Event(), {}
+
+    def read():
+        try:
+            out["r"] = c.response(60, stop=lambda b: started.set() or False)
+        except Exception as e:  # noqa: BLE001
+            out["e"] = e
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    ok = started.wait(30)
+    t0 = time.monotonic()
+    srv.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.05)
+    try:  # a new request while draining: 503 with Retry-After, or the listener already closed
+        h = http(srv.port, "GET", "/health", timeout=5)
+        turned_away = h.status == 503
+    except (OSError, Closed, TimeoutError):
+        turned_away = True
+    t.join(60)
+    c.close()
+    r = out.get("r")
+    events = [e for e in (r.body.split(b"\n\n") if r else []) if e.startswith(b"data: ")]
+    texts = [json.loads(e[6:]) for e in events if e != b"data: [DONE]"]
+    n_text = sum(1 for j in texts if (j.get("choices") or [{}])[0].get("text"))
+    last = texts[-1]["choices"][0].get("finish_reason") if texts and texts[-1].get("choices") else None
+    check("SIGTERM mid-stream: the stream still runs to its 48 tokens, finish_reason length, then [DONE]",
+          ok and r is not None and r.status == 200 and events and events[-1] == b"data: [DONE]" and n_text == 48
+          and last == "length", f"started {ok}; {out.get('e')!r}; {n_text} text events; last {last}; "
+          f"{short(r.body if r else b'', 300)}")
+    check("SIGTERM mid-stream: a new request meanwhile is turned away (503 or refused)", turned_away)
+    try:
+        rc = srv.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        rc = None
+    check("SIGTERM mid-stream: exit code 0 once the stream is done", rc == 0,
+          f"rc {rc} after {time.monotonic() - t0:.1f}s; {srv.tail(4)}")
+
+
 # ----------------------------------------------------------------------------------------
 # overload, metrics, loading
 
@@ -906,6 +949,9 @@ def main():
             except (OSError, Closed, TimeoutError, ValueError) as e:
                 ok, vals = False, repr(e)
             check(f"{name} server: num_requests_running == waiting == kv_cache_usage_perc == 0", ok, str(vals))
+            if name == "metrics" and not only:
+                drain_on_sigterm(S[name])
+                continue
             rc, dt = S[name].terminate(5)
             check(f"{name} server: SIGTERM -> exit code 0 within 5 s", rc == 0, f"rc {rc} after {dt:.1f}s; {S[name].tail(4)}")
     except SystemExit as e:
