@@ -7,7 +7,8 @@
 // share of the roofline: (rank 0's weight bytes + KV bytes read per step) / the copy rate.
 //
 //     bench_decode [--preset llama3-8b] [--shapes 1:512,1:4096,64:1024,256:512] [--eager]
-//                  [--quant int4|int8] [--group 32|64|128] [--tp N] [--nccl]
+//                  [--quant int4|int8] [--group 32|64|128] [--tp N] [--nccl] [--cublas]
+// (--cublas: bf16 projections through cuBLAS at every batch size, without the small-M GEMV)
 #include <stdio.h>
 
 #ifndef CSERVE_HAVE_CUDA
@@ -35,7 +36,7 @@ static char weights_label[32] = "bf16"; // the projections' format, in every row
 typedef struct bench_opts {
     const cs_model_config *c;
     int bits, group, tp;
-    bool eager, nccl;
+    bool eager, nccl, cublas;
     double copy_rate;
 } bench_opts;
 
@@ -43,7 +44,7 @@ static void one_shape(const bench_opts *o, int B, int T, bool *said) {
     int per_seq = (T + 1 + BS - 1) / BS;
     cs_tp_gpu_params p = {.n_ranks = o->tp, .nccl = o->nccl,
                           .fwd = {.max_tokens = B, .max_seqs = B, .max_ctx = T + 1, .block_size = BS,
-                                  .n_blocks = B * per_seq, .enforce_eager = o->eager},
+                                  .n_blocks = B * per_seq, .enforce_eager = o->eager, .cublas_only = o->cublas},
                           .dummy = o->c, .dummy_seed = 1, .dummy_max_pos = T + 1, .quant_bits = o->bits,
                           .quant_group = o->group};
     char err[256];
@@ -92,7 +93,7 @@ static void one_shape(const bench_opts *o, int B, int T, bool *said) {
     double kvbytes = 2.0 * 2.0 * r0->n_layer * (double)B * kv_dim * (T + 1);
     double roof = (wbytes + kvbytes) / o->copy_rate;
     char label[80];
-    snprintf(label, sizeof label, "%s%s%s", weights_label, o->eager ? " eager" : "",
+    snprintf(label, sizeof label, "%s%s%s%s", weights_label, o->eager ? " eager" : "", o->cublas ? " cuBLAS only" : "",
              o->tp > 1 ? "" : o->nccl ? " TP=1 via NCCL" : "");
     if (o->tp > 1) snprintf(label + strlen(label), sizeof label - strlen(label), " TP=%d", o->tp);
     printf("| cserve %s | B=%d T=%d | %.3f | %.0f | %.0f | %.1f%% | %d |\n", label, B, T, step * 1e3, B / step,
@@ -103,7 +104,7 @@ static void one_shape(const bench_opts *o, int B, int T, bool *said) {
 
 int main(int argc, char **argv) {
     const char *preset = "llama3-8b", *shapes = "1:512,1:4096,64:1024,256:512";
-    bool eager = false, nccl = false;
+    bool eager = false, nccl = false, cublas = false;
     int bits = 0, group = 128, tp = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--preset") && i + 1 < argc) preset = argv[++i];
@@ -114,9 +115,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--group") && i + 1 < argc) group = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--tp") && i + 1 < argc) tp = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--nccl")) nccl = true;
+        else if (!strcmp(argv[i], "--cublas")) cublas = true;
         else {
             fprintf(stderr, "usage: bench_decode [--preset NAME] [--shapes B:T,...] [--eager] [--quant int4|int8] "
-                            "[--group 32|64|128] [--tp N] [--nccl]\n");
+                            "[--group 32|64|128] [--tp N] [--nccl] [--cublas]\n");
             return 2;
         }
     }
@@ -144,7 +146,7 @@ int main(int argc, char **argv) {
     if (bits) snprintf(weights_label, sizeof weights_label, "int%d g%d", bits, group);
     printf("device: %s x%d; copy %.2f TB/s; %s; ", prop.name, tp, copy_rate / 1e12, preset);
     bench_opts o = {.c = &c, .bits = bits, .group = group, .tp = tp, .eager = eager, .nccl = nccl || tp > 1,
-                    .copy_rate = copy_rate};
+                    .cublas = cublas, .copy_rate = copy_rate};
     bool said = false;
     char *list = strdup(shapes);
     for (char *tokp = strtok(list, ","); tokp; tokp = strtok(NULL, ",")) {

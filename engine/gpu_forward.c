@@ -295,10 +295,16 @@ static void upload_batch(cs_gpu_forward *f, const cs_batch *b) {
     CK(cudaMemcpyAsync(f->d_batch, h, bytes, cudaMemcpyHostToDevice, f->stream));
 }
 
-// out (T, w.n) bf16 = x (T, w.k) @ w^T, by cuBLAS or the int4 / int8 kernels.
+// Decode-sized batches read bf16 weights through our GEMV, which streams them once at the
+// copy rate (cuBLAS reaches about half of it at M = 1); larger ones through cuBLAS.
+static bool use_gemv(const cs_gpu_forward *f, int m) { return m <= CS_CUDA_GEMV_MAX_M && !f->p.cublas_only; }
+
+// out (T, w.n) bf16 = x (T, w.k) @ w^T, by the GEMV, cuBLAS or the int4 / int8 kernels.
 static void linear(cs_gpu_forward *f, uint16_t *out, const uint16_t *x, const cs_gpu_mat *w, int T) {
     if (w->bits)
         cs_cuda_qmatmul(f->blas, out, 0, x, &w->q, T, f->q_ws, f->q_ws_bytes, CS_CUDA_QPATH_AUTO);
+    else if (use_gemv(f, T))
+        cs_cuda_gemv(out, 0, x, w->bf16, T, (int)w->n, (int)w->k, f->stream);
     else
         cs_cuda_gemm(f->blas, out, 0, x, w->bf16, T, (int)w->n, (int)w->k);
 }
@@ -339,7 +345,8 @@ static void enqueue(cs_gpu_forward *f, int T, int S, int n_logits, int max_q, in
     }
     if (n_logits == 0 || mode == MODE_LAYERS) return;
     cs_cuda_rmsnorm(f->xn, f->x, f->o, g->output_norm, d + f->off_rows, n_logits, c->dim, c->rms_eps, st);
-    cs_cuda_gemm(f->blas, f->logits, 1, f->xn, g->output, n_logits, c->vocab_size, c->dim);
+    if (use_gemv(f, n_logits)) cs_cuda_gemv(f->logits, 1, f->xn, g->output, n_logits, c->vocab_size, c->dim, st);
+    else cs_cuda_gemm(f->blas, f->logits, 1, f->xn, g->output, n_logits, c->vocab_size, c->dim);
     if (mode == MODE_GREEDY)
         cs_cuda_sample(f->ids, f->lp, f->top_ids, f->top_lp, f->logits, n_logits, c->vocab_size, f->greedy,
                        NULL, NULL, NULL, f->sample_ws, f->sample_ws_bytes, st);

@@ -33,6 +33,8 @@ typedef struct cs_gpu_forward_params {
     double memory_utilization; // share of the device memory the process may hold, all told
     bool enforce_eager;        // never use CUDA graphs
     bool layers_only;          // a tensor-parallel rank other than 0: no logits or sampler buffers
+    bool cublas_only;          // bf16 projections through cuBLAS at every size, not the GEMV at
+                               // small ones (benchmarks: what the GEMV gains)
 } cs_gpu_forward_params;
 
 typedef struct cs_gpu_forward cs_gpu_forward;

@@ -45,6 +45,8 @@ benches=(
     "sdpa_prefill|python3 bench/sdpa_prefill.py"
     "bench_sample|build-gpu/bench_sample"
     "bench_decode|build-gpu/bench_decode"
+    "bench_decode_cublas|build-gpu/bench_decode --cublas --shapes 1:512,1:4096"
+    "bench_gemv|build-gpu/bench_gemv"
     "torch_decode|python3 .deps/baselines/torch_decode.py"
     "bench_dequant|build-gpu/bench_dequant"
     "bench_qmatmul|build-gpu/bench_qmatmul"

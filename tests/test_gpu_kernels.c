@@ -1,5 +1,6 @@
-// The CUDA row kernels (embed, residual add + RMSNorm, bias + RoPE + KV append, SwiGLU)
-// against their CPU references, run on the bf16 inputs converted to float: fresh random
+// The CUDA row kernels (embed, residual add + RMSNorm, bias + RoPE + KV append, SwiGLU) and
+// the bf16 GEMV (against a float64 sum, within its own tolerance: see test_gemv) against their
+// CPU references, run on the bf16 inputs converted to float: fresh random
 // inputs, odd row counts (1, 3, 17, 257), dims 64 / 576 / 4096 / 8192, outputs poisoned with
 // NaN before each launch. fp32 outputs must match exactly; bf16 outputs within one bf16 ulp
 // of the bf16-rounded reference (plus 1e-6 absolute). Exits 77 (skipped) when cserve was
@@ -302,6 +303,48 @@ static void test_swiglu(int n, int ffn) {
     free(gu); free(got); free(gu_f); free(g); free(u); free(ref);
 }
 
+// ---- bf16 GEMV --------------------------------------------------------------------------
+
+// out (m, n) = x w^T against a float64 sum of the same bf16 values: within one bf16 ulp (bf16
+// out) plus 1e-5 of the sum of |terms| (fp32 sums in another order); the row past m untouched.
+static void test_gemv(int m, int n, int k, int out_f32) {
+    size_t wn = (size_t)n * k, xn = (size_t)m * k, on = (size_t)(m + 1) * n, es = out_f32 ? 4 : 2;
+    uint16_t *w = malloc(wn * 2), *x = malloc(xn * 2);
+    float *wf = malloc(wn * 4), *xf = malloc(xn * 4);
+    fill_bf16(w, wf, wn, -1.0f, 1.0f);
+    fill_bf16(x, xf, xn, -1.0f, 1.0f);
+    void *d_w = dev_copy(w, wn * 2), *d_x = dev_copy(x, xn * 2), *d_out = dev_alloc(on * es);
+    poison(d_out, on * es);
+    cs_cuda_gemv(d_out, out_f32, d_x, d_w, m, n, k, NULL);
+    unsigned char *got = malloc(on * es);
+    to_host(got, d_out, on * es);
+    size_t bad = 0;
+    double worst = 0;
+    for (int t = 0; t < m; t++)
+        for (int r = 0; r < n; r++) {
+            double ref = 0, mag = 0;
+            for (int i = 0; i < k; i++) {
+                double p = (double)wf[(size_t)r * k + i] * xf[(size_t)t * k + i];
+                ref += p;
+                mag += fabs(p);
+            }
+            size_t at = (size_t)t * n + r;
+            float g = out_f32 ? ((float *)got)[at] : cs_bf16_to_f32(((uint16_t *)got)[at]);
+            double tol = 1e-5 * mag + (out_f32 ? 1e-30 : bf16_ulp(cs_f32_to_bf16((float)ref)));
+            double d = fabs((double)g - ref);
+            if (isfinite(g) && d / tol > worst) worst = d / tol;
+            if (isfinite(g) && d <= tol) continue;
+            if (bad++ < 5) fprintf(stderr, "  gemv m=%d n=%d k=%d [%d, %d]: got %.9g, want %.9g\n", m, n, k, t, r, (double)g, ref);
+        }
+    size_t touched = 0; // the row past m keeps its NaN poison
+    for (size_t i = (size_t)m * n * es; i < on * es; i++) touched += got[i] != 0xff;
+    TEST_CONDF(bad == 0 && touched == 0, "gemv m=%d n=%d k=%d %s: %zu of %d wrong, %zu bytes past m written", m, n, k,
+               out_f32 ? "f32" : "bf16", bad, m * n, touched);
+    printf("  gemv m=%d n=%d k=%d %s: worst %.2f of the tolerance\n", m, n, k, out_f32 ? "f32" : "bf16", worst);
+    cudaFree(d_w), cudaFree(d_x), cudaFree(d_out);
+    free(w), free(x), free(wf), free(xf), free(got);
+}
+
 int main(void) {
     if (cs_cuda_device_count() == 0) {
         puts("no CUDA device: skipped");
@@ -316,6 +359,19 @@ int main(void) {
         }
     test_swiglu(3, 14336);
     test_rmsnorm(5, 16384, true, true); // the largest dim the launcher takes
+
+    // every token count a GEMV kernel is built for and between; k not a multiple of 256 (576)
+    // or of a warp's share (24, 1000); n not a multiple of 4 rows; Llama-3-8B shapes; lm_head
+    const int gm[] = {1, 2, 3, 4, 5, 8};
+    for (int a = 0; a < 6; a++) {
+        test_gemv(gm[a], 13, 24, a & 1);
+        test_gemv(gm[a], 577, 576, 0);
+        test_gemv(gm[a], 1027, 1000, 1);
+        test_gemv(gm[a], 1024, 4096, 0);
+    }
+    test_gemv(1, 14336, 4096, 0);
+    test_gemv(8, 4096, 14336, 0);
+    test_gemv(1, 49152, 576, 1);
 
     // Llama-3-8B (32/8, 128), GQA 9/3 at 64, partial rotation (rope_dim 64 of 128), NeoX
     // halves that are not multiples of 8 (rope_dim 40: 20), chunks straddling rope_dim (20),

@@ -143,6 +143,13 @@ void cs_cuda_gemm(cs_cuda_blas *h, void *out, int out_f32, const uint16_t *x, co
 void cs_cuda_gemm_ldo(cs_cuda_blas *h, void *out, int out_f32, int ldo, const uint16_t *x, const uint16_t *w,
                       int m, int n, int k);
 
+// ---- bf16 GEMV for decode-sized batches (kernels/cuda/gemv.cu)
+#define CS_CUDA_GEMV_MAX_M 8
+// out (m, n) = x (m, k) @ w^T as cs_cuda_gemm computes it (bf16 in, fp32 sums, out bf16 or
+// fp32), for m <= CS_CUDA_GEMV_MAX_M: every weight read once with 16-byte loads. k % 8 == 0,
+// x and w 16-byte aligned. Deterministic (a fixed order of sums).
+void cs_cuda_gemv(void *out, int out_f32, const uint16_t *x, const uint16_t *w, int m, int n, int k, void *stream);
+
 // ---- int4 / int8 weight matmul (kernels/cuda/qmatmul.cu); the layout is kernels/qpack.h's
 typedef struct cs_cuda_qmat {
     cs_qpack_dims d;
