@@ -295,9 +295,11 @@ size_t partial_bytes(const cs_qpack_dims *d, int m) {
     return (size_t)s.parts * s.grid_x * grid_y * ROWS * tok * sizeof(float);
 }
 
-size_t slice_rows(const cs_qpack_dims *d) { // whole row tiles of bf16 in SLICE_BYTES, at least one
+size_t slice_rows(const cs_qpack_dims *d) { // whole row tiles of bf16 in SLICE_BYTES, at least one, at most all
     size_t tiles = SLICE_BYTES / ((size_t)d->k * 2 * 16);
-    return (tiles < 1 ? 1 : tiles) * 16;
+    if (tiles < 1) tiles = 1;
+    if (tiles > (size_t)d->n_tiles) tiles = (size_t)d->n_tiles;
+    return tiles * 16;
 }
 
 Args args_of(const cs_cuda_qmat *w, void *out, int out_f32, const uint16_t *x, int m) {
