@@ -2,7 +2,8 @@
 // (K x N: 4096x4096, 4096x1024, 4096x14336, 14336x4096, 4096x128256) for M = 1 .. 256 tokens,
 // against cuBLAS bf16 on the same shape in the same run. Weights are random, quantised on the
 // device (int4 group 128 unless --group), and rotated through enough copies to defeat the L2.
-// Before timing, each shape's MMA result is checked against dequantise + cuBLAS.
+// Before timing, each shape's MMA and GEMV results are checked against dequantise + cuBLAS;
+// the "int4 mma" column is the MMA kernel where AUTO takes the GEMV (m <= 8): the two side by side.
 // Prints µs (median of CUDA-event timings), GB/s over the packed bytes (codes + scales), that
 // as % of the measured copy rate, and the ratio of cuBLAS bf16's time to ours.
 //
@@ -67,6 +68,8 @@ typedef struct ctx {
     uint16_t *x, *out;
 } ctx;
 
+static const char *const path_label[] = {"auto", "mma", "deq+cuBLAS", "gemv"};
+
 static float time_q(ctx *c, const qset *q, int m, int path) {
     float t[RUNS];
     for (int r = -3; r < RUNS; r++) {
@@ -92,11 +95,11 @@ static float time_bf16(ctx *c, uint16_t *const *w, int copies, int m, int n, int
     return bench_median_ms(t, RUNS) * 1e3f;
 }
 
-// max |mma - (dequantise + cuBLAS)| over max |dequantise + cuBLAS|, at m tokens.
-static double check(ctx *c, const qset *q, int m) {
+// max |path - (dequantise + cuBLAS)| over max |dequantise + cuBLAS|, at m tokens.
+static double check(ctx *c, const qset *q, int m, int path) {
     size_t n = (size_t)q->m[0].d.n, bytes = (size_t)m * n * 2;
     uint16_t *a = malloc(bytes), *b = malloc(bytes);
-    cs_cuda_qmatmul(c->blas, c->out, 0, c->x, &q->m[0], m, c->ws, c->ws_bytes, CS_CUDA_QPATH_MMA);
+    cs_cuda_qmatmul(c->blas, c->out, 0, c->x, &q->m[0], m, c->ws, c->ws_bytes, path);
     CK(cudaMemcpy(a, c->out, bytes, cudaMemcpyDeviceToHost));
     cs_cuda_qmatmul(c->blas, c->out, 0, c->x, &q->m[0], m, c->ws, c->ws_bytes, CS_CUDA_QPATH_CUBLAS);
     CK(cudaMemcpy(b, c->out, bytes, cudaMemcpyDeviceToHost));
@@ -155,7 +158,7 @@ int main(int argc, char **argv) {
         make_qset(&q4, 4, group, n, k, w[0]);
         make_qset(&q8, 8, group, n, k, w[0]);
         size_t ws_most = 0; // every path at every m of the run (the check runs m = 16)
-        for (int p = CS_CUDA_QPATH_AUTO; p <= CS_CUDA_QPATH_CUBLAS; p++) {
+        for (int p = CS_CUDA_QPATH_AUTO; p <= CS_CUDA_QPATH_GEMV; p++) {
             size_t w4 = cs_cuda_qmatmul_workspace(&q4.m[0].d, x_rows, p), w8 = cs_cuda_qmatmul_workspace(&q8.m[0].d, x_rows, p);
             if (w4 > ws_most) ws_most = w4;
             if (w8 > ws_most) ws_most = w8;
@@ -167,8 +170,9 @@ int main(int argc, char **argv) {
         CK(cudaMalloc((void **)&c.out, (size_t)x_rows * n * 2));
         cs_cuda_fill_dummy_bf16(c.x, (int64_t)x_rows * k, 5, 1000, 1.0f, NULL);
         CK(cudaDeviceSynchronize());
-        printf("| %dx%d | check | mma vs deq+cuBLAS: int4 %.2g, int8 %.2g (max |diff| / max |out|, M=16) |\n", k, n,
-               check(&c, &q4, 16), check(&c, &q8, 16));
+        printf("| %dx%d | check | vs deq+cuBLAS (max |diff| / max |out|): mma M=16 int4 %.2g, int8 %.2g; gemv M=4 "
+               "int4 %.2g, int8 %.2g |\n", k, n, check(&c, &q4, 16, CS_CUDA_QPATH_MMA), check(&c, &q8, 16, CS_CUDA_QPATH_MMA),
+               check(&c, &q4, 4, CS_CUDA_QPATH_GEMV), check(&c, &q8, 4, CS_CUDA_QPATH_GEMV));
         for (int i = 0; i < n_ms; i++) {
             int m = ms[i];
             float t_auto = time_q(&c, &q4, m, CS_CUDA_QPATH_AUTO);
@@ -182,7 +186,7 @@ int main(int argc, char **argv) {
                 snprintf(i8, sizeof i8, "%.1f | %.1f%%", t8, 100.0 * (double)q8.bytes / (t8 * 1e-6) / copy);
             }
             printf("| %dx%d | %d | %.1f | %.0f | %.1f%% | %s | %.1f | %.1f | %.1f | %.2fx | %s |\n", k, n, m, t_auto, gbs,
-                   100.0 * gbs * 1e9 / copy, cs_cuda_qmatmul_path_for(m) == CS_CUDA_QPATH_MMA ? "mma" : "deq+cuBLAS",
+                   100.0 * gbs * 1e9 / copy, path_label[cs_cuda_qmatmul_path_for(m)],
                    t_mma, t_deq, t_bf, t_bf / t_auto, i8);
             fflush(stdout);
         }

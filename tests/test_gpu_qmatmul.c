@@ -91,7 +91,9 @@ static void check_unpack(const qmat_case *q) {
     free(hw);
 }
 
-static const char *path_name(int p) { return p == CS_CUDA_QPATH_MMA ? "mma" : p == CS_CUDA_QPATH_CUBLAS ? "cublas" : "auto"; }
+static const char *path_name(int p) {
+    return p == CS_CUDA_QPATH_MMA ? "mma" : p == CS_CUDA_QPATH_CUBLAS ? "cublas" : p == CS_CUDA_QPATH_GEMV ? "gemv" : "auto";
+}
 
 // out = x w^T on the GPU by each path in paths, against float64 sums over the same bf16
 // weights and activations (computed once); bf16 output, or fp32 with out_f32.
@@ -216,7 +218,8 @@ int main(void) {
                 for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++) {
                     int m = ms[mi];
                     if (m > 8 && (double)m * n * k > 2e8) continue; // the float64 reference's time
-                    int paths[3] = {CS_CUDA_QPATH_MMA}, n_paths = 1;
+                    int paths[4] = {CS_CUDA_QPATH_MMA}, n_paths = 1;
+                    if (m <= 8) paths[n_paths++] = CS_CUDA_QPATH_GEMV;
                     if (m == 1 || m == 33 || m == 256) paths[n_paths++] = CS_CUDA_QPATH_CUBLAS;
                     if (m == 3 || m == 256) paths[n_paths++] = CS_CUDA_QPATH_AUTO;
                     check_matmul(&q, blas, m, paths, n_paths, (int)(mi % 2));

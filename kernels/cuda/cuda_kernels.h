@@ -158,9 +158,10 @@ typedef struct cs_cuda_qmat {
 } cs_cuda_qmat;
 
 // How cs_cuda_qmatmul computes: AUTO picks by m and shape; MMA is the dequantising tensor-core
-// kernel (its m <= 8 form is the GEMV: every weight byte read once, 16 bytes per load); CUBLAS
-// dequantises to bf16 (in slices, in the workspace) and calls cs_cuda_gemm.
-enum { CS_CUDA_QPATH_AUTO, CS_CUDA_QPATH_MMA, CS_CUDA_QPATH_CUBLAS };
+// kernel, x staged in shared memory; GEMV (m <= 8 only) the same tensor-core math streaming the
+// weights several chunks deep with x read in place: every weight byte read once, 16 bytes per
+// load; CUBLAS dequantises to bf16 (in slices, in the workspace) and calls cs_cuda_gemm.
+enum { CS_CUDA_QPATH_AUTO, CS_CUDA_QPATH_MMA, CS_CUDA_QPATH_CUBLAS, CS_CUDA_QPATH_GEMV };
 // Workspace bytes for out = x w^T by path (AUTO, MMA or CUBLAS) with x of up to max_m rows,
 // for w's shape only (a narrower matrix may split its columns into more parts: take the
 // largest over the matrices that share it). It must be zeroed once (cudaMemsetAsync on the

@@ -12,8 +12,9 @@
 //     permute into the mantissa of 2^23 (one PRMT and one FADD per weight), then s q;
 //   - runs 4 TT mma against x's chunk, which the CTA stages in shared memory with cp.async
 //     (double-buffered) and all 8 warps share.
-// TT = 1 (m <= 8) is the decode GEMV: the weights are the bytes that count, and each is read
-// once, 16 bytes per load, with no int-to-float instruction.
+// For m <= 8 (decode) qgemv does the same work without staging x and with several chunks of
+// codes in flight per warp: the weights are the bytes that count, each read once, 16 bytes per
+// load, with no int-to-float instruction. qmm<BITS, 1> stays as the MMA path's m <= 8 form.
 //
 // Split-K: when the row tiles alone make too few CTAs to fill the GPU (n small), the chunks are
 // split in P parts (grid z). Each part writes its fp32 partial tile to the workspace; the last
@@ -85,11 +86,55 @@ __device__ __forceinline__ void store_out(const Args &a, int tok, int row, float
     else static_cast<__nv_bfloat16 *>(a.out)[i] = __float2bfloat16_rn(v);
 }
 
+// The end of a CTA's work: with split-K, its partial tile goes to the workspace and the last
+// CTA of the output tile sums all parts in part order; then the rows and tokens in range are
+// written. Every thread of the CTA calls it (it synchronises).
+template <int TT>
+__device__ __forceinline__ void finish(const Args &a, float (&acc)[TT][4], int rt, bool live, int tok0) {
+    constexpr int TOK = 8 * TT;
+    __shared__ int is_last;
+    const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    if (a.n_parts > 1) {
+        const int n_ot = gridDim.x * gridDim.y, ot = blockIdx.y * gridDim.x + blockIdx.x;
+        float *mine = a.partials + ((size_t)blockIdx.z * n_ot + ot) * (ROWS * TOK) + (size_t)threadIdx.x * 4 * TT;
+#pragma unroll
+        for (int tt = 0; tt < TT; tt++)
+            reinterpret_cast<float4 *>(mine)[tt] = make_float4(acc[tt][0], acc[tt][1], acc[tt][2], acc[tt][3]);
+        __threadfence(); // the partial is visible before the counter says so
+        __syncthreads();
+        if (threadIdx.x == 0) is_last = atomicAdd(&a.counters[ot], 1u) == (unsigned)a.n_parts - 1;
+        __syncthreads();
+        if (!is_last) return;
+        __threadfence();
+#pragma unroll
+        for (int tt = 0; tt < TT; tt++) acc[tt][0] = acc[tt][1] = acc[tt][2] = acc[tt][3] = 0.0f;
+        for (int p = 0; p < a.n_parts; p++) { // in part order: the same sum whoever finishes last
+            const float4 *src = reinterpret_cast<const float4 *>(
+                a.partials + ((size_t)p * n_ot + ot) * (ROWS * TOK) + (size_t)threadIdx.x * 4 * TT);
+#pragma unroll
+            for (int tt = 0; tt < TT; tt++) {
+                const float4 v = __ldcg(src + tt);
+                acc[tt][0] += v.x, acc[tt][1] += v.y, acc[tt][2] += v.z, acc[tt][3] += v.w;
+            }
+        }
+        if (threadIdx.x == 0) a.counters[ot] = 0;
+    }
+    if (!live) return;
+    const int r_lo = rt * 16 + g;
+#pragma unroll
+    for (int tt = 0; tt < TT; tt++) {
+        const int tok = tok0 + tt * 8 + 2 * t;
+        store_out(a, tok, r_lo, acc[tt][0]);
+        store_out(a, tok + 1, r_lo, acc[tt][1]);
+        store_out(a, tok, r_lo + 8, acc[tt][2]);
+        store_out(a, tok + 1, r_lo + 8, acc[tt][3]);
+    }
+}
+
 template <int BITS, int TT> __global__ void __launch_bounds__(THREADS, 2) qmm(const Args a) {
     constexpr int TOK = 8 * TT, WPL = BITS == 4 ? 4 : 8;
     __shared__ __align__(16) uint16_t xs[2][TOK * XS];
-    __shared__ int is_last;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4;
     const int rt = blockIdx.x * WARPS + warp;
     const bool live = rt < a.n_tiles; // a warp past the last tile still helps stage x
     const int tok0 = blockIdx.y * TOK;
@@ -143,41 +188,50 @@ template <int BITS, int TT> __global__ void __launch_bounds__(THREADS, 2) qmm(co
         sm_lo = sn_lo, sm_hi = sn_hi;
     }
 
-    if (a.n_parts > 1) {
-        const int n_ot = gridDim.x * gridDim.y, ot = blockIdx.y * gridDim.x + blockIdx.x;
-        float *mine = a.partials + ((size_t)blockIdx.z * n_ot + ot) * (ROWS * TOK) + (size_t)threadIdx.x * 4 * TT;
+    finish<TT>(a, acc, rt, live, tok0);
+}
+
+// The decode GEMV (m <= 8, one 8-token tile): the same CTAs, fragments, split and fix-up as
+// qmm<BITS, 1>, but every warp keeps PF chunks of its codes in flight (a register ring,
+// refilled as each chunk is used: 2 KB a warp for int4, against qmm's one chunk ahead), and
+// each lane reads its token's 16 activations straight from global memory (x is a few KB, hot
+// in L1 and L2; only the lanes of tokens < m load), so nothing is staged and no barrier stalls
+// the stream of weights.
+template <int BITS> __global__ void __launch_bounds__(THREADS, 2) qgemv(const Args a) {
+    constexpr int WPL = BITS == 4 ? 4 : 8, PF = 4;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4;
+    const int rt = blockIdx.x * WARPS + warp;
+    const bool live = rt < a.n_tiles;
+    const int c0 = blockIdx.z * a.chunks_per_part, c1 = min(a.n_chunks, c0 + a.chunks_per_part);
+    float acc[1][4] = {{0.0f, 0.0f, 0.0f, 0.0f}};
+    if (live) {
+        uint32_t w[PF][WPL], slo[PF], shi[PF];
 #pragma unroll
-        for (int tt = 0; tt < TT; tt++)
-            reinterpret_cast<float4 *>(mine)[tt] = make_float4(acc[tt][0], acc[tt][1], acc[tt][2], acc[tt][3]);
-        __threadfence(); // the partial is visible before the counter says so
-        __syncthreads();
-        if (threadIdx.x == 0) is_last = atomicAdd(&a.counters[ot], 1u) == (unsigned)a.n_parts - 1;
-        __syncthreads();
-        if (!is_last) return;
-        __threadfence();
+        for (int j = 0; j < PF; j++)
+            if (c0 + j < c1) load_chunk<BITS>(a, rt, c0 + j, lane, w[j], slo[j], shi[j]);
+        const uint16_t *xg = g < a.m ? a.x + (size_t)g * a.k : nullptr; // this lane's token
+        for (int cb = c0; cb < c1; cb += PF) {
 #pragma unroll
-        for (int tt = 0; tt < TT; tt++) acc[tt][0] = acc[tt][1] = acc[tt][2] = acc[tt][3] = 0.0f;
-        for (int p = 0; p < a.n_parts; p++) { // in part order: the same sum whoever finishes last
-            const float4 *src = reinterpret_cast<const float4 *>(
-                a.partials + ((size_t)p * n_ot + ot) * (ROWS * TOK) + (size_t)threadIdx.x * 4 * TT);
-#pragma unroll
-            for (int tt = 0; tt < TT; tt++) {
-                const float4 v = __ldcg(src + tt);
-                acc[tt][0] += v.x, acc[tt][1] += v.y, acc[tt][2] += v.z, acc[tt][3] += v.w;
+            for (int j = 0; j < PF; j++) {
+                const int c = cb + j;
+                if (c >= c1) break;
+                const int col = qf_x_col(c, lane);
+                uint4 b0 = make_uint4(0, 0, 0, 0), b1 = b0;
+                if (xg && col < a.k) { // a lane's 16 columns are all in k or all past it
+                    b0 = __ldg(reinterpret_cast<const uint4 *>(xg + col));
+                    b1 = __ldg(reinterpret_cast<const uint4 *>(xg + col + 8));
+                }
+                uint32_t af[4][4];
+                qf_frags(BITS, af, w[j], slo[j], shi[j]);
+                if (c + PF < c1) load_chunk<BITS>(a, rt, c + PF, lane, w[j], slo[j], shi[j]);
+                mma_bf16(acc[0], af[0], b0.x, b0.y);
+                mma_bf16(acc[0], af[1], b0.z, b0.w);
+                mma_bf16(acc[0], af[2], b1.x, b1.y);
+                mma_bf16(acc[0], af[3], b1.z, b1.w);
             }
         }
-        if (threadIdx.x == 0) a.counters[ot] = 0;
     }
-    if (!live) return;
-    const int r_lo = rt * 16 + g;
-#pragma unroll
-    for (int tt = 0; tt < TT; tt++) {
-        const int tok = tok0 + tt * 8 + 2 * t;
-        store_out(a, tok, r_lo, acc[tt][0]);
-        store_out(a, tok + 1, r_lo, acc[tt][1]);
-        store_out(a, tok, r_lo + 8, acc[tt][2]);
-        store_out(a, tok + 1, r_lo + 8, acc[tt][3]);
-    }
+    finish<1>(a, acc, rt, live, 0);
 }
 
 // Row tiles [rt0, rt1) of the packed matrix -> w (rows from rt0 * 16, k columns) bf16, with
@@ -330,6 +384,11 @@ template <int BITS> void launch_mma(Args a, int m, const Split &s, cudaStream_t 
     }
 }
 
+template <int BITS> void launch_gemv(Args a, const Split &s, cudaStream_t st) {
+    const dim3 grid((unsigned)s.grid_x, 1u, (unsigned)s.parts);
+    qgemv<BITS><<<grid, THREADS, 0, st>>>(a);
+}
+
 void unpack_rows(uint16_t *w, const Args &a, int bits, int rt0, int rt1, cudaStream_t st) {
     const int64_t cells = (int64_t)(rt1 - rt0) * a.n_chunks * 32;
     const unsigned blocks = (unsigned)((cells + 255) / 256);
@@ -340,7 +399,9 @@ void unpack_rows(uint16_t *w, const Args &a, int bits, int rt0, int rt1, cudaStr
 
 } // namespace
 
-extern "C" int cs_cuda_qmatmul_path_for(int m) { return m >= CUBLAS_MIN_M ? CS_CUDA_QPATH_CUBLAS : CS_CUDA_QPATH_MMA; }
+extern "C" int cs_cuda_qmatmul_path_for(int m) {
+    return m <= 8 ? CS_CUDA_QPATH_GEMV : m >= CUBLAS_MIN_M ? CS_CUDA_QPATH_CUBLAS : CS_CUDA_QPATH_MMA;
+}
 
 extern "C" size_t cs_cuda_qmatmul_workspace(const cs_qpack_dims *w, int max_m, int path) {
     CS_ASSERT(max_m >= 1);
@@ -348,6 +409,7 @@ extern "C" size_t cs_cuda_qmatmul_workspace(const cs_qpack_dims *w, int max_m, i
     // AUTO runs the MMA kernel below CUBLAS_MIN_M only: its split-K partials for larger m
     // would be wasted memory (2 GiB at Llama-3-8B's widths and 8192 tokens)
     if (path == CS_CUDA_QPATH_MMA) body = partial_bytes(w, max_m);
+    else if (path == CS_CUDA_QPATH_GEMV) body = partial_bytes(w, max_m < 8 ? max_m : 8);
     else if (path == CS_CUDA_QPATH_AUTO) body = partial_bytes(w, max_m < CUBLAS_MIN_M ? max_m : CUBLAS_MIN_M - 1);
     if (path == CS_CUDA_QPATH_CUBLAS || (path == CS_CUDA_QPATH_AUTO && max_m >= CUBLAS_MIN_M)) {
         const size_t scratch = slice_rows(w) * (size_t)w->k * 2;
@@ -388,8 +450,15 @@ extern "C" void cs_cuda_qmatmul(cs_cuda_blas *h, void *out, int out_f32, const u
         CS_ASSERT((size_t)s.grid_x * ((m + tok - 1) / tok) <= (size_t)MAX_COUNTERS);
         CS_ASSERT(workspace_bytes >= COUNTER_BYTES + partial_bytes(&w->d, m));
     }
-    if (w->d.bits == 4) launch_mma<4>(a, m, s, st);
-    else launch_mma<8>(a, m, s, st);
+    if (path == CS_CUDA_QPATH_GEMV) {
+        CS_ASSERT(m <= 8);
+        if (w->d.bits == 4) launch_gemv<4>(a, s, st);
+        else launch_gemv<8>(a, s, st);
+    } else if (w->d.bits == 4) {
+        launch_mma<4>(a, m, s, st);
+    } else {
+        launch_mma<8>(a, m, s, st);
+    }
     CUDA_CHECK(cudaGetLastError());
 }
 
