@@ -201,6 +201,11 @@ cs_gpu_forward *cs_gpu_forward_init(const cs_gpu_model *g, const cs_gpu_forward_
         cs_errf(err, errlen, CS_ERR_INVALID, "a rank without lm_head runs layers only");
         return NULL;
     }
+    if (c->dim % 8 || c->ffn_dim % 8) { // 16-byte rows: the GEMV, SwiGLU and embedding kernels
+        cs_errf(err, errlen, CS_ERR_INVALID, "the CUDA kernels take widths in multiples of 8 (dim %d, ffn %d)", c->dim,
+                c->ffn_dim);
+        return NULL;
+    }
     if (c->head_dim != 64 && c->head_dim != 128) {
         cs_errf(err, errlen, CS_ERR_INVALID, "the CUDA attention kernels take head_dim 64 or 128, not %d", c->head_dim);
         return NULL;

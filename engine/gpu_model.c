@@ -284,7 +284,8 @@ cs_status cs_gpu_model_dummy_shard(cs_gpu_model *g, const cs_model_config *full,
     if (quant_bits != 0 && quant_bits != 4 && quant_bits != 8)
         return cs_errf(err, errlen, CS_ERR_INVALID, "quantised weights are int4 or int8, not int%d", quant_bits);
     cs_tp_part p; // quantised: the MLP split on whole groups, so each rank's groups are the whole model's
-    if (!cs_tp_part_of(full, quant_bits ? quant_group : 1, n_ranks, rank, &p, err, errlen)) return CS_ERR_INVALID;
+    int unit = quant_bits && quant_group > CS_TP_GPU_FFN_UNIT ? quant_group : CS_TP_GPU_FFN_UNIT;
+    if (!cs_tp_part_of(full, n_ranks > 1 ? unit : 1, n_ranks, rank, &p, err, errlen)) return CS_ERR_INVALID;
     if (quant_bits && n_ranks > 1 && full->head_dim % quant_group) // o's columns are cut between heads
         return cs_errf(err, errlen, CS_ERR_INVALID,
                        "tensor parallel: head_dim %d is not whole quantisation groups of %d (use --quant-group %d)",

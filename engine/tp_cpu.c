@@ -106,7 +106,7 @@ cs_status cs_tp_cpu_init(const cs_model *m, int n_ranks, int n_blocks, int block
         rank *k = &tp->ranks[r];
         k->tp = tp;
         k->r = r;
-        st = cs_tp_shard(m, n_ranks, r, &k->shard, err, errlen);
+        st = cs_tp_shard(m, n_ranks, r, 1, &k->shard, err, errlen);
         if (st == CS_OK)
             st = cs_kv_cache_init(&k->kv, m->cfg.n_layer, n_blocks, block_size, k->shard.cfg.n_head_kv * m->cfg.head_dim,
                                   err, errlen);

@@ -153,7 +153,7 @@ static cs_status load_rank(const cs_tp_gpu_params *p, rank *k, int world_rank, i
                                         p->quant_group, n_world, world_rank, lm_head, err, errlen);
     if (n_world == 1) return cs_gpu_model_upload(&k->g, p->model, err, errlen);
     cs_model shard;
-    cs_status st = cs_tp_shard(p->model, n_world, world_rank, &shard, err, errlen);
+    cs_status st = cs_tp_shard(p->model, n_world, world_rank, CS_TP_GPU_FFN_UNIT, &shard, err, errlen);
     if (st != CS_OK) return st;
     st = cs_gpu_model_upload_rank(&k->g, &shard, lm_head, err, errlen);
     cs_model_free(&shard); // its own copies of o's and down's columns

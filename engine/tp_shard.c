@@ -79,9 +79,9 @@ static cs_status cols_of(cs_model *shard, const cs_weight *w, int c0, int n, cs_
     return CS_OK;
 }
 
-cs_status cs_tp_shard(const cs_model *m, int n, int r, cs_model *shard, char *err, size_t errlen) {
+cs_status cs_tp_shard(const cs_model *m, int n, int r, int min_ffn_unit, cs_model *shard, char *err, size_t errlen) {
     const cs_model_config *c = &m->cfg;
-    int hd = c->head_dim, ffn_unit = 1;
+    int hd = c->head_dim, ffn_unit = min_ffn_unit > 1 ? min_ffn_unit : 1; // block sizes are powers of two
     memset(shard, 0, sizeof *shard);
     for (int l = 0; l < c->n_layer; l++) {
         int be = cs_dtype_block_elems(m->layers[l].w_down.type);

@@ -31,8 +31,13 @@ bool cs_tp_part_of(const cs_model_config *c, int ffn_unit, int n, int r, cs_tp_p
 // Rank r's model: its config (heads, KV heads, hidden features of its part), its rows of
 // q/k/v/gate/up and biases in place in m, its own copies of o's and down's columns, and m's
 // norms, embedding, lm_head and RoPE table. m must outlive it; cs_model_free frees only what
-// is the shard's own.
-cs_status cs_tp_shard(const cs_model *m, int n, int r, cs_model *shard, char *err, size_t errlen);
+// is the shard's own. The MLP is cut on whole blocks of down's type and on multiples of
+// min_ffn_unit (the GPU ranks': CS_TP_GPU_FFN_UNIT).
+cs_status cs_tp_shard(const cs_model *m, int n, int r, int min_ffn_unit, cs_model *shard, char *err, size_t errlen);
+
+// GPU ranks cut the MLP on 64 features: whole 64-column chunks of the packed int4 / int8
+// layout, 16-byte rows for the GEMV and SwiGLU kernels.
+#define CS_TP_GPU_FFN_UNIT 64
 
 // Bytes of the layers' matrices a shard reads (its slices of every projection).
 size_t cs_tp_shard_layer_bytes(const cs_model *shard);

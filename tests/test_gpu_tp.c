@@ -44,7 +44,7 @@ static void check_shards(const char *name, const cs_model_config *c, const cs_mo
         cs_model shard = {0};
         bool ok = cs_gpu_model_dummy_shard(&dev, c, 5, CTX, 0, 32, n, r, r == 0, err, sizeof err) == CS_OK;
         TEST_CONDF(ok, "%s", err);
-        ok = ok && cs_tp_shard(host, n, r, &shard, err, sizeof err) == CS_OK;
+        ok = ok && cs_tp_shard(host, n, r, CS_TP_GPU_FFN_UNIT, &shard, err, sizeof err) == CS_OK;
         ok = ok && cs_gpu_model_upload_rank(&up, &shard, r == 0, err, sizeof err) == CS_OK;
         TEST_CONDF(ok, "%s rank %d of %d: %s", name, r, n, err);
         if (!ok) {
@@ -125,7 +125,7 @@ static void quant_shards(void) {
     for (int r = 0; r < 3; r++) {
         cs_gpu_model g = {0};
         cs_tp_part p;
-        CS_ASSERT(cs_tp_part_of(&c, 64, 3, r, &p, err, sizeof err));
+        CS_ASSERT(cs_tp_part_of(&c, CS_TP_GPU_FFN_UNIT, 3, r, &p, err, sizeof err));
         if (cs_gpu_model_dummy_shard(&g, &c, 5, CTX, 4, 64, 3, r, r == 0, err, sizeof err) != CS_OK) {
             TEST_CONDF(0, "int4 shard %d of 3: %s", r, err);
             continue;

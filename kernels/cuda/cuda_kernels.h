@@ -158,18 +158,18 @@ typedef struct cs_cuda_qmat {
 } cs_cuda_qmat;
 
 // How cs_cuda_qmatmul computes: AUTO picks by m and shape; MMA is the dequantising tensor-core
-// kernel, x staged in shared memory; GEMV (m <= 8 only) the same tensor-core math streaming the
-// weights several chunks deep with x read in place: every weight byte read once, 16 bytes per
-// load; CUBLAS dequantises to bf16 (in slices, in the workspace) and calls cs_cuda_gemm.
+// kernel, x staged chunk by chunk in shared memory; GEMV (m <= 8 only) the same tensor-core
+// math (the same bits) streaming the weights several chunks deep, x staged once: every weight
+// byte read once, 16 bytes per load; CUBLAS dequantises to bf16 (in slices, in the workspace) and calls cs_cuda_gemm.
 enum { CS_CUDA_QPATH_AUTO, CS_CUDA_QPATH_MMA, CS_CUDA_QPATH_CUBLAS, CS_CUDA_QPATH_GEMV };
-// Workspace bytes for out = x w^T by path (AUTO, MMA or CUBLAS) with x of up to max_m rows,
+// Workspace bytes for out = x w^T by path (AUTO, MMA, GEMV or CUBLAS) with x of up to max_m rows,
 // for w's shape only (a narrower matrix may split its columns into more parts: take the
 // largest over the matrices that share it). It must be zeroed once (cudaMemsetAsync on the
 // stream that uses it) before its first use; the kernels leave it so.
 size_t cs_cuda_qmatmul_workspace(const cs_qpack_dims *w, int max_m, int path);
 // out (m, n) = x (m, k) @ w^T: x bf16 (16-byte aligned rows), fp32 accumulation, each weight
 // bf16(s q + m) (qpack.h); out bf16 (out_f32 0) or fp32. On h's stream. Deterministic: the
-// result does not depend on timing, only on m's path (MMA: m <= 8 or not; CUBLAS).
+// result does not depend on timing, only on m's path (MMA and GEMV: m <= 8 or not; CUBLAS).
 void cs_cuda_qmatmul(cs_cuda_blas *h, void *out, int out_f32, const uint16_t *x, const cs_cuda_qmat *w, int m,
                      void *workspace, size_t workspace_bytes, int path);
 // The path AUTO takes for m tokens.

@@ -193,17 +193,30 @@ template <int BITS, int TT> __global__ void __launch_bounds__(THREADS, 2) qmm(co
 
 // The decode GEMV (m <= 8, one 8-token tile): the same CTAs, fragments, split and fix-up as
 // qmm<BITS, 1>, but every warp keeps PF chunks of its codes in flight (a register ring,
-// refilled as each chunk is used: 2 KB a warp for int4, against qmm's one chunk ahead), and
-// each lane reads its token's 16 activations straight from global memory (x is a few KB, hot
-// in L1 and L2; only the lanes of tokens < m load), so nothing is staged and no barrier stalls
-// the stream of weights.
-template <int BITS> __global__ void __launch_bounds__(THREADS, 2) qgemv(const Args a) {
+// refilled as each chunk is used: 2 KB a warp for int4, against qmm's one chunk ahead), and the
+// CTA stages the activations of all its chunks (m tokens x its part of k, a few KB) in shared
+// memory once, before the loop, so no barrier stalls the stream of weights. When they do not
+// fit the shared memory it was launched with (x_staged false), each lane reads its token's 16
+// activations from global memory instead (x is small and hot in L2).
+template <int BITS> __global__ void __launch_bounds__(THREADS, 2) qgemv(const Args a, bool x_staged) {
+    extern __shared__ __align__(16) uint16_t xall[]; // (m, chunks of the part x 64) when staged
     constexpr int WPL = BITS == 4 ? 4 : 8, PF = 4;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4;
     const int rt = blockIdx.x * WARPS + warp;
     const bool live = rt < a.n_tiles;
     const int c0 = blockIdx.z * a.chunks_per_part, c1 = min(a.n_chunks, c0 + a.chunks_per_part);
     float acc[1][4] = {{0.0f, 0.0f, 0.0f, 0.0f}};
+    const int span = (c1 - c0) * 64; // staged columns per token
+    if (x_staged) { // every thread, live or not: one barrier, before the stream
+        for (int i = threadIdx.x; i < a.m * (span / 8); i += THREADS) {
+            const int tok = i / (span / 8), piece = i % (span / 8), col = c0 * 64 + piece * 8;
+            const bool ok = col < a.k;
+            cp_async16(smem_u32(&xall[tok * span + piece * 8]), ok ? a.x + (size_t)tok * a.k + col : a.x, ok ? 16 : 0);
+        }
+        cp_async_commit();
+        cp_async_wait<0>();
+        __syncthreads();
+    }
     if (live) {
         uint32_t w[PF][WPL], slo[PF], shi[PF];
 #pragma unroll
@@ -217,7 +230,11 @@ template <int BITS> __global__ void __launch_bounds__(THREADS, 2) qgemv(const Ar
                 if (c >= c1) break;
                 const int col = qf_x_col(c, lane);
                 uint4 b0 = make_uint4(0, 0, 0, 0), b1 = b0;
-                if (xg && col < a.k) { // a lane's 16 columns are all in k or all past it
+                if (xg && x_staged) { // staged past k as zeros
+                    const uint16_t *xr = &xall[g * span + col - c0 * 64];
+                    b0 = *reinterpret_cast<const uint4 *>(xr);
+                    b1 = *reinterpret_cast<const uint4 *>(xr + 8);
+                } else if (xg && col < a.k) { // a lane's 16 columns are all in k or all past it
                     b0 = __ldg(reinterpret_cast<const uint4 *>(xg + col));
                     b1 = __ldg(reinterpret_cast<const uint4 *>(xg + col + 8));
                 }
@@ -384,9 +401,14 @@ template <int BITS> void launch_mma(Args a, int m, const Split &s, cudaStream_t 
     }
 }
 
-template <int BITS> void launch_gemv(Args a, const Split &s, cudaStream_t st) {
+// Activations staged up to this (no opt-in beyond the default 48 KB per CTA).
+constexpr size_t GEMV_X_SMEM = 48 << 10;
+
+template <int BITS> void launch_gemv(Args a, int m, const Split &s, cudaStream_t st) {
     const dim3 grid((unsigned)s.grid_x, 1u, (unsigned)s.parts);
-    qgemv<BITS><<<grid, THREADS, 0, st>>>(a);
+    const size_t x_bytes = (size_t)m * s.per_part * 64 * 2;
+    const bool staged = x_bytes <= GEMV_X_SMEM;
+    qgemv<BITS><<<grid, THREADS, staged ? x_bytes : 0, st>>>(a, staged);
 }
 
 void unpack_rows(uint16_t *w, const Args &a, int bits, int rt0, int rt1, cudaStream_t st) {
@@ -452,8 +474,8 @@ extern "C" void cs_cuda_qmatmul(cs_cuda_blas *h, void *out, int out_f32, const u
     }
     if (path == CS_CUDA_QPATH_GEMV) {
         CS_ASSERT(m <= 8);
-        if (w->d.bits == 4) launch_gemv<4>(a, s, st);
-        else launch_gemv<8>(a, s, st);
+        if (w->d.bits == 4) launch_gemv<4>(a, m, s, st);
+        else launch_gemv<8>(a, m, s, st);
     } else if (w->d.bits == 4) {
         launch_mma<4>(a, m, s, st);
     } else {
