@@ -752,13 +752,14 @@ static void test_no_leaks(const char *model, size_t block_bytes) {
     cs_engine_free(e);
 }
 
-// A 4,000-token prompt arriving while a stream runs must not stall that stream for its whole
+// A 2,048-token prompt arriving while a stream runs must not stall that stream for its whole
 // prefill: with chunked prefill, each step gives the running decode its token and the long
 // prompt only what is left of the token budget, so the stream keeps moving.
 static void test_chunked_prefill(const char *model) {
-    cs_engine *e = start(model, 4200, 8, 256, (size_t)512 << 20);
+    // a 2048-token prompt in steps of 128 tokens: 17 steps, each giving the stream a token
+    cs_engine *e = start(model, 2200, 8, 128, (size_t)256 << 20);
     if (!e) return;
-    enum { LONG = 4000, SHORT = 8, GEN = 60 };
+    enum { LONG = 2048, SHORT = 8, GEN = 40 };
     int32_t *long_ids = malloc(sizeof(int32_t) * LONG), short_ids[SHORT];
     random_ids(77, long_ids, LONG);
     random_ids(78, short_ids, SHORT);
