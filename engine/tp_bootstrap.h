@@ -30,11 +30,11 @@ typedef struct cs_tp_world {
 int cs_tp_bootstrap_listen(const char *addr, int *port, char *err, size_t errlen);
 // Node 0: takes the other nodes on fd (closed on return) and hands them id; timeout_ms bounds
 // the whole wait. With peers (nnodes - 1), the connections stay open for the steps
-// (engine/tp_node.h): peers[k] is node k + 1's, blocking, with TCP_NODELAY.
+// (engine/tp_node.h): peers[k] is node k + 1's, blocking, with TCP_NODELAY and keepalive.
 cs_status cs_tp_bootstrap_serve(int fd, const cs_tp_world *w, const unsigned char id[CS_TP_ID_BYTES], int timeout_ms,
                                 int *peers, char *err, size_t errlen);
 // Nodes 1..nnodes-1: connects to addr (retrying until node 0 listens) and receives the id;
-// with conn, the connection stays open for the steps (blocking, with TCP_NODELAY).
+// with conn, the connection stays open for the steps (blocking, with TCP_NODELAY and keepalive).
 cs_status cs_tp_bootstrap_join(const char *addr, const cs_tp_world *w, unsigned char id[CS_TP_ID_BYTES], int timeout_ms,
                                int *conn, char *err, size_t errlen);
 

@@ -28,7 +28,9 @@ cs_status cs_tp_gpu_follow(cs_tp_gpu *t, int fd, char *err, size_t errlen) { abo
 #else
 #include <cuda_runtime.h>
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -61,6 +63,9 @@ struct cs_tp_gpu {
     int *peers, n_peers;    // node 0 of several: the other nodes' step connections
     bool failed;            // node 0 gave up starting: its STOP says so
     uint64_t fingerprint;   // the model and settings every node must share
+    pthread_t watchdog;     // several nodes: notices a peer gone while a step waits on it
+    bool watching;
+    atomic_bool unwatch;
     pthread_barrier_t step; // the caller and ranks 1..: a job starts, a job ends
     int job;
     const cs_batch *batch;
@@ -95,18 +100,71 @@ static void *rank_main(void *arg) {
     return NULL;
 }
 
-// A node that cannot be told the step would leave every rank waiting in an all-reduce: the
-// model is split over it, so nothing can be served without it.
+// A node gone leaves every rank waiting in an all-reduce that cannot complete: the model is
+// split over it, so nothing can be served without it. The process ends rather than hang.
+static void node_gone(int node, const char *why) {
+    fprintf(stderr, "tensor parallel: node %d is gone (%s); the model cannot run without it: exiting\n", node, why);
+    _exit(1);
+}
+
+typedef struct watch_args {
+    cs_tp_gpu *t;
+    const int *fds;
+    int n, first_node; // fds[i] is node first_node + i's connection
+} watch_args;
+
+// Polls the step connections while the engine runs: a peer that closes (its process ended) or
+// fails (keepalive: its machine died) is noticed within a second, even in the middle of a
+// step. A peer with a message waiting (a follower's next step) is alive.
+static void *watch_main(void *arg) {
+    watch_args *w = arg;
+    struct pollfd pf[64];
+    int n = w->n < 64 ? w->n : 64;
+    while (!atomic_load(&w->t->unwatch)) {
+        for (int i = 0; i < n; i++) pf[i] = (struct pollfd){.fd = w->fds[i], .events = POLLIN};
+        int pr = poll(pf, (nfds_t)n, 200);
+        bool busy = false;
+        for (int i = 0; pr > 0 && i < n; i++) {
+            if (!pf[i].revents) continue;
+            if (!cs_tp_node_peer_gone(pf[i].fd)) {
+                busy = true; // a message for the reader
+                continue;
+            }
+            usleep(500 * 1000); // a STOP just read and the connection then closed: not a death
+            if (!atomic_load(&w->t->unwatch)) node_gone(w->first_node + i, "its connection closed or failed");
+        }
+        if (busy) usleep(50 * 1000);
+    }
+    free(w);
+    return NULL;
+}
+
+static void watch_start(cs_tp_gpu *t, const int *fds, int n, int first_node) {
+    watch_args *w = malloc(sizeof *w);
+    if (!w) return; // no watchdog: a dead peer then shows as a hang, as without one
+    *w = (watch_args){t, fds, n, first_node};
+    atomic_store(&t->unwatch, false);
+    if (pthread_create(&t->watchdog, NULL, watch_main, w) != 0) {
+        free(w);
+        return;
+    }
+    t->watching = true;
+}
+
+static void watch_stop(cs_tp_gpu *t) {
+    if (!t->watching) return;
+    atomic_store(&t->unwatch, true);
+    pthread_join(t->watchdog, NULL);
+    t->watching = false;
+}
+
+// A node that cannot be told the step would leave every rank waiting in an all-reduce.
 static void tell_peers(cs_tp_gpu *t, int job) {
     for (int i = 0; i < t->n_peers; i++) {
         bool ok = job == JOB_LAYERS ? cs_tp_node_send_batch(t->peers[i], t->batch)
                   : job == JOB_COPY ? cs_tp_node_send_copy(t->peers[i], t->copy_dst, t->copy_src, t->copy_n)
                                     : cs_tp_node_send_stop(t->peers[i], t->failed);
-        if (!ok && job != JOB_STOP) {
-            fprintf(stderr, "tensor parallel: node %d is gone (%s); the model cannot run without it\n", i + 1,
-                    strerror(errno));
-            abort();
-        }
+        if (!ok && job != JOB_STOP) node_gone(i + 1, strerror(errno));
     }
 }
 
@@ -123,6 +181,7 @@ static void end(cs_tp_gpu *t) {
 
 void cs_tp_gpu_free(cs_tp_gpu *t) {
     if (!t) return;
+    watch_stop(t); // before STOP: the peers close their ends once they have it
     if (t->n_peers) tell_peers(t, JOB_STOP);
     for (int i = 0; i < t->n_peers; i++)
         if (t->peers[i] >= 0) close(t->peers[i]);
@@ -291,6 +350,7 @@ cs_status cs_tp_gpu_init(const cs_tp_gpu_params *p, cs_tp_gpu **out, char *err, 
         cs_tp_gpu_free(t);
         return st;
     }
+    if (t->n_peers) watch_start(t, t->peers, t->n_peers, 1);
     for (int r = 1; r < t->n; r++) {
         if (pthread_create(&t->ranks[r].thread, NULL, rank_main, &t->ranks[r]) != 0) {
             // the started ones wait at the step barrier, which can never fill: end the process
@@ -383,6 +443,7 @@ cs_status cs_tp_gpu_follow(cs_tp_gpu *t, int fd, char *err, size_t errlen) {
     cs_tp_msg m = {0};
     cs_status st;
     char why[256];
+    watch_start(t, &fd, 1, 0);
     for (;;) {
         st = cs_tp_node_recv(fd, &m, &lim, why, sizeof why);
         if (st != CS_OK) {
@@ -402,6 +463,7 @@ cs_status cs_tp_gpu_follow(cs_tp_gpu *t, int fd, char *err, size_t errlen) {
             break;
         }
     }
+    watch_stop(t);
     cs_tp_msg_free(&m);
     return st;
 }

@@ -93,6 +93,12 @@ bool cs_tp_limits_differ(const cs_tp_limits *peer, const cs_tp_limits *ours, cha
     return false;
 }
 
+bool cs_tp_node_peer_gone(int fd) {
+    char b;
+    ssize_t k = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 void cs_tp_msg_free(cs_tp_msg *m) {
     free(m->buf);
     memset(m, 0, sizeof *m);

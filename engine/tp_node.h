@@ -53,5 +53,8 @@ cs_status cs_tp_node_recv(int fd, cs_tp_msg *m, const cs_tp_limits *lim, char *e
 // false when they agree (n_blocks aside: each node has its own).
 bool cs_tp_limits_differ(const cs_tp_limits *peer, const cs_tp_limits *ours, char *why, size_t len);
 void cs_tp_msg_free(cs_tp_msg *m);
+// Whether the other end of fd has closed or failed (keepalive timeout, reset), without taking
+// any pending message: for a watchdog beside the thread that reads.
+bool cs_tp_node_peer_gone(int fd);
 
 #endif

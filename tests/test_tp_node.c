@@ -7,7 +7,8 @@
 // length past any batch, a batch past the node's token or sequence limits, another block
 // size, sequences that do not cover the tokens, a block, slot, token or position out of
 // range, a block table of the wrong length, a KV copy out of bounds, READY with no blocks,
-// a message cut short, a peer gone and a peer silent past the receive timeout.
+// a message cut short, a peer gone and a peer silent past the receive timeout. The watchdog's
+// question (is the peer gone?) leaves pending messages alone.
 #include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -241,7 +242,26 @@ static void malformed(void) {
     close(sv[0]), close(sv[1]);
 }
 
+// What the watchdog asks: a quiet live peer, a peer with a message waiting and a peer that
+// closed after its last message are alive until that message is read; then it is gone.
+static void peer_gone(void) {
+    int sv[2];
+    CS_ASSERT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    TEST_COND(!cs_tp_node_peer_gone(sv[1]));
+    CS_ASSERT(cs_tp_node_send_stop(sv[0], false));
+    TEST_COND(!cs_tp_node_peer_gone(sv[1]));
+    close(sv[0]);
+    TEST_COND(!cs_tp_node_peer_gone(sv[1])); // STOP still to read
+    cs_tp_msg m = {0};
+    char err[128];
+    TEST_COND(cs_tp_node_recv(sv[1], &m, NULL, err, sizeof err) == CS_OK && m.kind == CS_TP_MSG_STOP);
+    TEST_COND(cs_tp_node_peer_gone(sv[1]));
+    cs_tp_msg_free(&m);
+    close(sv[1]);
+}
+
 int main(void) {
+    peer_gone();
     steps_over_kept_connections();
     malformed();
     return TEST_REPORT();
