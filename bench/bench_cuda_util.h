@@ -42,6 +42,15 @@ static inline double bench_copy_rate(void) {
     return 2.0 * (double)n / (bench_median_ms(t, 10) * 1e-3);
 }
 
+// Weight benchmarks rotate through copies of a matrix until they pass this (L2: 60 MB), so
+// each timed run reads memory, not cache: the number of copies of a matrix of `bytes`.
+#define BENCH_ROTATE_BYTES ((size_t)256 << 20)
+#define BENCH_MAX_COPIES 16
+static inline int bench_copies(size_t bytes) {
+    size_t n = (BENCH_ROTATE_BYTES + bytes - 1) / bytes;
+    return n > BENCH_MAX_COPIES ? BENCH_MAX_COPIES : (int)n;
+}
+
 // Evicts L2 (60 MB on an H200) by writing a larger buffer; call before each timed run when
 // the working set would otherwise stay cached.
 static inline void bench_flush_l2(void) {

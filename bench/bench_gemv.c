@@ -27,8 +27,6 @@ int main(void) {
 
 #define CK(call) CS_ASSERT((call) == cudaSuccess)
 #define RUNS 30
-#define ROTATE_BYTES ((size_t)256 << 20) // copies of a matrix until they exceed this (L2: 60 MB)
-#define MAX_COPIES 16
 
 typedef struct shape {
     const char *name;
@@ -109,9 +107,8 @@ int main(int argc, char **argv) {
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const shape *sh = &shapes[s];
         size_t wn = (size_t)sh->n * sh->k, bytes = wn * 2;
-        int copies = (int)((ROTATE_BYTES + bytes - 1) / bytes);
-        if (copies > MAX_COPIES) copies = MAX_COPIES;
-        uint16_t *h = malloc(bytes), *w[MAX_COPIES];
+        int copies = bench_copies(bytes);
+        uint16_t *h = malloc(bytes), *w[BENCH_MAX_COPIES];
         for (size_t i = 0; i < wn; i++) h[i] = cs_f32_to_bf16((float)(cs_xorshift32(&rng) >> 8) / 8388608.0f - 1.0f);
         for (int c = 0; c < copies; c++) {
             CK(cudaMalloc((void **)&w[c], bytes));

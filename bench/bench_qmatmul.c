@@ -28,12 +28,10 @@ int main(void) {
 
 #define CK(call) CS_ASSERT((call) == cudaSuccess)
 #define RUNS 30
-#define ROTATE_BYTES ((size_t)256 << 20) // copies of a matrix until they exceed this (L2: 60 MB)
-#define MAX_COPIES 16
 
 typedef struct qset {
     int bits, copies;
-    cs_cuda_qmat m[MAX_COPIES];
+    cs_cuda_qmat m[BENCH_MAX_COPIES];
     size_t bytes; // packed bytes of one copy
 } qset;
 
@@ -42,8 +40,7 @@ static void make_qset(qset *q, int bits, int group, int64_t n, int64_t k, const 
     CS_ASSERT(cs_qpack_dims_of(bits, group, n, k, &d));
     q->bits = bits;
     q->bytes = (d.code_words + d.scale_words) * 4;
-    q->copies = (int)((ROTATE_BYTES + q->bytes - 1) / q->bytes);
-    if (q->copies > MAX_COPIES) q->copies = MAX_COPIES;
+    q->copies = bench_copies(q->bytes);
     for (int i = 0; i < q->copies; i++) {
         uint32_t *c, *s;
         CK(cudaMalloc((void **)&c, d.code_words * 4));
@@ -147,9 +144,8 @@ int main(int argc, char **argv) {
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
         int k = shapes[si][0], n = shapes[si][1];
         size_t wbytes = (size_t)n * k * 2;
-        int bf_copies = (int)((ROTATE_BYTES + wbytes - 1) / wbytes);
-        if (bf_copies > MAX_COPIES) bf_copies = MAX_COPIES;
-        uint16_t *w[MAX_COPIES];
+        int bf_copies = bench_copies(wbytes);
+        uint16_t *w[BENCH_MAX_COPIES];
         for (int i = 0; i < bf_copies; i++) {
             CK(cudaMalloc((void **)&w[i], wbytes));
             cs_cuda_fill_dummy_bf16(w[i], (int64_t)n * k, 99 + (uint64_t)i, (uint32_t)si, 0.02f, NULL);
