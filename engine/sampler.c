@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "../common/assert.h"
+#include "../kernels/kernels.h"
 
 // A token still in the running: its penalised logit (the selection key), its unnormalised
 // probability exp((logit - max) / T), and its id (the tie-breaker).
@@ -434,13 +435,18 @@ static void cs_fill_result(const float *raw, int32_t V, int32_t id, int n_want,
     if (m == -INFINITY) return;
 
     double sum = 0.0;
+    if (isinf(m)) { // +inf: those logits share all the mass (x - m would be NaN for them)
+        for (int32_t i = 0; i < V; i++)
+            if (raw[i] == m) sum += 1.0;
+    } else {
+        sum = cs_cpu_sum_exp(raw, V, m);
+    }
     int n_top = 0;
     cs_logprob *top = res->top; // holds raw logits until the end
-    for (int32_t i = 0; i < V; i++) {
+    for (int32_t i = 0; n_want > 0 && i < V; i++) {
         const float x = raw[i];
         if (!(x > -INFINITY)) continue;
-        sum += x == m ? 1.0 : (double)expf(x - m);
-        if (n_want == 0 || (n_top == n_want && !(x > top[n_top - 1].logprob))) continue;
+        if (n_top == n_want && !(x > top[n_top - 1].logprob)) continue;
         // Insert after every entry >= x: ids arrive ascending, so equal logits keep id order.
         int j = n_top < n_want ? n_top++ : n_want - 1;
         while (j > 0 && top[j - 1].logprob < x) {

@@ -71,6 +71,11 @@ size_t cs_cpu_attention_scratch(int max_kv_len, int n_threads);
 
 // out (n) = silu(gate) * up. out may alias gate.
 void cs_cpu_swiglu(float *out, const float *gate, const float *up, int n);
+
+// sum over i of exp(x[i] - m) in double, for x[i] <= m (m finite): the normaliser of a
+// softmax. Terms with x[i] - m below -87.3 (exp under 2^-126) or NaN count 0. exp within 2
+// ulp of expf; eight lanes summed in a fixed order, the same bits with or without AVX2.
+double cs_cpu_sum_exp(const float *x, int64_t n, float m);
 // x (n) += y (n).
 void cs_cpu_add(float *x, const float *y, int n);
 

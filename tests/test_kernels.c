@@ -180,7 +180,40 @@ static void test_rope_and_norm(void) {
     TEST_COND(s[0] == 0 && fabs(s[1] - 2 / (1 + exp(-1.0))) < 1e-6 && fabs(s[2]) < 1e-7);
 }
 
+// The softmax normaliser against float64 sums of exp: every exp within 2 ulp of expf, on
+// lengths off the 8-lane width, with -inf and NaN terms counting 0 and terms far below m too.
+static void test_sum_exp(void) {
+    uint64_t st = 0x9e3779b97f4a7c15ull;
+    const int64_t ns[] = {1, 7, 8, 9, 1000, 49152, 128257};
+    for (size_t t = 0; t < sizeof ns / sizeof ns[0]; t++) {
+        int64_t n = ns[t];
+        float *x = malloc(sizeof(float) * (size_t)n), m = -INFINITY;
+        for (int64_t i = 0; i < n; i++) {
+            st = st * 6364136223846793005ull + 1442695040888963407ull;
+            x[i] = (float)((double)(st >> 11) / 9007199254740992.0 * 120.0 - 100.0); // [-100, 20)
+            if (i % 97 == 5) x[i] = -INFINITY;
+            if (i % 131 == 7) x[i] = NAN;
+            if (x[i] > m) m = x[i];
+        }
+        double ref = 0, worst = 0;
+        for (int64_t i = 0; i < n; i++)
+            if (x[i] - m >= -87.3f) ref += exp((double)(x[i] - m)); // d rounded to float, as the kernel has it
+        double got = cs_cpu_sum_exp(x, n, m);
+        worst = fabs(got - ref) / ref;
+        TEST_CONDF(worst < 3e-7, "sum_exp n=%lld: %.9g, float64 %.9g (rel %.2g)", (long long)n, got, ref, worst);
+        for (int64_t i = 0; i < n && i < 64; i++) { // one term at a time: each exp within 2 ulp
+            if (!(x[i] - m >= -87.3f)) continue;
+            double e = exp((double)(x[i] - m)), g = cs_cpu_sum_exp(&x[i], 1, m);
+            TEST_CONDF(fabs(g - e) <= 2.5 * e * 0x1p-23 + 1e-45, "exp(%g): %.9g, want %.9g", (double)x[i] - m, g, e);
+        }
+        free(x);
+    }
+    float one[] = {3.0f, -INFINITY, NAN};
+    TEST_COND(cs_cpu_sum_exp(one, 3, 3.0f) == 1.0); // exp(0) is exactly 1; the rest count 0
+}
+
 int main(void) {
+    test_sum_exp();
     cs_pool *pool = cs_pool_init(3);
     test_matmul(NULL);
     test_matmul(pool);
