@@ -10,7 +10,6 @@ cs_status cs_tp_gpu_init(const cs_tp_gpu_params *p, cs_tp_gpu **out, char *err, 
 int cs_tp_gpu_device_count(void) { return 0; }
 void cs_tp_gpu_free(cs_tp_gpu *t) { (void)t; }
 int cs_tp_gpu_n_blocks(const cs_tp_gpu *t) { return 0; }
-void cs_tp_gpu_limit_blocks(cs_tp_gpu *t, int n) {}
 size_t cs_tp_gpu_block_bytes(const cs_tp_gpu *t) { return 0; }
 size_t cs_tp_gpu_weight_bytes(const cs_tp_gpu *t, int r) { return 0; }
 size_t cs_tp_gpu_step_bytes(const cs_tp_gpu *t, int r) { return 0; }
@@ -22,7 +21,6 @@ void cs_tp_gpu_run_greedy(cs_tp_gpu *t, const cs_batch *b, int32_t *ids) { abort
 void cs_tp_gpu_run_sample(cs_tp_gpu *t, const cs_batch *b, const cs_cuda_sample_params *params,
                           const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt, int n_pen,
                           const cs_gpu_masks *masks, cs_gpu_sampled *out) { abort(); }
-void cs_tp_gpu_run_layers(cs_tp_gpu *t, const cs_batch *b) { abort(); }
 void cs_tp_gpu_copy_rows(cs_tp_gpu *t, int dst, int src, int n) { abort(); }
 cs_status cs_tp_gpu_follow(cs_tp_gpu *t, int fd, char *err, size_t errlen) { abort(); }
 #else
@@ -365,11 +363,6 @@ cs_status cs_tp_gpu_init(const cs_tp_gpu_params *p, cs_tp_gpu **out, char *err, 
 
 int cs_tp_gpu_n_blocks(const cs_tp_gpu *t) { return t->n_blocks; }
 
-void cs_tp_gpu_limit_blocks(cs_tp_gpu *t, int n) {
-    CS_ASSERT(n >= 1);
-    if (n < t->n_blocks) t->n_blocks = n;
-}
-
 size_t cs_tp_gpu_block_bytes(const cs_tp_gpu *t) {
     size_t bytes = 0;
     for (int r = 0; r < t->n; r++)
@@ -391,10 +384,9 @@ void cs_tp_gpu_fill_kv(cs_tp_gpu *t, uint64_t seed) {
 }
 
 // Node 0's step: the other ranks (and nodes) start on b's layers while rank 0 runs its part.
+// Each rank's forward pass checks b against its own pool, which holds n_blocks at least.
 static void head_begin(cs_tp_gpu *t, const cs_batch *b) {
     CS_ASSERT(t->head);
-    for (int i = 0; i < b->n_tokens; i++) // every rank's pool holds n_blocks at least
-        CS_ASSERT(b->slots[i] >= 0 && (int64_t)b->slots[i] < (int64_t)t->n_blocks * b->attn.block_size);
     t->batch = b;
     begin(t, JOB_LAYERS);
 }
@@ -419,8 +411,10 @@ void cs_tp_gpu_run_sample(cs_tp_gpu *t, const cs_batch *b, const cs_cuda_sample_
     end(t);
 }
 
-void cs_tp_gpu_run_layers(cs_tp_gpu *t, const cs_batch *b) {
-    CS_ASSERT(!t->head); // its batches were checked against the node's limits on arrival
+// A node other than 0: every rank runs the layers of b (checked against the node's limits on
+// arrival).
+static void run_layers(cs_tp_gpu *t, const cs_batch *b) {
+    CS_ASSERT(!t->head);
     t->batch = b;
     begin(t, JOB_LAYERS);
     do_job(&t->ranks[0]);
@@ -455,7 +449,7 @@ cs_status cs_tp_gpu_follow(cs_tp_gpu *t, int fd, char *err, size_t errlen) {
             break;
         }
         if (m.kind == CS_TP_MSG_BATCH) {
-            cs_tp_gpu_run_layers(t, &m.batch);
+            run_layers(t, &m.batch);
         } else if (m.kind == CS_TP_MSG_COPY) {
             cs_tp_gpu_copy_rows(t, m.copy[0], m.copy[1], m.copy[2]);
         } else {

@@ -48,7 +48,6 @@ cs_status cs_tp_gpu_init(const cs_tp_gpu_params *p, cs_tp_gpu **out, char *err, 
 void cs_tp_gpu_free(cs_tp_gpu *t);
 
 int cs_tp_gpu_n_blocks(const cs_tp_gpu *t);           // the same on every rank
-void cs_tp_gpu_limit_blocks(cs_tp_gpu *t, int n);     // another node's ranks have fewer
 size_t cs_tp_gpu_block_bytes(const cs_tp_gpu *t);     // one block's K and V, all ranks of this node
 size_t cs_tp_gpu_weight_bytes(const cs_tp_gpu *t, int r); // rank r's device weights
 size_t cs_tp_gpu_step_bytes(const cs_tp_gpu *t, int r);   // what rank r's decode step reads
@@ -65,8 +64,6 @@ void cs_tp_gpu_run_greedy(cs_tp_gpu *t, const cs_batch *b, int32_t *ids);
 void cs_tp_gpu_run_sample(cs_tp_gpu *t, const cs_batch *b, const cs_cuda_sample_params *params,
                           const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt, int n_pen,
                           const cs_gpu_masks *masks, cs_gpu_sampled *out);
-// A node other than 0: every rank runs the layers of b.
-void cs_tp_gpu_run_layers(cs_tp_gpu *t, const cs_batch *b);
 // cs_gpu_forward_copy_rows on every rank (their KV slices).
 void cs_tp_gpu_copy_rows(cs_tp_gpu *t, int dst, int src, int n);
 
