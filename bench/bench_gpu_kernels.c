@@ -115,7 +115,7 @@ typedef struct embed_ctx {
 } embed_ctx;
 static void embed_launch(void *p) {
     embed_ctx *c = p;
-    cs_cuda_embed(c->x, c->table, c->ids, c->n, DIM, NULL);
+    cs_cuda_embed(c->x, c->table, c->ids, NULL, VOCAB, c->n, DIM, NULL);
 }
 
 static void bench_embed(int n, const uint16_t *table, const uint16_t *d_table) {

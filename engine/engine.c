@@ -57,6 +57,7 @@ void cs_engine_params_default(cs_engine_params *p) {
     p->tensor_parallel_size = 1;
     p->nnodes = 1;
     p->dist_timeout_s = 600;
+    p->async_scheduling = -1;
 }
 
 void cs_request_default(cs_request *r) {
@@ -97,6 +98,27 @@ static int init_buffers(cs_engine *e, char *err, size_t errlen) {
     e->row_copy2 = malloc(sizeof(float) * e->vocab);
     e->ev_cap = 1024;
     e->events = malloc(sizeof(cs_event) * e->ev_cap);
+    for (int i = 0; i < 2; i++) {
+        eng_step *st = &e->steps[i];
+        st->seqs = malloc(sizeof(eng_seq *) * S);
+        st->n_sched = malloc(sizeof(int) * S);
+        st->row = malloc(sizeof(int) * S);
+        st->params = calloc((size_t)S, sizeof *st->params);
+        st->ids = malloc(sizeof(int32_t) * S);
+        st->lp = malloc(sizeof(float) * S);
+        st->top_ids = malloc(sizeof(int32_t) * S * CS_CUDA_MAX_LOGPROBS);
+        st->top_lp = malloc(sizeof(float) * S * CS_CUDA_MAX_LOGPROBS);
+        if (!st->seqs || !st->n_sched || !st->row || !st->params || !st->ids || !st->lp || !st->top_ids || !st->top_lp)
+            return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory for the step buffers");
+    }
+    if (e->async && !e->on_gpu) { // the CPU stand-in for device steps: greedy rows
+        cs_sampling_params g;
+        cs_sampling_params_default(&g);
+        g.temperature = 0.0f;
+        g.n_logprobs = CS_SAMPLER_MAX_LOGPROBS;
+        if (!(e->greedy = cs_sampler_init(&g, e->vocab)))
+            return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory for the step buffers");
+    }
     if (!e->b_tokens || !e->b_pos || !e->b_slots || !e->b_rows || !e->b_qstart || !e->b_kvlen ||
         !e->b_btstart || !e->b_table || !e->b_seqs || !e->logits || !e->row_kind || !e->row_seq || !e->events ||
         !e->row_copy || !e->row_copy2)
@@ -205,7 +227,6 @@ static int init_gpu(cs_engine *e, char *err, size_t errlen) {
     e->bm = cs_bm_init(n_blocks, e->p.block_size, e->p.enable_prefix_caching);
     if (!e->bm) return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
     e->pen_cap = (size_t)gp.max_seqs * e->max_model_len;
-    e->s_params = malloc(sizeof *e->s_params * (size_t)gp.max_seqs);
     e->pen_ids = malloc(4 * e->pen_cap);
     e->pen_counts = malloc(4 * e->pen_cap);
     e->pen_in_prompt = malloc(e->pen_cap);
@@ -213,7 +234,7 @@ static int init_gpu(cs_engine *e, char *err, size_t errlen) {
     e->pen_slot = malloc(4 * (size_t)e->vocab);
     e->mask_bits = malloc(4 * (size_t)gp.max_seqs * (size_t)((e->vocab + 31) / 32));
     e->mask_row = malloc(4 * (size_t)gp.max_seqs);
-    if (!e->s_params || !e->pen_ids || !e->pen_counts || !e->pen_in_prompt || !e->pen_stamp || !e->pen_slot ||
+    if (!e->pen_ids || !e->pen_counts || !e->pen_in_prompt || !e->pen_stamp || !e->pen_slot ||
         !e->mask_bits || !e->mask_row)
         return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
     for (int i = 0; i < e->vocab; i++) e->pen_stamp[i] = -1;
@@ -320,6 +341,9 @@ static int engine_new(const cs_engine_params *p, cs_engine **out, char *err, siz
                           "machine has %d", tp, nnodes, local, gpus);
     if (on_gpu && gpus < local)
         return engine_err(err, errlen, CS_ENGINE_EINVAL, "tensor parallel size %d: this machine has %d GPUs", tp, gpus);
+    if (p->async_scheduling > 0 && on_gpu && tp > 1)
+        return engine_err(err, errlen, CS_ENGINE_EINVAL,
+                          "--async-scheduling: one GPU only (tensor parallel ranks would all need the sampled ids)");
     cs_engine *e = calloc(1, sizeof *e);
     if (!e) return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
     e->p = *p;
@@ -328,6 +352,9 @@ static int engine_new(const cs_engine_params *p, cs_engine **out, char *err, siz
     e->event_fd = -1;
     e->follow_fd = -1;
     e->on_gpu = on_gpu;
+    // async scheduling: by default where there is something to overlap (one GPU); the CPU runs
+    // it only when asked (it computes each step at launch)
+    e->async = p->async_scheduling > 0 || (p->async_scheduling < 0 && on_gpu && tp == 1);
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->wake, NULL);
     pthread_cond_init(&e->ev_cond, NULL);
@@ -397,7 +424,13 @@ void cs_engine_free(cs_engine *e) {
     free(e->b_kvlen); free(e->b_btstart); free(e->b_table); free(e->b_seqs); free(e->logits);
     free(e->row_kind); free(e->row_seq); free(e->events);
     free(e->row_copy); free(e->row_copy2);
-    free(e->s_params); free(e->pen_ids); free(e->pen_counts); free(e->pen_in_prompt);
+    for (int i = 0; i < 2; i++) {
+        eng_step *st = &e->steps[i];
+        free(st->seqs); free(st->n_sched); free(st->row); free(st->params);
+        free(st->ids); free(st->lp); free(st->top_ids); free(st->top_lp);
+    }
+    cs_sampler_free(e->greedy);
+    free(e->pen_ids); free(e->pen_counts); free(e->pen_in_prompt);
     free(e->pen_stamp); free(e->pen_slot); free(e->mask_bits); free(e->mask_row);
     if (e->event_fd >= 0) close(e->event_fd);
     if (e->follow_fd >= 0) close(e->follow_fd);
@@ -705,6 +738,7 @@ static void take_commands(cs_engine *e, eng_cmd *cmds, int n) {
             eng_seq *s = &r->seqs[0];
             s->req = r;
             s->state = SEQ_WAITING;
+            s->pending_row = -1;
             r->n_started = r->n_live = 1;
             if (!cs_engine_push((void ***)&e->reqs, &e->n_reqs, &e->cap_reqs, r) ||
                 !cs_engine_push((void ***)&e->waiting, &e->n_waiting, &e->cap_waiting, s)) {
@@ -751,6 +785,7 @@ static void *engine_main(void *arg) {
             pthread_mutex_unlock(&e->mu);
         }
     }
+    cs_engine_step_drain(e);
     free(local);
     return NULL;
 }

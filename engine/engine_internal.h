@@ -33,8 +33,11 @@ typedef struct eng_seq {
     int n_tokens, cap;
     cs_textgen *tg;
     uint64_t admitted; // admission order, for preempting the newest
-    int n_sched;       // tokens scheduled in the current step
-    int logit_row;     // row of this step's logits to sample from, or -1
+    int n_sched;       // tokens scheduled in the step being built
+    int logit_row;     // row of that step's logits to sample from, or -1
+    int pending_row;   // >= 0: the token at position n_tokens is not known yet: the launched
+                       // step samples it in this row (async scheduling); -1: none
+    bool hold;         // that token will be its last: not scheduled until it is delivered
     bool prefilled;    // the whole prompt has been computed once
     uint64_t gpu_seed; // Philox key of the GPU sampler (the request's seed, or drawn)
     cs_constraint *cons; // constrained decoding: the matcher and mask, or NULL
@@ -58,7 +61,23 @@ typedef struct eng_req {
     double t_submit, t_first, t_sched;
     bool cancelled;
     int plp_next;         // next prompt position whose logprob is due
+    int n_inflight;       // its entries in launched steps not yet delivered: it is not freed before
 } eng_req;
+
+// One step's record, from its launch to the delivery of its results. Two alternate, so that
+// with async scheduling step N + 1 is launched before step N's tokens are delivered.
+typedef struct eng_step {
+    int n_seqs;
+    eng_seq **seqs;                 // (max_num_seqs)
+    int *n_sched;                   // (max_num_seqs) tokens each one computes
+    int *row;                       // (max_num_seqs) the logits row each one samples from, or -1
+    int n_host_rows;                // rows in e->logits (the host samples them)
+    bool device;                    // rows sampled beside the forward pass: results in out
+    cs_cuda_sample_params *params;  // (max_num_seqs) each row's sampling on the device
+    cs_gpu_sampled out;             // the device's ids and logprobs, valid once waited for
+    int32_t *ids, *top_ids;         // the CPU stand-in's results (out points here)
+    float *lp, *top_lp;
+} eng_step;
 
 typedef struct eng_cmd {
     int kind; // 0 submit, 1 cancel
@@ -97,10 +116,12 @@ struct cs_engine {
     float *logits;        // (max_num_batched_tokens, vocab)
     int *row_kind;        // per logits row: -1 sample, >= 0 prompt position for logprobs
     eng_seq **row_seq;
-    int fwd_rows;         // logits rows of the current step
+    eng_step steps[2];    // the step being built and, with async scheduling, the one before it
+    eng_step *inflight;   // launched, results not delivered yet (async scheduling), or NULL
+    bool async;           // schedule step N + 1 before step N's tokens are back, where it can
+    bool stalled;         // a sequence could not grow while a step was in flight: deliver it first
     float *row_copy, *row_copy2; // (vocab) scratch for forking choices
-    // GPU sampling (on_gpu): per-row parameters and penalty entries of a step, its results
-    cs_cuda_sample_params *s_params; // (max_num_seqs)
+    // GPU sampling (on_gpu): penalty entries and grammar masks of a step
     int32_t *pen_ids, *pen_counts;   // (pen_cap)
     uint8_t *pen_in_prompt;
     size_t pen_cap;
@@ -109,8 +130,7 @@ struct cs_engine {
     uint32_t *mask_bits;             // (max_num_seqs, (vocab + 31) / 32) grammar masks of a step
     int32_t *mask_row;               // (max_num_seqs) each logits row's mask or -1
     uint64_t seed_state;             // draws Philox keys for requests without a seed
-    bool gpu_sampled;                // this step's rows were sampled on the GPU: see sampled
-    cs_gpu_sampled sampled;
+    cs_sampler *greedy;              // the CPU backend's device-step stand-in (async scheduling)
 
     // shared with other threads, under mu
     pthread_mutex_t mu;
@@ -128,15 +148,29 @@ struct cs_engine {
     pthread_t thread;
 };
 
-// gpu_sampling.c: runs the step's forward pass with sampling on the GPU when every logits
-// row is a sequence's next token (then e->sampled holds the results); false when the step
-// needs the logits on the host.
-bool cs_engine_gpu_sample_step(cs_engine *e, int n_seqs, const cs_batch *b);
-// The GPU sampler's choice for logits row `row`, shaped as the CPU sampler reports it.
-void cs_engine_gpu_sample_result(const cs_engine *e, int row, int32_t *id, cs_sample_result *res);
+// device_step.c: steps whose rows are sampled beside the forward pass, so that only ids and
+// logprobs come back: on the GPU, and on the CPU (greedy rows only) when async scheduling is
+// asked for there. Token ids < 0 in b are placeholders: -1 - row names the sampled id of row
+// `row` of the step launched before.
+// Can st (built, b) run so? Fills st->params.
+bool cs_engine_device_step_ok(cs_engine *e, eng_step *st, const cs_batch *b);
+// Launches st (the GPU returns at once when it can; the CPU stand-in runs it all).
+void cs_engine_device_launch(cs_engine *e, eng_step *st, const cs_batch *b);
+// Waits for st's results (st->out).
+void cs_engine_device_wait(cs_engine *e, eng_step *st);
+// Can a sequence whose next token is sampled on the device be scheduled again before that
+// token is back? (No penalty counts or grammar state depend on it.)
+bool cs_engine_device_ahead_ok(const cs_engine *e, const eng_seq *s);
+// The device's choice for logits row `row` of st, shaped as the CPU sampler reports it.
+void cs_engine_device_result(const eng_step *st, int row, int32_t *id, cs_sample_result *res);
+// The CPU backend: b's placeholders replaced by the ids of the step before st (the CPU
+// stand-in ran it to the end at launch).
+void cs_engine_resolve_on_host(cs_engine *e, const eng_step *st, const cs_batch *b);
 
 // scheduler.c: runs one step if there is work; returns false when idle.
 bool cs_engine_step(cs_engine *e);
+// Waits for a step still in flight and drops its results (the engine is stopping).
+void cs_engine_step_drain(cs_engine *e);
 // Frees a request and its sequences (blocks released).
 void cs_engine_req_free(cs_engine *e, eng_req *r);
 // Queues an event for pollers (takes mu).

@@ -30,6 +30,10 @@ void cs_gpu_forward_run_layers(cs_gpu_forward *f, const cs_batch *b) { abort(); 
 void cs_gpu_forward_run_sample(cs_gpu_forward *f, const cs_batch *b, const cs_cuda_sample_params *params,
                                const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt,
                                int n_pen, const cs_gpu_masks *masks, cs_gpu_sampled *out) { abort(); }
+void cs_gpu_forward_launch_sample(cs_gpu_forward *f, const cs_batch *b, const cs_cuda_sample_params *params,
+                                  const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt,
+                                  int n_pen, const cs_gpu_masks *masks) { abort(); }
+void cs_gpu_forward_wait_sample(cs_gpu_forward *f, cs_gpu_sampled *out) { abort(); }
 #else
 #include <cuda_runtime.h>
 #include <math.h>
@@ -86,9 +90,17 @@ struct cs_gpu_forward {
     int32_t *ids;
     float *lp, *top_lp;
     int32_t *top_ids;
-    void *h_out;                   // pinned copy of the outputs
-    // batch description: the same layout in pinned host memory and on the device
-    int32_t *h_batch, *d_batch;
+    int ids_rows;                  // rows of ids the last sampling step wrote (placeholders' range)
+    // Pinned staging, two of each: a step may be launched while the one before still runs (or
+    // its results wait to be read), so each step takes the pair the step before did not.
+    void *h_out[2];                // the sampler's outputs, copied back
+    cs_cuda_sample_params *h_params[2];
+    int32_t *h_batch[2];           // the batch description, in d_batch's layout
+    cudaEvent_t done[2];           // a launched step's outputs are in h_out
+    bool launched[2];              // ... and not yet waited for
+    int next;                      // the pair the next step takes
+    int order[2], n_launched;      // launched pairs, oldest first
+    int32_t *d_batch;
     size_t off_pos, off_slots, off_rows, off_qstart, off_kvlen, off_btstart, off_table;
     // KV pool: layer l's K at k_pool + l * layer_elems, V likewise
     uint16_t *k_pool, *v_pool;
@@ -164,8 +176,12 @@ void cs_gpu_forward_free(cs_gpu_forward *f) {
     if (f->arena) cudaFree(f->arena);
     if (f->k_pool) cudaFree(f->k_pool);
     if (f->v_pool) cudaFree(f->v_pool);
-    if (f->h_batch) cudaFreeHost(f->h_batch);
-    if (f->h_out) cudaFreeHost(f->h_out);
+    for (int i = 0; i < 2; i++) {
+        if (f->h_batch[i]) cudaFreeHost(f->h_batch[i]);
+        if (f->h_out[i]) cudaFreeHost(f->h_out[i]);
+        if (f->h_params[i]) cudaFreeHost(f->h_params[i]);
+        if (f->done[i]) cudaEventDestroy(f->done[i]);
+    }
     if (f->stream) cudaStreamDestroy(f->stream);
     free(f);
 }
@@ -253,9 +269,14 @@ cs_gpu_forward *cs_gpu_forward_init(const cs_gpu_model *g, const cs_gpu_forward_
     carve(f, f->arena);
     if (f->q_ws_bytes) CK(cudaMemsetAsync(f->q_ws, 0, f->q_ws_bytes, f->stream));
     size_t batch_bytes = 4 * (f->off_table + S * (size_t)f->max_blocks_per_seq);
-    if (cudaMallocHost((void **)&f->h_batch, batch_bytes) != cudaSuccess ||
-        cudaMallocHost(&f->h_out, out_bytes(T)) != cudaSuccess)
-        return fail(f, err, errlen, CS_ERR_NOMEM, "no pinned host memory for the batch");
+    for (int i = 0; i < 2; i++) {
+        if (cudaMallocHost((void **)&f->h_batch[i], batch_bytes) != cudaSuccess ||
+            cudaMallocHost(&f->h_out[i], out_bytes(T)) != cudaSuccess ||
+            cudaMallocHost((void **)&f->h_params[i], S * sizeof(cs_cuda_sample_params)) != cudaSuccess)
+            return fail(f, err, errlen, CS_ERR_NOMEM, "no pinned host memory for the batch");
+        if (cudaEventCreateWithFlags(&f->done[i], cudaEventDisableTiming) != cudaSuccess)
+            return fail(f, err, errlen, CS_ERR_NOMEM, "cannot create a CUDA event");
+    }
     cs_cuda_sample_params *gp = calloc(T, sizeof *gp);
     if (!gp) return fail(f, err, errlen, CS_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < T; i++) gp[i].repetition_penalty = 1.0f, gp[i].top_p = 1.0f;
@@ -284,10 +305,18 @@ cs_gpu_forward *cs_gpu_forward_init(const cs_gpu_model *g, const cs_gpu_forward_
     return f;
 }
 
-static void upload_batch(cs_gpu_forward *f, const cs_batch *b) {
+// The staging pair a step takes; the step two before must have been waited for.
+static int take_pair(cs_gpu_forward *f) {
+    int k = f->next;
+    CS_ASSERT(!f->launched[k]); // at most two steps launched and not waited for
+    f->next ^= 1;
+    return k;
+}
+
+static void upload_batch(cs_gpu_forward *f, const cs_batch *b, int k) {
     const cs_attn_batch *a = &b->attn;
     int T = b->n_tokens, S = a->n_seqs;
-    int32_t *h = f->h_batch;
+    int32_t *h = f->h_batch[k];
     memcpy(h, b->tokens, (size_t)T * 4);
     memcpy(h + f->off_pos, b->positions, (size_t)T * 4);
     memcpy(h + f->off_slots, b->slots, (size_t)T * 4);
@@ -326,7 +355,7 @@ static void enqueue(cs_gpu_forward *f, int T, int S, int n_logits, int max_q, in
                         .block_size = f->p.block_size};
     float scale = 1.0f / sqrtf((float)c->head_dim);
     bool decode = T == S;
-    cs_cuda_embed(f->x, g->tok_embd, d, T, c->dim, st);
+    cs_cuda_embed(f->x, g->tok_embd, d, f->ids, c->vocab_size, T, c->dim, st);
     for (int l = 0; l < c->n_layer; l++) {
         const cs_gpu_layer *L = &g->layers[l];
         uint16_t *kc = f->k_pool + (size_t)l * f->layer_elems, *vc = f->v_pool + (size_t)l * f->layer_elems;
@@ -380,7 +409,9 @@ static graph_entry *graph_for(cs_gpu_forward *f, int S, int kv_bound, int mode) 
     return e;
 }
 
-static void run(cs_gpu_forward *f, const cs_batch *b, int mode) {
+// Enqueues the step on staging pair k. Token ids < 0 are placeholders for the sampled ids of
+// the last sampling step (-1 - row), resolved by the embedding kernel.
+static void run(cs_gpu_forward *f, const cs_batch *b, int mode, int k) {
     const cs_model_config *c = &f->g->cfg;
     const cs_attn_batch *a = &b->attn;
     int T = b->n_tokens, S = a->n_seqs, max_q = 0, max_kv = 0;
@@ -396,11 +427,13 @@ static void run(cs_gpu_forward *f, const cs_batch *b, int mode) {
         if (a->kv_len[s] > max_kv) max_kv = a->kv_len[s];
     }
     for (int t = 0; t < T; t++)
-        CS_ASSERT(b->tokens[t] >= 0 && b->tokens[t] < c->vocab_size && b->positions[t] >= 0 &&
+        CS_ASSERT((b->tokens[t] >= 0 ? b->tokens[t] < c->vocab_size : -1 - b->tokens[t] < f->ids_rows) &&
+                  b->positions[t] >= 0 &&
                   b->positions[t] < f->g->rope_max_pos && b->slots[t] >= 0 &&
                   (int64_t)b->slots[t] < (int64_t)f->n_blocks * f->p.block_size);
     for (int i = 0; i < a->bt_start[S]; i++) CS_ASSERT(a->block_table[i] >= 0 && a->block_table[i] < f->n_blocks);
-    upload_batch(f, b);
+    upload_batch(f, b, k);
+    if (mode == MODE_GREEDY || mode == MODE_SAMPLE) f->ids_rows = b->n_logits;
     int kv_bound = max_kv;
     graph_entry *ge = NULL;
     if (!f->p.enforce_eager && T == S && b->n_logits == T) {
@@ -444,58 +477,79 @@ void cs_gpu_forward_fill_kv(cs_gpu_forward *f, uint64_t seed) {
 }
 
 void cs_gpu_forward_run(cs_gpu_forward *f, const cs_batch *b, float *logits) {
-    run(f, b, MODE_LOGITS);
+    run(f, b, MODE_LOGITS, take_pair(f));
     size_t bytes = (size_t)b->n_logits * f->g->cfg.vocab_size * sizeof(float);
     if (bytes) CK(cudaMemcpyAsync(logits, f->logits, bytes, cudaMemcpyDeviceToHost, f->stream));
     CK(cudaStreamSynchronize(f->stream));
 }
 
 void cs_gpu_forward_run_layers(cs_gpu_forward *f, const cs_batch *b) {
-    run(f, b, MODE_LAYERS);
+    run(f, b, MODE_LAYERS, take_pair(f));
     CK(cudaStreamSynchronize(f->stream));
 }
 
+void cs_gpu_forward_launch_sample(cs_gpu_forward *f, const cs_batch *b, const cs_cuda_sample_params *params,
+                                  const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt,
+                                  int n_pen, const cs_gpu_masks *masks) {
+    int n = b->n_logits, T = f->p.max_tokens, k = take_pair(f);
+    if (params && n) { // every row says whether it has a mask; the kernel always runs (graphs replay it)
+        size_t words = (size_t)(f->g->cfg.vocab_size + 31) / 32;
+        CS_ASSERT(!masks || (masks->n_masks >= 0 && masks->n_masks <= f->p.max_seqs));
+        // pageable sources: the copy has taken them when it returns (it may wait for the stream)
+        if (masks && masks->n_masks)
+            CK(cudaMemcpyAsync(f->mask_bits, masks->bits, (size_t)masks->n_masks * words * 4, cudaMemcpyHostToDevice,
+                               f->stream));
+        for (int i = 0; masks && i < n; i++) CS_ASSERT(masks->mask_row[i] < masks->n_masks);
+        if (masks && masks->n_masks)
+            CK(cudaMemcpyAsync(f->mask_row, masks->mask_row, (size_t)n * 4, cudaMemcpyHostToDevice, f->stream));
+        else // no masks: every row -1 (all bytes 0xff)
+            CK(cudaMemsetAsync(f->mask_row, 0xff, (size_t)n * 4, f->stream));
+    }
+    CS_ASSERT(!params || (n <= f->p.max_seqs && n_pen >= 0 && (size_t)n_pen <= f->pen_cap));
+    for (int i = 0; params && i < n; i++)
+        CS_ASSERT(params[i].pen_start >= 0 && params[i].pen_len >= 0 && params[i].pen_start + params[i].pen_len <= n_pen &&
+                  params[i].n_logprobs >= 0 && params[i].n_logprobs <= CS_CUDA_MAX_LOGPROBS);
+    if (params && n) { // staged in pinned memory, which this pair's last step no longer reads
+        memcpy(f->h_params[k], params, (size_t)n * sizeof *params);
+        CK(cudaMemcpyAsync(f->params, f->h_params[k], (size_t)n * sizeof *params, cudaMemcpyHostToDevice, f->stream));
+    }
+    if (params && n_pen) {
+        CK(cudaMemcpyAsync(f->pen_ids, pen_ids, (size_t)n_pen * 4, cudaMemcpyHostToDevice, f->stream));
+        CK(cudaMemcpyAsync(f->pen_counts, pen_counts, (size_t)n_pen * 4, cudaMemcpyHostToDevice, f->stream));
+        CK(cudaMemcpyAsync(f->pen_in_prompt, pen_in_prompt, (size_t)n_pen, cudaMemcpyHostToDevice, f->stream));
+    }
+    run(f, b, params ? MODE_SAMPLE : MODE_GREEDY, k);
+    if (n) CK(cudaMemcpyAsync(f->h_out[k], f->ids, out_bytes((size_t)T), cudaMemcpyDeviceToHost, f->stream));
+    CK(cudaEventRecord(f->done[k], f->stream));
+    f->launched[k] = true;
+    f->order[f->n_launched++] = k;
+}
+
+void cs_gpu_forward_wait_sample(cs_gpu_forward *f, cs_gpu_sampled *out) {
+    CS_ASSERT(f->n_launched > 0);
+    int k = f->order[0], T = f->p.max_tokens;
+    f->order[0] = f->order[1];
+    f->n_launched--;
+    CK(cudaEventSynchronize(f->done[k]));
+    f->launched[k] = false;
+    const char *h = f->h_out[k];
+    out->ids = (const int32_t *)h;
+    out->logprob = (const float *)(h + (size_t)T * 4);
+    out->top_ids = (const int32_t *)(h + (size_t)T * 8);
+    out->top_lp = (const float *)(h + (size_t)T * (8 + 4 * CS_CUDA_MAX_LOGPROBS));
+}
+
 void cs_gpu_forward_run_greedy(cs_gpu_forward *f, const cs_batch *b, int32_t *ids) {
-    run(f, b, MODE_GREEDY);
-    // the ids lead the pinned copy of the sampler's outputs
-    if (b->n_logits) CK(cudaMemcpyAsync(f->h_out, f->ids, (size_t)b->n_logits * 4, cudaMemcpyDeviceToHost, f->stream));
-    CK(cudaStreamSynchronize(f->stream));
-    memcpy(ids, f->h_out, (size_t)b->n_logits * 4);
+    cs_gpu_sampled out;
+    cs_gpu_forward_launch_sample(f, b, NULL, NULL, NULL, NULL, 0, NULL);
+    cs_gpu_forward_wait_sample(f, &out);
+    memcpy(ids, out.ids, (size_t)b->n_logits * 4);
 }
 
 void cs_gpu_forward_run_sample(cs_gpu_forward *f, const cs_batch *b, const cs_cuda_sample_params *params,
                                const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt,
                                int n_pen, const cs_gpu_masks *masks, cs_gpu_sampled *out) {
-    int n = b->n_logits, T = f->p.max_tokens;
-    if (n) { // every row says whether it has a mask; the kernel always runs (graphs replay it)
-        size_t words = (size_t)(f->g->cfg.vocab_size + 31) / 32;
-        CS_ASSERT(!masks || (masks->n_masks >= 0 && masks->n_masks <= f->p.max_seqs));
-        if (masks && masks->n_masks)
-            CK(cudaMemcpyAsync(f->mask_bits, masks->bits, (size_t)masks->n_masks * words * 4, cudaMemcpyHostToDevice,
-                               f->stream));
-        for (int i = 0; masks && i < n; i++) CS_ASSERT(masks->mask_row[i] < masks->n_masks);
-        if (masks) CK(cudaMemcpyAsync(f->mask_row, masks->mask_row, (size_t)n * 4, cudaMemcpyHostToDevice, f->stream));
-        else // no masks: every row -1 (all bytes 0xff)
-            CK(cudaMemsetAsync(f->mask_row, 0xff, (size_t)n * 4, f->stream));
-    }
-    CS_ASSERT(n <= f->p.max_seqs && n_pen >= 0 && (size_t)n_pen <= f->pen_cap);
-    for (int i = 0; i < n; i++)
-        CS_ASSERT(params[i].pen_start >= 0 && params[i].pen_len >= 0 && params[i].pen_start + params[i].pen_len <= n_pen &&
-                  params[i].n_logprobs >= 0 && params[i].n_logprobs <= CS_CUDA_MAX_LOGPROBS);
-    // the previous step synchronised, so the device is done with these buffers
-    if (n) CK(cudaMemcpyAsync(f->params, params, (size_t)n * sizeof *params, cudaMemcpyHostToDevice, f->stream));
-    if (n_pen) {
-        CK(cudaMemcpyAsync(f->pen_ids, pen_ids, (size_t)n_pen * 4, cudaMemcpyHostToDevice, f->stream));
-        CK(cudaMemcpyAsync(f->pen_counts, pen_counts, (size_t)n_pen * 4, cudaMemcpyHostToDevice, f->stream));
-        CK(cudaMemcpyAsync(f->pen_in_prompt, pen_in_prompt, (size_t)n_pen, cudaMemcpyHostToDevice, f->stream));
-    }
-    run(f, b, MODE_SAMPLE);
-    if (n) CK(cudaMemcpyAsync(f->h_out, f->ids, out_bytes((size_t)T), cudaMemcpyDeviceToHost, f->stream));
-    CK(cudaStreamSynchronize(f->stream));
-    const char *h = f->h_out;
-    out->ids = (const int32_t *)h;
-    out->logprob = (const float *)(h + (size_t)T * 4);
-    out->top_ids = (const int32_t *)(h + (size_t)T * 8);
-    out->top_lp = (const float *)(h + (size_t)T * (8 + 4 * CS_CUDA_MAX_LOGPROBS));
+    cs_gpu_forward_launch_sample(f, b, params, pen_ids, pen_counts, pen_in_prompt, n_pen, masks);
+    cs_gpu_forward_wait_sample(f, out);
 }
 #endif

@@ -7,6 +7,8 @@
 //     int n_blocks = cs_gpu_forward_n_blocks(f);      // for the block manager
 //     cs_gpu_forward_run(f, &batch, logits);         // logits (n_logits, vocab) on the host
 //     cs_gpu_forward_run_greedy(f, &batch, ids);     // or argmax on the GPU: ids (n_logits)
+//     cs_gpu_forward_launch_sample(f, &next, ...);   // or launch a step, build the next one
+//     cs_gpu_forward_wait_sample(f, &out);           // meanwhile, then take the results
 //     cs_gpu_forward_free(f);
 //
 // Every buffer (activations, batch description, attention and sampling workspaces, the KV
@@ -70,8 +72,7 @@ void cs_gpu_forward_run_greedy(cs_gpu_forward *f, const cs_batch *b, int32_t *id
 // logits; the same graphs as the other ranks' steps for decode batches.
 void cs_gpu_forward_run_layers(cs_gpu_forward *f, const cs_batch *b);
 
-// What the GPU sampler returned for a step's n_logits rows, in f's pinned memory (valid until
-// the next run): ids (n), logprob (n), top_ids and top_lp (n, CS_CUDA_MAX_LOGPROBS).
+// What the GPU sampler returned for a step's n_logits rows, in f's pinned memory: ids (n), logprob (n), top_ids and top_lp (n, CS_CUDA_MAX_LOGPROBS).
 typedef struct cs_gpu_sampled {
     const int32_t *ids;
     const float *logprob;
@@ -93,5 +94,15 @@ typedef struct cs_gpu_masks {
 void cs_gpu_forward_run_sample(cs_gpu_forward *f, const cs_batch *b, const cs_cuda_sample_params *params,
                                const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt,
                                int n_pen, const cs_gpu_masks *masks, cs_gpu_sampled *out);
+// The same in two halves: launch enqueues the step and returns (params NULL: greedy, no
+// logprobs); wait returns the oldest launched step's results (valid until the step after
+// next is launched). At most two steps are launched and not waited for. A step's token ids
+// may be placeholders, -1 - row: the id the last sampling step sampled in that row, resolved
+// on the device (async scheduling: the next step is launched before those ids are back). Its
+// arguments are read by the time launch returns.
+void cs_gpu_forward_launch_sample(cs_gpu_forward *f, const cs_batch *b, const cs_cuda_sample_params *params,
+                                  const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt,
+                                  int n_pen, const cs_gpu_masks *masks);
+void cs_gpu_forward_wait_sample(cs_gpu_forward *f, cs_gpu_sampled *out);
 
 #endif

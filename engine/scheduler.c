@@ -1,6 +1,16 @@
-// One engine step, in three verbs: schedule (which sequences run how many tokens), run (one
-// ragged forward over all of them), postprocess (commit KV to the prefix cache, sample, emit
-// events, finish). Continuous batching: requests join and leave at every step.
+// One engine step, in four verbs: schedule (which sequences run how many tokens), launch (one
+// ragged forward over all of them), commit (their KV enters the prefix cache) and deliver
+// (sample, emit events, finish). Continuous batching: requests join and leave at every step.
+//
+// Async scheduling. When a step's rows are sampled on the device, step N + 1 is scheduled and
+// launched before step N's tokens come back: a sequence whose next token is still on the GPU
+// computes it from a placeholder naming step N's row, and step N is delivered while step
+// N + 1 runs, so the CPU's share of a step hides behind the GPU's. Only where nothing the
+// schedule depends on waits for the token: no penalties or grammar on the sequence (their
+// state is that token's), no preemption (its blocks may be in use), one GPU (the other ranks'
+// embeddings would need it too). Otherwise the step before is delivered first. A sequence
+// whose pending token is its last by length is held back; one that stops on a token computes
+// one step in vain, and its row is dropped.
 //
 // Policy. Running sequences go first, in admission order, so decodes (1 token each) are never
 // starved by prefills; a prefill takes what is left of the token budget (chunked prefill).
@@ -68,7 +78,7 @@ static void update_stats(cs_engine *e);
 // Once every choice has ended: frees the request, then emits DONE, so that a caller who sees
 // DONE also sees the request's blocks returned in the stats.
 static void maybe_done(cs_engine *e, eng_req *r) {
-    if (r->n_live > 0 || (r->n_started < r->n && !r->cancelled)) return;
+    if (r->n_live > 0 || (r->n_started < r->n && !r->cancelled) || r->n_inflight > 0) return;
     for (int i = r->n_started; i < r->n; i++) emit_finish(e, r, i, CS_FINISH_REASON_CANCELLED);
     double now = cs_engine_now_ms();
     cs_event ev = {.type = CS_EVENT_DONE, .request_id = r->id, .prompt_tokens = r->n_prompt,
@@ -97,6 +107,8 @@ static void handle_cancelled(cs_engine *e) {
 static bool seq_start(cs_engine *e, eng_seq *s, const int32_t *tokens, int n, int index) {
     eng_req *r = s->req;
     s->index = index;
+    s->pending_row = -1;
+    s->hold = false;
     s->cap = r->n_prompt + r->gen.max_tokens + 1;
     s->tokens = malloc(sizeof(int32_t) * s->cap);
     cs_gen_params g = r->gen;
@@ -144,14 +156,22 @@ static void append_slots(cs_engine *e, eng_seq *s, int n) {
     else cs_kv_cache_copy_rows(&e->kv, copy.dst, copy.src, copy.n_rows);
 }
 
-static int schedule_running(cs_engine *e, int *budget) {
+// Running sequences first, in admission order. ahead: a step is in flight, whose blocks must
+// stay put: a sequence that cannot grow waits instead of preempting anyone, and the next step
+// is scheduled only after this one's tokens are delivered (when it may preempt).
+static int schedule_running(cs_engine *e, int *budget, bool ahead) {
     int n = 0;
     if (e->n_running > 1) qsort(e->running, (size_t)e->n_running, sizeof *e->running, cmp_admitted);
     for (int i = 0; i < e->n_running && *budget > 0 && n < e->p.max_num_seqs; i++) {
         eng_seq *s = e->running[i];
-        int want = s->n_tokens - s->bm.n_computed;
+        if (s->hold) continue;
+        int want = s->n_tokens + (s->pending_row >= 0) - s->bm.n_computed;
         int chunk = want < *budget ? want : *budget;
         CS_ASSERT(want > 0);
+        if (ahead && !cs_bm_can_append(e->bm, &s->bm, chunk)) {
+            e->stalled = true;
+            break;
+        }
         while (!cs_bm_can_append(e->bm, &s->bm, chunk)) {
             eng_seq *victim = e->running[e->n_running - 1]; // the newest
             preempt(e, victim);
@@ -204,10 +224,10 @@ static int schedule_waiting(cs_engine *e, int n, int *budget) {
 
 // --- run -----------------------------------------------------------------------------------
 
-// Lays the scheduled sequences out as one ragged batch; picks the logits rows to compute:
-// the last token of every sequence that samples next, and prompt positions whose logprobs
-// were asked for.
-static void build_batch(cs_engine *e, int n_seqs, cs_batch *b) {
+// Lays the scheduled sequences out as one ragged batch, recorded in st; picks the logits rows
+// to compute: the last token of every sequence that samples next, and prompt positions whose
+// logprobs were asked for. A token still on the device is a placeholder: -1 - its row.
+static void build_batch(cs_engine *e, int n_seqs, cs_batch *b, eng_step *st) {
     int t = 0, rows = 0, bt = 0;
     for (int i = 0; i < n_seqs; i++) {
         eng_seq *s = e->b_seqs[i];
@@ -217,7 +237,8 @@ static void build_batch(cs_engine *e, int n_seqs, cs_batch *b) {
         e->b_btstart[i] = bt;
         for (int k = 0; k < s->n_sched; k++, t++) {
             int pos = start + k;
-            e->b_tokens[t] = s->tokens[pos];
+            CS_ASSERT(pos < s->n_tokens || (pos == s->n_tokens && s->pending_row >= 0));
+            e->b_tokens[t] = pos < s->n_tokens ? s->tokens[pos] : -1 - s->pending_row;
             e->b_pos[t] = pos;
             e->b_slots[t] = cs_bm_slot(e->bm, &s->bm, pos);
             // logits at pos predict token pos + 1
@@ -228,7 +249,7 @@ static void build_batch(cs_engine *e, int n_seqs, cs_batch *b) {
             }
         }
         s->logit_row = -1;
-        bool complete = start + s->n_sched == s->n_tokens;
+        bool complete = start + s->n_sched == s->n_tokens + (s->pending_row >= 0);
         if (complete && !(r->gen.max_tokens == 0)) {
             s->logit_row = rows;
             e->row_kind[rows] = -1;
@@ -238,7 +259,12 @@ static void build_batch(cs_engine *e, int n_seqs, cs_batch *b) {
         e->b_kvlen[i] = start + s->n_sched;
         memcpy(e->b_table + bt, s->bm.blocks, sizeof(int32_t) * s->bm.n_blocks);
         bt += s->bm.n_blocks;
+        st->seqs[i] = s;
+        st->n_sched[i] = s->n_sched;
+        st->row[i] = s->logit_row;
+        r->n_inflight++;
     }
+    st->n_seqs = n_seqs;
     e->b_qstart[n_seqs] = t;
     e->b_btstart[n_seqs] = bt;
     *b = (cs_batch){.n_tokens = t, .tokens = e->b_tokens, .positions = e->b_pos, .slots = e->b_slots,
@@ -246,7 +272,7 @@ static void build_batch(cs_engine *e, int n_seqs, cs_batch *b) {
                     .n_logits = rows, .logit_rows = e->b_rows};
 }
 
-// --- postprocess ---------------------------------------------------------------------------
+// --- commit and deliver --------------------------------------------------------------------
 
 static float log_softmax_at(const float *logits, int vocab, int id) {
     double mx = logits[0], sum = 0;
@@ -318,16 +344,16 @@ static void append_forced(cs_engine *e, eng_seq *s) {
     }
 }
 
-// Samples the next token of s (from row on the host, or takes what the GPU sampled for s's
-// logits row; a constrained choice masks row first, or takes its forced token), emits it, and
-// ends the choice when textgen says so.
-static void sample(cs_engine *e, eng_seq *s, float *row) {
+// Samples the next token of s from its logits row: the host's copy (row), or what the device
+// sampled for it in step (a constrained choice masks the host row first, or takes its forced
+// token); emits it, and ends the choice when textgen says so.
+static void sample(cs_engine *e, const eng_step *step, eng_seq *s, int logit_row, float *row) {
     cs_sample_result res = {.id = -1, .logprob = -INFINITY};
     cs_textgen_step st;
-    int32_t forced = s->cons && !e->gpu_sampled ? forced_token(s) : -2;
-    if (e->gpu_sampled) {
+    int32_t forced = s->cons && !step->device ? forced_token(s) : -2;
+    if (step->device) {
         int32_t id;
-        cs_engine_gpu_sample_result(e, s->logit_row, &id, &res);
+        cs_engine_device_result(step, logit_row, &id, &res);
         st = cs_textgen_take(s->tg, id);
     } else if (forced >= -1) {
         st = cs_textgen_take(s->tg, forced);
@@ -340,8 +366,8 @@ static void sample(cs_engine *e, eng_seq *s, float *row) {
 }
 
 // Choice 0 has computed the prompt: the other choices start from its blocks (shared, copied
-// on write) and sample their first token from the same logits.
-static void fork_choices(cs_engine *e, eng_seq *s0, const float *row, float *scratch) {
+// on write) and sample their first token from the same logits (a host step's).
+static void fork_choices(cs_engine *e, const eng_step *step, eng_seq *s0, const float *row, float *scratch) {
     eng_req *r = s0->req;
     for (int i = 1; i < r->n; i++) {
         eng_seq *c = &r->seqs[i];
@@ -363,26 +389,40 @@ static void fork_choices(cs_engine *e, eng_seq *s0, const float *row, float *scr
             continue;
         }
         memcpy(scratch, row, sizeof(float) * e->vocab);
-        sample(e, c, scratch);
+        sample(e, step, c, -1, scratch);
     }
 }
 
-static void postprocess(cs_engine *e, int n_seqs) {
-    for (int i = 0; i < n_seqs; i++) {
-        eng_seq *s = e->b_seqs[i];
+// The step's KV is written (or will be before anything reads it: one stream): its full blocks
+// enter the prefix cache. Its input tokens are all known by now.
+static void commit_step(cs_engine *e, const eng_step *st) {
+    for (int i = 0; i < st->n_seqs; i++) {
+        eng_seq *s = st->seqs[i];
         eng_req *r = s->req;
-        for (int k = 0; k < s->n_sched; k++)
+        if (s->state != SEQ_RUNNING) continue; // ended since its launch: its blocks are released
+        for (int k = 0; k < st->n_sched[i]; k++)
             if (s->bm.n_computed + k < r->n_prompt) e->stats.prompt_tokens_computed++;
-        cs_bm_commit(e->bm, &s->bm, s->tokens, s->n_sched, r->salt);
-        s->n_sched = 0;
+        cs_bm_commit(e->bm, &s->bm, s->tokens, st->n_sched[i], r->salt);
     }
+}
+
+// Takes the step's results (waiting for the device's) and hands every sampled token on.
+static void deliver_step(cs_engine *e, eng_step *st) {
+    if (st->device) cs_engine_device_wait(e, st);
+    if (st == e->inflight) e->inflight = NULL;
     // prompt logprobs first: their rows are read before any sampling modifies logits in place
-    for (int row = 0; row < e->fwd_rows; row++)
+    for (int row = 0; row < st->n_host_rows; row++)
         if (e->row_kind[row] >= 0) emit_prompt_logprob(e, e->row_seq[row]->req, e->row_kind[row], e->logits + (size_t)row * e->vocab);
-    for (int i = 0; i < n_seqs; i++) {
-        eng_seq *s = e->b_seqs[i];
+    for (int i = 0; i < st->n_seqs; i++) {
+        eng_seq *s = st->seqs[i];
         eng_req *r = s->req;
-        if (s->state != SEQ_RUNNING || s->bm.n_computed != s->n_tokens) continue; // mid-prefill
+        r->n_inflight--;
+        if (st->row[i] >= 0) s->pending_row = -1, s->hold = false;
+        if (s->state != SEQ_RUNNING) { // ended since its launch: the row is dropped
+            maybe_done(e, r);
+            continue;
+        }
+        if (s->bm.n_computed != s->n_tokens) continue; // mid-prefill
         bool first = !s->prefilled;
         s->prefilled = true;
         if (r->gen.max_tokens == 0) { // scoring only: the prompt is computed, nothing to sample
@@ -393,15 +433,14 @@ static void postprocess(cs_engine *e, int n_seqs) {
             maybe_done(e, r);
             continue;
         }
-        float *row = e->gpu_sampled ? NULL : e->logits + (size_t)s->logit_row * e->vocab;
+        int row = st->row[i];
+        float *host_row = st->device ? NULL : e->logits + (size_t)row * e->vocab;
         if (first && s->index == 0 && r->n > 1 && r->n_started < r->n) {
             // the others start from choice 0's prompt, before it appends its own first token
-            memcpy(e->row_copy, row, sizeof(float) * e->vocab);
-            fork_choices(e, s, e->row_copy, e->row_copy2);
-            sample(e, s, row);
-        } else {
-            sample(e, s, row);
+            memcpy(e->row_copy, host_row, sizeof(float) * e->vocab);
+            fork_choices(e, st, s, e->row_copy, e->row_copy2);
         }
+        sample(e, st, s, row, host_row);
         maybe_done(e, r);
     }
 }
@@ -425,23 +464,73 @@ static void update_stats(cs_engine *e) {
     pthread_mutex_unlock(&e->mu);
 }
 
+// Can the step after prev be scheduled before prev's tokens are back? Then marks each
+// sequence whose token is pending, or holds it back when that token will be its last.
+static bool run_ahead(cs_engine *e, const eng_step *prev) {
+    for (int i = 0; i < prev->n_seqs; i++)
+        if (prev->row[i] >= 0 && prev->seqs[i]->state == SEQ_RUNNING && !cs_engine_device_ahead_ok(e, prev->seqs[i]))
+            return false;
+    for (int i = 0; i < prev->n_seqs; i++) {
+        eng_seq *s = prev->seqs[i];
+        if (prev->row[i] < 0 || s->state != SEQ_RUNNING) continue;
+        if (cs_textgen_n_generated(s->tg) + 1 >= s->req->gen.max_tokens) s->hold = true;
+        else s->pending_row = prev->row[i];
+    }
+    return true;
+}
+
 bool cs_engine_step(cs_engine *e) {
     handle_cancelled(e);
+    eng_step *prev = e->inflight;
+    if (prev) {
+        commit_step(e, prev);
+        if (e->stalled || !run_ahead(e, prev)) {
+            deliver_step(e, prev);
+            prev = NULL;
+        }
+    }
     int budget = e->p.max_num_batched_tokens;
-    int n = schedule_running(e, &budget);
+    e->stalled = false;
+    int n = schedule_running(e, &budget, prev != NULL);
     n = schedule_waiting(e, n, &budget);
     update_stats(e); // what was admitted shows at once, not after a long prefill step
-    if (n == 0) return false;
+    if (n == 0) {
+        if (!prev) return false;
+        deliver_step(e, prev);
+        update_stats(e);
+        return true;
+    }
+    eng_step *st = e->inflight == &e->steps[0] ? &e->steps[1] : &e->steps[0];
     cs_batch b;
-    build_batch(e, n, &b);
-    e->fwd_rows = b.n_logits;
-    e->gpu_sampled = cs_engine_gpu_sample_step(e, n, &b);
-    if (e->gpu_sampled) e->fwd_rows = 0; // no host rows: prompt logprobs cannot be due
-    else if (e->on_gpu) cs_tp_gpu_run(e->gpu, &b, e->logits);
-    else if (e->tp) cs_tp_cpu_run(e->tp, &b, e->logits);
-    else cs_forward_run(e->fwd, &b, e->logits);
-    postprocess(e, n);
+    build_batch(e, n, &b, st);
+    st->device = cs_engine_device_step_ok(e, st, &b);
+    st->n_host_rows = st->device ? 0 : b.n_logits;
+    if (st->device) {
+        cs_engine_device_launch(e, st, &b);
+    } else if (e->on_gpu) {
+        cs_tp_gpu_run(e->gpu, &b, e->logits); // placeholders resolve on the device
+    } else {
+        cs_engine_resolve_on_host(e, st, &b);
+        if (e->tp) cs_tp_cpu_run(e->tp, &b, e->logits);
+        else cs_forward_run(e->fwd, &b, e->logits);
+    }
+    if (prev) {
+        e->stats.steps_ahead++;
+        deliver_step(e, prev); // while st runs
+    }
+    if (st->device && e->async) {
+        e->inflight = st;
+    } else {
+        commit_step(e, st);
+        deliver_step(e, st);
+    }
     e->stats.steps++;
     update_stats(e);
     return true;
+}
+
+void cs_engine_step_drain(cs_engine *e) {
+    if (!e->inflight) return;
+    cs_engine_device_wait(e, e->inflight);
+    e->inflight = NULL;
 }

@@ -21,6 +21,10 @@ void cs_tp_gpu_run_greedy(cs_tp_gpu *t, const cs_batch *b, int32_t *ids) { abort
 void cs_tp_gpu_run_sample(cs_tp_gpu *t, const cs_batch *b, const cs_cuda_sample_params *params,
                           const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt, int n_pen,
                           const cs_gpu_masks *masks, cs_gpu_sampled *out) { abort(); }
+void cs_tp_gpu_launch_sample(cs_tp_gpu *t, const cs_batch *b, const cs_cuda_sample_params *params,
+                             const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt,
+                             int n_pen, const cs_gpu_masks *masks) { abort(); }
+void cs_tp_gpu_wait_sample(cs_tp_gpu *t, cs_gpu_sampled *out) { abort(); }
 void cs_tp_gpu_copy_rows(cs_tp_gpu *t, int dst, int src, int n) { abort(); }
 cs_status cs_tp_gpu_follow(cs_tp_gpu *t, int fd, char *err, size_t errlen) { abort(); }
 #else
@@ -391,13 +395,21 @@ static void head_begin(cs_tp_gpu *t, const cs_batch *b) {
     begin(t, JOB_LAYERS);
 }
 
+// Other ranks embed the batch's tokens too: they cannot resolve rank 0's placeholders.
+static void no_placeholders(const cs_tp_gpu *t, const cs_batch *b) {
+    if (t->n == 1 && t->n_peers == 0) return;
+    for (int i = 0; i < b->n_tokens; i++) CS_ASSERT(b->tokens[i] >= 0);
+}
+
 void cs_tp_gpu_run(cs_tp_gpu *t, const cs_batch *b, float *logits) {
+    no_placeholders(t, b);
     head_begin(t, b);
     cs_gpu_forward_run(t->ranks[0].f, b, logits);
     end(t);
 }
 
 void cs_tp_gpu_run_greedy(cs_tp_gpu *t, const cs_batch *b, int32_t *ids) {
+    no_placeholders(t, b);
     head_begin(t, b);
     cs_gpu_forward_run_greedy(t->ranks[0].f, b, ids);
     end(t);
@@ -406,9 +418,22 @@ void cs_tp_gpu_run_greedy(cs_tp_gpu *t, const cs_batch *b, int32_t *ids) {
 void cs_tp_gpu_run_sample(cs_tp_gpu *t, const cs_batch *b, const cs_cuda_sample_params *params,
                           const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt, int n_pen,
                           const cs_gpu_masks *masks, cs_gpu_sampled *out) {
+    cs_tp_gpu_launch_sample(t, b, params, pen_ids, pen_counts, pen_in_prompt, n_pen, masks);
+    cs_tp_gpu_wait_sample(t, out);
+}
+
+void cs_tp_gpu_launch_sample(cs_tp_gpu *t, const cs_batch *b, const cs_cuda_sample_params *params,
+                             const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt,
+                             int n_pen, const cs_gpu_masks *masks) {
+    no_placeholders(t, b);
     head_begin(t, b);
-    cs_gpu_forward_run_sample(t->ranks[0].f, b, params, pen_ids, pen_counts, pen_in_prompt, n_pen, masks, out);
+    cs_gpu_forward_launch_sample(t->ranks[0].f, b, params, pen_ids, pen_counts, pen_in_prompt, n_pen, masks);
     end(t);
+}
+
+void cs_tp_gpu_wait_sample(cs_tp_gpu *t, cs_gpu_sampled *out) {
+    set_device(0);
+    cs_gpu_forward_wait_sample(t->ranks[0].f, out);
 }
 
 // A node other than 0: every rank runs the layers of b (checked against the node's limits on

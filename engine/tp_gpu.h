@@ -64,6 +64,13 @@ void cs_tp_gpu_run_greedy(cs_tp_gpu *t, const cs_batch *b, int32_t *ids);
 void cs_tp_gpu_run_sample(cs_tp_gpu *t, const cs_batch *b, const cs_cuda_sample_params *params,
                           const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt, int n_pen,
                           const cs_gpu_masks *masks, cs_gpu_sampled *out);
+// The two halves of cs_tp_gpu_run_sample (cs_gpu_forward_launch_sample's contract). With
+// several ranks launch returns once the other ranks are done, and placeholders are refused:
+// only rank 0 holds the sampled ids.
+void cs_tp_gpu_launch_sample(cs_tp_gpu *t, const cs_batch *b, const cs_cuda_sample_params *params,
+                             const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt,
+                             int n_pen, const cs_gpu_masks *masks);
+void cs_tp_gpu_wait_sample(cs_tp_gpu *t, cs_gpu_sampled *out);
 // cs_gpu_forward_copy_rows on every rank (their KV slices).
 void cs_tp_gpu_copy_rows(cs_tp_gpu *t, int dst, int src, int n);
 

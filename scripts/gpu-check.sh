@@ -36,6 +36,12 @@ if [ -z "${CSERVE_GPU_ONLY:-}" ] || [ -n "${CSERVE_GPU_TESTS:-}" ]; then
     grep -q "100% tests passed" "$out/ctest-gpu.log" || status=1
 fi
 
+# the whole engine (scheduler, sampler, detokenizer) on dummy Llama-3-8B weights, 256 greedy
+# streams: async scheduling on and off
+tok_model=models/SmolLM2-135M-Instruct.Q4_1.gguf
+[ -f .deps/smollm2-4l.gguf ] && tok_model=.deps/smollm2-4l.gguf
+engine_bench="--model $tok_model --dummy-weights llama3-8b --device cuda --num-prompts 256 --max-num-seqs 256 \
+--max-num-batched-tokens 1024 --input-len 128 --output-len 128"
 # name, then the command; each bounded so one hang cannot eat the machine's time
 benches=(
     "bench_gpu_kernels|build-gpu/bench_gpu_kernels"
@@ -56,6 +62,8 @@ benches=(
     "bench_nccl|build-gpu/bench_nccl"
     "bench_decode_nccl|build-gpu/bench_decode --nccl --shapes 1:512,64:1024"
     "bench_decode_tp2|build-gpu/bench_decode --tp 2 --shapes 1:512,64:1024,256:512"
+    "engine_async|build-gpu/cserve bench $engine_bench"
+    "engine_sync|build-gpu/cserve bench $engine_bench --no-async-scheduling"
 )
 echo "== benchmarks"
 : >"$out/results.md"

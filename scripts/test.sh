@@ -49,10 +49,11 @@ cmake --build build-asan -j "$jobs"
 export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
 run_ctest build-asan -LE slow
 # The engine test's quicker parts under the sanitizers: every scheduler path (prefill,
-# decode, n > 1 forks and copy-on-write, preemption, cancellation, prompt logprobs, errors).
+# decode, n > 1 forks and copy-on-write, preemption, cancellation, prompt logprobs, errors,
+# async scheduling's pipeline).
 # Batch invariance, prefix reuse and the 1,000-request leak test run in the release pass.
 if [ -f models/SmolLM2-135M-Instruct.Q4_1.gguf ]; then
-    for part in rejects max_tokens_zero prompt_logprobs cancel n_and_seed preemption; do
+    for part in rejects max_tokens_zero prompt_logprobs cancel n_and_seed preemption async_scheduling; do
         if CSERVE_MODEL="$PWD/models/SmolLM2-135M-Instruct.Q4_1.gguf" build-asan/tests/test_engine "$part" \
             >"build-asan/test_engine_$part.log" 2>&1; then
             echo "[test] ASan test_engine $part: ok ($(tail -1 "build-asan/test_engine_$part.log"))"

@@ -102,6 +102,10 @@ bool cs_cli_device_opt(int argc, char **argv, int *i, struct cs_engine_params *e
         ep->enforce_eager = true;
         return true;
     }
+    if (!strcmp(argv[*i], "--async-scheduling") || !strcmp(argv[*i], "--no-async-scheduling")) {
+        ep->async_scheduling = argv[*i][2] != 'n';
+        return true;
+    }
     if (cs_cli_value(argc, argv, i, "--device", &v, bad)) {
         if (!*bad && strcmp(v, "cpu") && strcmp(v, "cuda")) {
             fprintf(stderr, "error: --device: '%s' is not one of cpu, cuda\n", v);

@@ -41,6 +41,9 @@ int cs_cli_follow(const struct cs_engine_params *ep);
     "  --device cpu|cuda          where the model runs (default cpu)\n"                               \
     "  --gpu-memory-utilization F cuda: share of GPU memory for weights, workspace and KV (0.90)\n" \
     "  --enforce-eager            cuda: do not capture decode steps in CUDA graphs\n"           \
+    "  --no-async-scheduling      cuda: schedule each step after the last one's tokens are back\n" \
+    "                             (default: the next step is launched while one runs, on one GPU)\n" \
+    "  --async-scheduling         cpu: run that pipeline too (greedy rows; nothing to overlap)\n" \
     "  --tensor-parallel-size N   (--tp N) split the model over N ranks (cpu: threads; cuda: GPUs,\n" \
     "                             of all nodes together; default 1)\n" \
     "  --nnodes N                 cuda: spread the ranks over N nodes, TP / N GPUs each (default 1)\n" \

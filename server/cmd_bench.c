@@ -371,9 +371,9 @@ static void print_json(const bench_result *b, const bench_opts *o) {
     double w = b->wall > 0 ? b->wall : 1e-9;
     printf("{\"num_prompts\": %d, \"completed\": %d, \"failed\": %d, \"max_concurrency\": %d, "
            "\"total_input_tokens\": %ld, \"total_output_tokens\": %ld, \"cached_tokens\": %ld, "
-           "\"preemptions\": %ld, \"steps\": %ld, ",
+           "\"preemptions\": %ld, \"steps\": %ld, \"steps_ahead\": %ld, ",
            b->n, b->completed, b->failed, o->max_concurrency ? o->max_concurrency : b->n, b->input_tokens,
-           b->output_tokens, b->cached_tokens, b->st.preemptions, b->st.steps);
+           b->output_tokens, b->cached_tokens, b->st.preemptions, b->st.steps, b->st.steps_ahead);
     json_num("duration_s", b->wall, false);
     json_num("request_throughput", b->completed / w, false);
     json_num("output_throughput", b->output_tokens / w, false);

@@ -469,6 +469,8 @@ static void do_info(rpc_server *s, rpc_conn *c, const cJSON *id, const char *met
         cJSON_AddNumberToObject(res, "generated_tokens", (double)st.generated_tokens);
         cJSON_AddNumberToObject(res, "requests_finished", (double)st.requests_finished);
         cJSON_AddNumberToObject(res, "preemptions", (double)st.preemptions);
+        cJSON_AddNumberToObject(res, "steps", (double)st.steps);
+        cJSON_AddNumberToObject(res, "steps_ahead", (double)st.steps_ahead);
         cJSON_AddNumberToObject(res, "uptime_s", rpc_uptime_s(s));
     }
     send_result(s, c, id, res);

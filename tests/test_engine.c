@@ -192,9 +192,12 @@ static size_t block_bytes_of(cs_engine *e) {
     return st.blocks_total > 0 ? st.kv_cache_bytes / (size_t)st.blocks_total : 0;
 }
 
+static int start_async = -1; // the async_scheduling of the engines start() makes
+
 static cs_engine *start(const char *model, int max_model_len, int max_num_seqs, int max_batched, size_t kv_bytes) {
     cs_engine_params p;
     cs_engine_params_default(&p);
+    p.async_scheduling = start_async;
     p.model_path = model;
     p.max_model_len = max_model_len;
     p.max_num_seqs = max_num_seqs;
@@ -329,6 +332,129 @@ static void test_preemption(cs_engine *ample, const char *model) {
     TEST_CONDF(st.preemptions > 0, "no preemption with %d blocks for %d requests", st.blocks_total, N_PREEMPT);
     printf("preemption: %d blocks, %ld preemptions, %.1f s\n", st.blocks_total, st.preemptions, cs_now_s() - t0);
     check_quiet_pool(e, "preemption");
+    cs_engine_free(e);
+}
+
+// --- async scheduling ----------------------------------------------------------------------
+
+#define N_ASYNC 21
+
+// Request i of a mixed set. Most rows are greedy, which the CPU's stand-in for device steps
+// samples, so the engine schedules each step before the last one's tokens are delivered; the
+// others make it deliver first: sampled rows, penalties, prompt logprobs, n = 2 (whose first
+// token forks on the host). Some end on a stop token (the step already launched for them is
+// dropped), some after 1 or 2 tokens (held back), one is cancelled mid-stream.
+static void async_request(int i, int32_t *ids, const int32_t *stop_ids, cs_request *r) {
+    cs_request_default(r);
+    r->temperature = 0;
+    r->ignore_eos = true;
+    r->max_tokens = i < 2 ? 1 + i : 8 + (i * 5) % 29; // the greedy ones outlast the others
+    r->n_tokens = 5 + (i * 11) % 37;
+    random_ids(9000 + (uint64_t)i, ids, r->n_tokens);
+    r->tokens = ids;
+    r->logprobs = i % 4 == 1 ? 3 : 0;
+    if (i % 7 >= 2 && i % 7 <= 5) r->max_tokens = 2 + i % 5;
+    switch (i % 7) {
+    case 2: r->temperature = 0.8f, r->seed = 11 + (uint64_t)i, r->has_seed = true; break;
+    case 3: r->repetition_penalty = 1.3f; break;
+    case 4: r->prompt_logprobs_from = r->n_tokens - 3; break;
+    case 5: r->n = 2; break;
+    case 6: if (stop_ids) r->stop_token_ids[0] = stop_ids[i], r->n_stop_token_ids = 1; break;
+    }
+    if (i % 7 == 6) r->max_tokens = 24;
+}
+
+static void run_async_set(cs_engine *e, const int32_t *stop_ids, int cancel_at, result *rs, float (*plp)[48],
+                          int32_t (*plp_tok)[48]) {
+    int32_t ids[N_ASYNC][48];
+    cs_request r;
+    for (int i = 0; i < N_ASYNC; i++) {
+        async_request(i, ids[i], stop_ids, &r);
+        result_init(&rs[i], r.n);
+        if (i == cancel_at) r.max_tokens = 60, rs[i].cancel_after = 3;
+        if (r.prompt_logprobs_from >= 0) {
+            for (int k = 0; k < 48; k++) plp[i][k] = NAN;
+            rs[i].plp = plp[i], rs[i].plp_tok = plp_tok[i], rs[i].plp_cap = 48;
+        }
+        submit(e, &r, &rs[i]);
+    }
+    collect(e, rs, N_ASYNC);
+}
+
+// The pipeline must not change a single token or logprob: the CPU's kernels give the same
+// bits whatever the batch, so async and plain scheduling must agree exactly, preempting or not.
+static void test_async_scheduling(cs_engine *plain, const char *model) {
+    double t0 = cs_now_s();
+    static result a[N_ASYNC], b[N_ASYNC], free_run[N_ASYNC];
+    static float plp_a[N_ASYNC][48], plp_b[N_ASYNC][48];
+    static int32_t tok_a[N_ASYNC][48], tok_b[N_ASYNC][48];
+    // the stop tokens: what request i's third greedy token is
+    run_async_set(plain, NULL, -1, free_run, plp_a, tok_a);
+    int32_t stop_ids[N_ASYNC];
+    for (int i = 0; i < N_ASYNC; i++) stop_ids[i] = free_run[i].toks[0][2];
+    start_async = 1;
+    cs_engine *e = start(model, 2048, 64, 256, (size_t)256 << 20);
+    start_async = -1;
+    if (!e) return;
+    run_async_set(plain, stop_ids, 8, a, plp_a, tok_a);
+    run_async_set(e, stop_ids, 8, b, plp_b, tok_b);
+    for (int i = 0; i < N_ASYNC; i++) {
+        if (i == 8) {
+            TEST_CONDF(b[i].reason[0] == CS_FINISH_REASON_CANCELLED && b[i].n_toks[0] >= 3 && b[i].n_toks[0] < 60,
+                       "async: cancelled request: finish reason %d after %d tokens", b[i].reason[0], b[i].n_toks[0]);
+            continue;
+        }
+        for (int c = 0; c < a[i].n; c++) {
+            int n = a[i].n_toks[c] < MAX_GEN ? a[i].n_toks[c] : MAX_GEN;
+            TEST_CONDF(same_tokens(&a[i], &b[i], c) && a[i].reason[c] == b[i].reason[c] &&
+                           !memcmp(a[i].lps[c], b[i].lps[c], sizeof(float) * n),
+                       "async request %d choice %d: %d tokens (reason %d) vs plain %d (reason %d), first difference "
+                       "at %d", i, c, b[i].n_toks[c], b[i].reason[c], a[i].n_toks[c], a[i].reason[c],
+                       first_diff(&a[i], &b[i], c));
+        }
+        if (i % 7 == 6) {
+            int at = 0; // the stop token's first place (the third, or earlier if it came before)
+            while (free_run[i].toks[0][at] != stop_ids[i]) at++;
+            TEST_CONDF(a[i].n_toks[0] == at + 1 && a[i].reason[0] == CS_FINISH_REASON_STOP,
+                       "request %d ends on its stop token: %d tokens, reason %d", i, a[i].n_toks[0], a[i].reason[0]);
+        }
+        if (a[i].plp) {
+            TEST_CONDF(b[i].n_plp == a[i].n_plp && a[i].n_plp == 3, "request %d: %d vs %d prompt logprobs", i,
+                       b[i].n_plp, a[i].n_plp);
+            TEST_CONDF(!memcmp(plp_a[i], plp_b[i], sizeof plp_a[i]) || b[i].n_plp != 3,
+                       "request %d: prompt logprobs differ", i);
+        }
+    }
+    cs_engine_stats st;
+    settled_stats(e, &st);
+    TEST_CONDF(st.steps_ahead > st.steps / 3, "async: %ld of %ld steps launched ahead", st.steps_ahead, st.steps);
+    printf("async scheduling: %ld of %ld steps launched ahead, %.1f s\n", st.steps_ahead, st.steps,
+           cs_now_s() - t0);
+    check_quiet_pool(e, "async scheduling");
+    cs_engine_free(e);
+}
+
+// A pool too small for everything: steps launched ahead never preempt, the ones after them do.
+static void test_async_preemption(cs_engine *plain, const char *model) {
+    static result big[N_PREEMPT], small[N_PREEMPT];
+    run_preempt_set(plain, "preempt-async-ample", big);
+    size_t block_bytes = block_bytes_of(plain);
+    start_async = 1;
+    cs_engine *e = block_bytes ? start(model, 256, 16, 256, block_bytes * 14) : NULL;
+    start_async = -1;
+    if (!e) return;
+    cs_engine_stats st;
+    run_preempt_set(e, "preempt-async", small);
+    for (int i = 0; i < N_PREEMPT; i++)
+        TEST_CONDF(same_tokens(&big[i], &small[i], 0) && small[i].n_toks[0] == 24,
+                   "async, small pool, request %d: %d tokens, first difference at %d", i, small[i].n_toks[0],
+                   first_diff(&big[i], &small[i], 0));
+    cs_engine_stats_get(e, &st);
+    TEST_CONDF(st.preemptions > 0 && st.steps_ahead > 0, "async, small pool: %ld preemptions, %ld steps ahead",
+               st.preemptions, st.steps_ahead);
+    printf("async scheduling, small pool: %ld preemptions, %ld of %ld steps ahead\n", st.preemptions, st.steps_ahead,
+           st.steps);
+    check_quiet_pool(e, "async scheduling, small pool");
     cs_engine_free(e);
 }
 
@@ -836,6 +962,8 @@ int main(int argc, char **argv) {
     if (WANT("prefix_reuse")) test_prefix_reuse(e);
     if (WANT("batch_invariance")) test_batch_invariance(e);
     if (WANT("preemption")) test_preemption(e, model);
+    if (WANT("async_scheduling")) test_async_scheduling(e, model);
+    if (WANT("async_preemption")) test_async_preemption(e, model);
     cs_engine_free(e);
     if (WANT("chunked_prefill")) test_chunked_prefill(model);
     if (WANT("no_leaks") && block_bytes) test_no_leaks(model, block_bytes);

@@ -3,8 +3,9 @@
 // concurrent greedy requests with a shared prefix (prefix caching), a prompt longer than one
 // step's token budget (chunked prefill), n = 2 choices (copy-on-write of a shared partial
 // block) must give the same tokens on both backends, and every block must be free at the end.
-// With two GPUs or more, the engine split over two (tensor parallel, NCCL) gives the same
-// greedy and constrained tokens as on one.
+// Async scheduling (each step launched before the last one's tokens are back) gives the same
+// tokens as plain scheduling. With two GPUs or more, the engine split over two (tensor
+// parallel, NCCL) gives the same greedy and constrained tokens as on one.
 // Exits 77 (skipped) without CUDA, a device or the model.
 #include <stdio.h>
 
@@ -35,12 +36,15 @@ typedef struct out {
     bool done;
 } out;
 
-static void run(const char *model, const char *device, int tp, out *o) {
+// plain: no penalties or grammar (request 8 is greedy too), so that every step can be
+// launched ahead; async: the engine's async_scheduling. Returns the steps launched ahead.
+static long run(const char *model, const char *device, int tp, int async, bool plain, out *o) {
     cs_engine_params p;
     cs_engine_params_default(&p);
     p.model_path = model;
     p.device = device;
     p.tensor_parallel_size = tp;
+    p.async_scheduling = async;
     p.max_num_batched_tokens = 128; // the long prompt takes several steps
     p.max_num_seqs = 8;
     p.max_model_len = 1024;
@@ -49,7 +53,7 @@ static void run(const char *model, const char *device, int tp, out *o) {
     char err[256];
     int rc = cs_engine_init(&p, &e, err, sizeof err);
     TEST_CONDF(rc == 0, "%s engine: %s", device, err);
-    if (rc) return;
+    if (rc) return 0;
     static char prompts[N_REQ][2048];
     const char *shared = "The history of the printing press begins in the fifteenth century, when ";
     snprintf(prompts[0], sizeof prompts[0], "%sJohannes Gutenberg", shared);
@@ -69,7 +73,9 @@ static void run(const char *model, const char *device, int tp, out *o) {
         r.max_tokens = MAX_GEN;
         r.ignore_eos = true;
         r.n = i == 5 ? 2 : 1;
-        if (i == 8) { // constrained: masks applied on the GPU before its sampler
+        if (i == 8 && plain) {
+            r.prompt = "A person as JSON:";
+        } else if (i == 8) { // constrained: masks applied on the GPU before its sampler
             r.prompt = "A person as JSON:";
             r.json_schema = "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"maxLength\":"
                             "20},\"age\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":120}},\"required\":"
@@ -81,9 +87,7 @@ static void run(const char *model, const char *device, int tp, out *o) {
             r.top_k = 40;
             r.top_p = 0.9f;
             r.min_p = 0.02f;
-            r.repetition_penalty = 1.2f;
-            r.presence_penalty = 0.5f;
-            r.frequency_penalty = 0.3f;
+            if (!plain) r.repetition_penalty = 1.2f, r.presence_penalty = 0.5f, r.frequency_penalty = 0.3f;
             r.seed = 7;
             r.has_seed = true;
             r.logprobs = 5;
@@ -117,9 +121,24 @@ static void run(const char *model, const char *device, int tp, out *o) {
     }
     TEST_CONDF(st.blocks_used == 0 && st.running == 0, "%s: %d blocks still used, %d running", device,
                st.blocks_used, st.running);
-    printf("%s: %d KV blocks of %d tokens (%.1f MiB)\n", device, st.blocks_total, st.block_size,
-           (double)st.kv_cache_bytes / (1 << 20));
+    printf("%s%s%s: %d KV blocks of %d tokens (%.1f MiB), %ld of %ld steps launched ahead\n", device,
+           plain ? ", plain requests" : "", async == 0 ? ", async scheduling off" : "", st.blocks_total, st.block_size,
+           (double)st.kv_cache_bytes / (1 << 20), st.steps_ahead, st.steps);
     cs_engine_free(e);
+    return st.steps_ahead;
+}
+
+// Greedy and constrained outputs of two GPU runs (request 5's two choices included).
+static int same_outputs(const out *a, const out *b, int *n) {
+    int agree = 0;
+    *n = 0;
+    for (int i = 0; i < N_REQ; i++) {
+        if (i == 6 || i == 7) continue; // sampled: the same seed, but logits may be a rounding apart
+        for (int c = 0; c < (i == 5 ? 2 : 1); c++, (*n)++)
+            agree += a[i].n_toks[c] == b[i].n_toks[c] &&
+                     !memcmp(a[i].toks[c], b[i].toks[c], sizeof(int32_t) * (size_t)b[i].n_toks[c]);
+    }
+    return agree;
 }
 
 int main(void) {
@@ -134,8 +153,8 @@ int main(void) {
         return 77;
     }
     static out cpu[N_REQ], gpu[N_REQ];
-    run(model, "cpu", 1, cpu);
-    run(model, "cuda", 1, gpu);
+    run(model, "cpu", 1, 0, false, cpu);
+    run(model, "cuda", 1, -1, false, gpu);
     int same = 0, total = 0;
     double worst_lp = 0;
     for (int d = 0; d < 2; d++) {
@@ -171,16 +190,21 @@ int main(void) {
                        gpu[i].n_toks[c], cpu[i].n_toks[c]);
         }
     printf("greedy outputs identical on both backends: %d of %d\n", same, total);
+    // async scheduling against plain, on requests that let every step run ahead
+    static out plain_sync[N_REQ], plain_async[N_REQ];
+    run(model, "cuda", 1, 0, true, plain_sync);
+    long ahead = run(model, "cuda", 1, 1, true, plain_async);
+    int n = 0, agree = same_outputs(plain_sync, plain_async, &n);
+    TEST_CONDF(agree == n && ahead > 0, "async scheduling: %d of %d outputs as without it, %ld steps ahead", agree, n,
+               ahead);
+    TEST_CONDF(plain_async[6].n_toks[0] == MAX_GEN && !memcmp(plain_async[6].toks[0], plain_async[7].toks[0],
+                                                                sizeof plain_async[6].toks[0]),
+               "seeded sampling with async scheduling is not reproducible");
+    printf("async scheduling: %d of %d greedy outputs identical to plain scheduling's\n", agree, n);
     if (cs_cuda_device_count() >= 2) {
         static out tp2[N_REQ];
-        run(model, "cuda", 2, tp2);
-        int agree = 0, n = 0;
-        for (int i = 0; i < N_REQ; i++) {
-            if (i == 6 || i == 7) continue; // sampled: the same seed, but logits a rounding apart
-            for (int c = 0; c < (i == 5 ? 2 : 1); c++, n++)
-                agree += tp2[i].n_toks[c] == gpu[i].n_toks[c] &&
-                         !memcmp(tp2[i].toks[c], gpu[i].toks[c], sizeof(int32_t) * (size_t)gpu[i].n_toks[c]);
-        }
+        run(model, "cuda", 2, -1, false, tp2);
+        agree = same_outputs(tp2, gpu, &n);
         TEST_CONDF(agree == n, "TP=2 on two GPUs: %d of %d outputs as on one", agree, n);
         printf("TP=2 over two GPUs: %d of %d greedy and constrained outputs identical to one GPU's\n", agree, n);
     } else {

@@ -111,24 +111,32 @@ static void test_embed(int n, int dim) {
     size_t tn = (size_t)vocab * dim, xn = (size_t)n * dim;
     uint16_t *table = malloc(tn * 2);
     float *table_f = malloc(tn * sizeof(float)), *ref = malloc(xn * sizeof(float)), *got = malloc(xn * sizeof(float));
-    int32_t *ids = malloc((size_t)n * sizeof *ids);
+    int32_t *ids = malloc((size_t)n * sizeof *ids), *resolved = malloc((size_t)n * sizeof *ids);
+    // placeholders (async scheduling): -1 - r names what a sampling step left in its row r,
+    // which may be -1 (nothing allowed) or, defensively, past the vocabulary: row 0 then
+    enum { N_PREV = 7 };
+    int32_t prev[N_PREV] = {5, vocab - 1, -1, 17, vocab + 3, 0, 123};
     fill_bf16(table, table_f, tn, -2.0f, 2.0f);
-    for (int i = 0; i < n; i++) ids[i] = (int32_t)(next_u32() % vocab); // repeats allowed
-    ids[0] = vocab - 1;
-    if (n > 1) ids[n - 1] = 0;
-    cs_cpu_embed(ref, table_f, CS_DTYPE_F32, ids, n, dim);
+    for (int i = 0; i < n; i++) {
+        ids[i] = next_u32() % 3 == 0 ? -1 - (int32_t)(next_u32() % N_PREV) : (int32_t)(next_u32() % vocab);
+        int32_t id = ids[i] >= 0 ? ids[i] : prev[-1 - ids[i]];
+        resolved[i] = id >= 0 && id < vocab ? id : 0;
+    }
+    ids[0] = resolved[0] = vocab - 1;
+    if (n > 1) ids[n - 1] = resolved[n - 1] = 0;
+    cs_cpu_embed(ref, table_f, CS_DTYPE_F32, resolved, n, dim);
 
     uint16_t *d_table = dev_copy(table, tn * 2);
-    int32_t *d_ids = dev_copy(ids, (size_t)n * sizeof *ids);
+    int32_t *d_ids = dev_copy(ids, (size_t)n * sizeof *ids), *d_prev = dev_copy(prev, sizeof prev);
     float *d_x = dev_alloc(xn * sizeof(float));
     poison(d_x, xn * sizeof(float));
-    cs_cuda_embed(d_x, d_table, d_ids, n, dim, NULL);
+    cs_cuda_embed(d_x, d_table, d_ids, d_prev, vocab, n, dim, NULL);
     to_host(got, d_x, xn * sizeof(float));
     size_t bad = check_f32("embed", got, ref, xn);
     TEST_CONDF(bad == 0, "embed n=%d dim=%d: %zu of %zu differ", n, dim, bad, xn);
 
-    cudaFree(d_table); cudaFree(d_ids); cudaFree(d_x);
-    free(table); free(table_f); free(ref); free(got); free(ids);
+    cudaFree(d_table); cudaFree(d_ids); cudaFree(d_prev); cudaFree(d_x);
+    free(table); free(table_f); free(ref); free(got); free(ids); free(resolved);
 }
 
 // ---- residual add + rmsnorm ----------------------------------------------------------------

@@ -74,6 +74,9 @@ typedef struct cs_engine_params {
     int node_rank;               /* this node: 0 runs the engine, the others cs_engine_follow */
     const char *dist_init_addr;  /* HOST:PORT where node 0 waits for the others */
     int dist_timeout_s;          /* how long node 0 waits for them and they for it (default 600) */
+    int async_scheduling;        /* schedule step N + 1 while step N runs on the device: 1 on, 0 off,
+                                    -1 (default) on with one GPU, off on the CPU (which has nothing
+                                    to overlap: there it only exercises the pipeline, greedy rows) */
 } cs_engine_params;
 
 void cs_engine_params_default(cs_engine_params *p);
@@ -191,6 +194,7 @@ typedef struct cs_engine_stats {
     double prefix_hit_rate;          /* cached prompt tokens / prompt tokens looked up */
     long prefix_cache_queries, prefix_cache_hits; /* prompt tokens looked up in the prefix cache, and found */
     long prompt_tokens_computed, generated_tokens, steps, preemptions;
+    long steps_ahead;                /* steps launched before the previous step's tokens were back */
     long requests_finished;
 } cs_engine_stats;
 

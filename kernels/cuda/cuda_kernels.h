@@ -43,7 +43,11 @@ void cs_cuda_fill_dummy_bf16_block(uint16_t *dst, int64_t rows, int64_t cols, in
 // ---- elementwise and row kernels (kernels/cuda/embed.cu, rmsnorm.cu, rope_kv.cu, activation.cu)
 
 // x (n, dim) fp32 = rows ids (n) of the bf16 table (vocab, dim). dim % 8 == 0.
-void cs_cuda_embed(float *x, const uint16_t *table, const int32_t *ids, int n, int dim, void *stream);
+// ids < 0 are placeholders: ids[i] = -1 - r takes prev[r], the id a sampling step chose for
+// its row r (async scheduling). prev's ids outside [0, vocab) (-1: nothing was allowed; that
+// sequence ends and its row is dropped) read row 0. prev may be NULL when no id is negative.
+void cs_cuda_embed(float *x, const uint16_t *table, const int32_t *ids, const int32_t *prev, int vocab, int n, int dim,
+                   void *stream);
 
 // Residual add fused with RMSNorm. For output row i < n, with r = rows ? rows[i] : i:
 //   if y: x[r] += y[r]            (x (., dim) fp32 residual stream, y (., dim) bf16)
