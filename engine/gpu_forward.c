@@ -519,7 +519,9 @@ void cs_gpu_forward_launch_sample(cs_gpu_forward *f, const cs_batch *b, const cs
         CK(cudaMemcpyAsync(f->pen_in_prompt, pen_in_prompt, (size_t)n_pen, cudaMemcpyHostToDevice, f->stream));
     }
     run(f, b, params ? MODE_SAMPLE : MODE_GREEDY, k);
-    if (n) CK(cudaMemcpyAsync(f->h_out[k], f->ids, out_bytes((size_t)T), cudaMemcpyDeviceToHost, f->stream));
+    // greedy: the ids alone (they lead the outputs)
+    size_t back = params ? out_bytes((size_t)T) : (size_t)n * 4;
+    if (n) CK(cudaMemcpyAsync(f->h_out[k], f->ids, back, cudaMemcpyDeviceToHost, f->stream));
     CK(cudaEventRecord(f->done[k], f->stream));
     f->launched[k] = true;
     f->order[f->n_launched++] = k;
@@ -541,6 +543,7 @@ void cs_gpu_forward_wait_sample(cs_gpu_forward *f, cs_gpu_sampled *out) {
 
 void cs_gpu_forward_run_greedy(cs_gpu_forward *f, const cs_batch *b, int32_t *ids) {
     cs_gpu_sampled out;
+    CS_ASSERT(f->n_launched == 0); // else the wait below would return an earlier step's ids
     cs_gpu_forward_launch_sample(f, b, NULL, NULL, NULL, NULL, 0, NULL);
     cs_gpu_forward_wait_sample(f, &out);
     memcpy(ids, out.ids, (size_t)b->n_logits * 4);
@@ -549,6 +552,7 @@ void cs_gpu_forward_run_greedy(cs_gpu_forward *f, const cs_batch *b, int32_t *id
 void cs_gpu_forward_run_sample(cs_gpu_forward *f, const cs_batch *b, const cs_cuda_sample_params *params,
                                const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt,
                                int n_pen, const cs_gpu_masks *masks, cs_gpu_sampled *out) {
+    CS_ASSERT(f->n_launched == 0); // else the wait below would return an earlier step's results
     cs_gpu_forward_launch_sample(f, b, params, pen_ids, pen_counts, pen_in_prompt, n_pen, masks);
     cs_gpu_forward_wait_sample(f, out);
 }

@@ -417,7 +417,8 @@ static void deliver_step(cs_engine *e, eng_step *st) {
         eng_seq *s = st->seqs[i];
         eng_req *r = s->req;
         r->n_inflight--;
-        if (st->row[i] >= 0) s->pending_row = -1, s->hold = false;
+        s->pending_row = -1;
+        s->hold = false;
         if (s->state != SEQ_RUNNING) { // ended since its launch: the row is dropped
             maybe_done(e, r);
             continue;
@@ -465,16 +466,23 @@ static void update_stats(cs_engine *e) {
 }
 
 // Can the step after prev be scheduled before prev's tokens are back? Then marks each
-// sequence whose token is pending, or holds it back when that token will be its last.
+// sequence whose token is pending, or holds it back when prev's delivery ends it: that token
+// will be its last, or it only scored its prompt.
 static bool run_ahead(cs_engine *e, const eng_step *prev) {
     for (int i = 0; i < prev->n_seqs; i++)
         if (prev->row[i] >= 0 && prev->seqs[i]->state == SEQ_RUNNING && !cs_engine_device_ahead_ok(e, prev->seqs[i]))
             return false;
     for (int i = 0; i < prev->n_seqs; i++) {
         eng_seq *s = prev->seqs[i];
-        if (prev->row[i] < 0 || s->state != SEQ_RUNNING) continue;
-        if (cs_textgen_n_generated(s->tg) + 1 >= s->req->gen.max_tokens) s->hold = true;
-        else s->pending_row = prev->row[i];
+        if (s->state != SEQ_RUNNING) continue;
+        if (prev->row[i] < 0) {
+            // a prompt scored (max_tokens 0) ends when prev is delivered; a chunk goes on
+            if (s->bm.n_computed == s->n_tokens) s->hold = true;
+        } else if (cs_textgen_n_generated(s->tg) + 1 >= s->req->gen.max_tokens) {
+            s->hold = true;
+        } else {
+            s->pending_row = prev->row[i];
+        }
     }
     return true;
 }
@@ -492,7 +500,7 @@ bool cs_engine_step(cs_engine *e) {
     int budget = e->p.max_num_batched_tokens;
     e->stalled = false;
     int n = schedule_running(e, &budget, prev != NULL);
-    n = schedule_waiting(e, n, &budget);
+    if (!e->stalled) n = schedule_waiting(e, n, &budget); // else preempting may come first
     update_stats(e); // what was admitted shows at once, not after a long prefill step
     if (n == 0) {
         if (!prev) return false;

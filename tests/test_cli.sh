@@ -85,6 +85,14 @@ expect_error "a follower on the CPU" "several nodes need --device cuda" \
 expect_error "--dist-timeout 0" "'0' is not an integer" \
     bench --num-prompts 1 --input-len 4 --output-len 2 --dist-timeout 0
 
+# async scheduling: the CPU runs its pipeline when asked (and counts the steps launched ahead)
+check "bench --async-scheduling on the CPU launches steps ahead" \
+    bash -c "'$bin' bench --model '$model' --async-scheduling --num-prompts 4 --input-len 8 --output-len 6 --json \
+             2>/dev/null | grep -q '\"steps_ahead\": [1-9]'"
+check "bench without it launches none ahead on the CPU" \
+    bash -c "'$bin' bench --model '$model' --num-prompts 4 --input-len 8 --output-len 6 --json \
+             2>/dev/null | grep -q '\"steps_ahead\": 0,'"
+
 hf=${CSERVE_HF_DIR:-}
 if [ -n "$hf" ] && [ -f "$hf/config.json" ]; then
     expect_error "--quant-group 128 on 576 columns" "576 columns, not a multiple of the group 128" \

@@ -381,6 +381,30 @@ static void run_async_set(cs_engine *e, const int32_t *stop_ids, int cancel_at, 
     collect(e, rs, N_ASYNC);
 }
 
+// A greedy stream running ahead, then a request that only scores its prompt (max_tokens 0: no
+// logits row, done once the prompt is computed) joins it.
+static void run_late_scoring(cs_engine *e, result *rs) {
+    int32_t ids[2][40];
+    cs_request r;
+    cs_request_default(&r);
+    r.temperature = 0;
+    r.ignore_eos = true;
+    r.max_tokens = 30;
+    random_ids(777, ids[0], 20);
+    r.tokens = ids[0];
+    r.n_tokens = 20;
+    result_init(&rs[0], 1);
+    result_init(&rs[1], 1);
+    if (!submit(e, &r, &rs[0])) return;
+    cs_event ev;
+    while (rs[0].n_tok_events < 5 && !rs[0].done && cs_engine_poll(e, &ev, POLL_MS) == 1) record(e, &rs[0], &ev);
+    r.max_tokens = 0;
+    random_ids(778, ids[1], 33);
+    r.tokens = ids[1];
+    r.n_tokens = 33;
+    if (submit(e, &r, &rs[1])) collect(e, rs, 2);
+}
+
 // The pipeline must not change a single token or logprob: the CPU's kernels give the same
 // bits whatever the batch, so async and plain scheduling must agree exactly, preempting or not.
 static void test_async_scheduling(cs_engine *plain, const char *model) {
@@ -425,6 +449,13 @@ static void test_async_scheduling(cs_engine *plain, const char *model) {
                        "request %d: prompt logprobs differ", i);
         }
     }
+    static result late_a[2], late_b[2];
+    run_late_scoring(plain, late_a);
+    run_late_scoring(e, late_b);
+    TEST_CONDF(same_tokens(&late_a[0], &late_b[0], 0) && late_b[0].n_toks[0] == 30 && late_b[1].n_toks[0] == 0 &&
+                   late_b[1].reason[0] == CS_FINISH_REASON_LENGTH && late_b[1].usage.prompt_tokens == 33,
+               "async, a scoring request joining a stream: %d and %d tokens, reason %d", late_b[0].n_toks[0],
+               late_b[1].n_toks[0], late_b[1].reason[0]);
     cs_engine_stats st;
     settled_stats(e, &st);
     TEST_CONDF(st.steps_ahead > st.steps / 3, "async: %ld of %ld steps launched ahead", st.steps_ahead, st.steps);
