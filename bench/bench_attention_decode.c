@@ -3,7 +3,9 @@
 // cs_cuda_attn_decode alone with CUDA events (median of 50 after 5 warm-ups, L2 flushed and
 // swept before every run, see flush_l2) and prints the K/V bytes read per second, as a share of the measured copy rate
 // (bytes read + written), and the KV split the launcher chose. bench/sdpa_decode.py prints
-// torch SDPA on the same shapes in the same format.
+// torch SDPA on the same shapes in the same format. A second table times the kernel as a
+// decode step runs it: once per layer, each layer's K/V elsewhere in memory, back to back in
+// one CUDA graph, so that the launch latency a lone timed launch pays is what a step pays.
 #include <stdio.h>
 
 #ifndef CSERVE_HAVE_CUDA
@@ -106,10 +108,11 @@ static void batch_free(dev_batch *d) {
     free(d->h_table);
 }
 
-static void launch(dev_batch *d) {
+static void launch_on(dev_batch *d, cudaStream_t st) {
     cs_cuda_attn_decode(d->out, d->q, d->k, d->v, &d->b, d->L, d->n_head, d->n_kv, d->hd,
-                        1.0f / sqrtf((float)d->hd), d->ws, d->ws_bytes, NULL);
+                        1.0f / sqrtf((float)d->hd), d->ws, d->ws_bytes, st);
 }
+static void launch(dev_batch *d) { launch_on(d, NULL); }
 
 // Runs a small batch and compares every output with cs_cpu_attention on the same bf16 values;
 // exits 1 on a mismatch (nothing is timed then).
@@ -196,6 +199,53 @@ static void bench_one(int B, int L, int n_head, int n_kv, int hd, int sweep, dou
     batch_free(&d);
 }
 
+// The shape once per layer, as in a decode step: up to 32 layers (at most 2 GiB of K/V in
+// all), each with its own K/V, launched back to back in one captured graph; time per layer.
+static void bench_layers(int B, int L, int n_head, int n_kv, int hd, double ceiling, const uint16_t *pattern,
+                         size_t pat_n) {
+    const double bytes = 2.0 * B * (double)L * n_kv * hd * 2; // one layer's K and V
+    int n_layers = (int)((double)(2u << 30) / bytes);
+    n_layers = n_layers > 32 ? 32 : n_layers < 2 ? 2 : n_layers;
+    dev_batch *d = malloc(sizeof *d * (size_t)n_layers);
+    for (int l = 0; l < n_layers; l++) batch_init(&d[l], B, L, n_head, n_kv, hd, pattern, pat_n);
+    cudaStream_t st;
+    CS_ASSERT(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking) == cudaSuccess);
+    for (int l = 0; l < n_layers; l++) launch_on(&d[l], st); // warm: lazy module loading
+    CS_ASSERT(cudaStreamSynchronize(st) == cudaSuccess);
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    CS_ASSERT(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+    for (int l = 0; l < n_layers; l++) launch_on(&d[l], st);
+    CS_ASSERT(cudaStreamEndCapture(st, &graph) == cudaSuccess);
+    CS_ASSERT(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess);
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    float ms[N_RUNS];
+    for (int r = 0; r < N_WARM + N_RUNS; r++) {
+        flush_l2(1);
+        CS_ASSERT(cudaDeviceSynchronize() == cudaSuccess);
+        cudaEventRecord(e0, st);
+        cudaGraphLaunch(exec, st);
+        cudaEventRecord(e1, st);
+        CS_ASSERT(cudaEventSynchronize(e1) == cudaSuccess);
+        if (r >= N_WARM) cudaEventElapsedTime(&ms[r - N_WARM], e0, e1);
+    }
+    const float m = bench_median_ms(ms, N_RUNS) / (float)n_layers;
+    const double gbs = bytes / (m * 1e-3) / 1e9;
+    char shape[80];
+    snprintf(shape, sizeof shape, "B=%d L=%d %d/%d d%d", B, L, n_head, n_kv, hd);
+    printf("| cs_cuda_attn_decode x%d layers | %-20s | %8.1f | %7.0f | %5.1f%% | %3d |\n", n_layers, shape, m * 1e3, gbs,
+           100.0 * gbs * 1e9 / ceiling, cs_cuda_attn_decode_splits(B, n_head, n_kv, hd, L));
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    cudaStreamDestroy(st);
+    for (int l = 0; l < n_layers; l++) batch_free(&d[l]);
+    free(d);
+}
+
 int main(void) {
     if (cs_cuda_device_count() == 0) {
         puts("bench_attention_decode: no CUDA device");
@@ -220,6 +270,10 @@ int main(void) {
         bench_one(shapes[i][0], shapes[i][1], 32, 8, 128, 1, ceiling, pattern, pat_n);
     bench_one(64, 2048, 9, 3, 64, 1, ceiling, pattern, pat_n); // SmolLM2 heads, for reference
     bench_one(1, 8192, 32, 8, 128, 0, ceiling, pattern, pat_n); // what the dirty-L2 flush alone costs
+    printf("\nAs a decode step runs it (per layer, layers back to back in one CUDA graph):\n\n");
+    printf("| kernel | shape | us per layer | GB/s | %% of copy | splits |\n|---|---|---|---|---|---|\n");
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        bench_layers(shapes[i][0], shapes[i][1], 32, 8, 128, ceiling, pattern, pat_n);
     batch_free(&sweeper);
     free(pattern);
     return 0;
