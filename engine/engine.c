@@ -208,6 +208,7 @@ static int init_gpu(cs_engine *e, char *err, size_t errlen) {
         tg.nccl_id = id;
         tg.peers = peers;
         tg.peer_timeout_ms = e->p.dist_timeout_s * 1000;
+        tg.node0_fd = e->follow_fd;
     }
     cs_status st = cs_tp_gpu_init(&tg, &e->gpu, err, errlen);
     free(peers); // the ranks took the connections over

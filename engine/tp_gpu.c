@@ -63,6 +63,7 @@ struct cs_tp_gpu {
     int n_blocks;
     cs_gpu_forward_params fwd;
     int *peers, n_peers;    // node 0 of several: the other nodes' step connections
+    int node0_fd;           // another node: its step connection to node 0 (watched at start)
     bool failed;            // node 0 gave up starting: its STOP says so
     uint64_t fingerprint;   // the model and settings every node must share
     pthread_t watchdog;     // several nodes: notices a peer gone while a step waits on it
@@ -113,11 +114,14 @@ typedef struct watch_args {
     cs_tp_gpu *t;
     const int *fds;
     int n, first_node; // fds[i] is node first_node + i's connection
+    bool starting;     // a follower before READY: node 0 sends nothing then but a STOP
 } watch_args;
 
-// Polls the step connections while the engine runs: a peer that closes (its process ended) or
-// fails (keepalive: its machine died) is noticed within a second, even in the middle of a
-// step. A peer with a message waiting (a follower's next step) is alive.
+// Polls the step connections while the engine starts and runs: a peer that closes (its
+// process ended) or fails (keepalive: its machine died) is noticed within a second, even in
+// the middle of a step or of NCCL's init, which would otherwise wait for it forever. A peer
+// with a message waiting (a follower's next step, or its READY) is alive; but a follower that
+// has not said READY yet hears from node 0 only when node 0 gave up.
 static void *watch_main(void *arg) {
     watch_args *w = arg;
     struct pollfd pf[64];
@@ -128,6 +132,7 @@ static void *watch_main(void *arg) {
         bool busy = false;
         for (int i = 0; pr > 0 && i < n; i++) {
             if (!pf[i].revents) continue;
+            if (w->starting) node_gone(0, "it stopped before this node was ready: see its log");
             if (!cs_tp_node_peer_gone(pf[i].fd)) {
                 busy = true; // a message for the reader
                 continue;
@@ -141,10 +146,10 @@ static void *watch_main(void *arg) {
     return NULL;
 }
 
-static void watch_start(cs_tp_gpu *t, const int *fds, int n, int first_node) {
+static void watch_start(cs_tp_gpu *t, const int *fds, int n, int first_node, bool starting) {
     watch_args *w = malloc(sizeof *w);
     if (!w) return; // no watchdog: a dead peer then shows as a hang, as without one
-    *w = (watch_args){t, fds, n, first_node};
+    *w = (watch_args){t, fds, n, first_node, starting};
     atomic_store(&t->unwatch, false);
     if (pthread_create(&t->watchdog, NULL, watch_main, w) != 0) {
         free(w);
@@ -304,6 +309,10 @@ cs_status cs_tp_gpu_init(const cs_tp_gpu_params *p, cs_tp_gpu **out, char *err, 
         free(t);
         return fail_early(p, cs_errf(err, errlen, CS_ERR_NOMEM, "cannot make a barrier"));
     }
+    // from here on a node gone ends this process: NCCL's init would wait for it forever
+    t->node0_fd = p->node0_fd;
+    if (t->n_peers) watch_start(t, t->peers, t->n_peers, 1, false);
+    else if (p->world && !t->head && p->node0_fd >= 0) watch_start(t, &t->node0_fd, 1, 0, true);
     cs_status st = CS_OK;
     // NCCL first, so that what its init allocates is not counted as free for the KV pools
     // (newer NCCL connects lazily at the first all-reduce: the pools' headroom covers that)
@@ -352,7 +361,6 @@ cs_status cs_tp_gpu_init(const cs_tp_gpu_params *p, cs_tp_gpu **out, char *err, 
         cs_tp_gpu_free(t);
         return st;
     }
-    if (t->n_peers) watch_start(t, t->peers, t->n_peers, 1);
     for (int r = 1; r < t->n; r++) {
         if (pthread_create(&t->ranks[r].thread, NULL, rank_main, &t->ranks[r]) != 0) {
             // the started ones wait at the step barrier, which can never fill: end the process
@@ -457,12 +465,13 @@ void cs_tp_gpu_copy_rows(cs_tp_gpu *t, int dst, int src, int n) {
 cs_status cs_tp_gpu_follow(cs_tp_gpu *t, int fd, char *err, size_t errlen) {
     CS_ASSERT(!t->head);
     cs_tp_limits lim = limits_of(t);
+    watch_stop(t); // the start-up watch: node 0's steps come once it has READY
     if (!cs_tp_node_send_ready(fd, &lim, t->fingerprint))
         return cs_errf(err, errlen, CS_ERR_IO, "tensor parallel: node 0 is gone: %s", strerror(errno));
     cs_tp_msg m = {0};
     cs_status st;
     char why[256];
-    watch_start(t, &fd, 1, 0);
+    watch_start(t, &fd, 1, 0, false);
     for (;;) {
         st = cs_tp_node_recv(fd, &m, &lim, why, sizeof why);
         if (st != CS_OK) {
