@@ -120,6 +120,7 @@ struct cs_engine {
     eng_step *inflight;   // launched, results not delivered yet (async scheduling), or NULL
     bool async;           // schedule step N + 1 before step N's tokens are back, where it can
     bool stalled;         // a sequence could not grow while a step was in flight: deliver it first
+    double device_ms;     // of this step: in the forward pass or waiting for the device
     float *row_copy, *row_copy2; // (vocab) scratch for forking choices
     // GPU sampling (on_gpu): penalty entries and grammar masks of a step
     int32_t *pen_ids, *pen_counts;   // (pen_cap)

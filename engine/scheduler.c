@@ -408,7 +408,11 @@ static void commit_step(cs_engine *e, const eng_step *st) {
 
 // Takes the step's results (waiting for the device's) and hands every sampled token on.
 static void deliver_step(cs_engine *e, eng_step *st) {
-    if (st->device) cs_engine_device_wait(e, st);
+    if (st->device) {
+        double t0 = cs_engine_now_ms();
+        cs_engine_device_wait(e, st);
+        e->device_ms += cs_engine_now_ms() - t0;
+    }
     if (st == e->inflight) e->inflight = NULL;
     // prompt logprobs first: their rows are read before any sampling modifies logits in place
     for (int row = 0; row < st->n_host_rows; row++)
@@ -487,7 +491,7 @@ static bool run_ahead(cs_engine *e, const eng_step *prev) {
     return true;
 }
 
-bool cs_engine_step(cs_engine *e) {
+static bool step(cs_engine *e) {
     handle_cancelled(e);
     eng_step *prev = e->inflight;
     if (prev) {
@@ -513,6 +517,7 @@ bool cs_engine_step(cs_engine *e) {
     build_batch(e, n, &b, st);
     st->device = cs_engine_device_step_ok(e, st, &b);
     st->n_host_rows = st->device ? 0 : b.n_logits;
+    double t_run = cs_engine_now_ms();
     if (st->device) {
         cs_engine_device_launch(e, st, &b);
     } else if (e->on_gpu) {
@@ -522,6 +527,7 @@ bool cs_engine_step(cs_engine *e) {
         if (e->tp) cs_tp_cpu_run(e->tp, &b, e->logits);
         else cs_forward_run(e->fwd, &b, e->logits);
     }
+    if (!(st->device && e->on_gpu)) e->device_ms += cs_engine_now_ms() - t_run; // a launch on the GPU is host work
     if (prev) {
         e->stats.steps_ahead++;
         deliver_step(e, prev); // while st runs
@@ -535,6 +541,14 @@ bool cs_engine_step(cs_engine *e) {
     e->stats.steps++;
     update_stats(e);
     return true;
+}
+
+bool cs_engine_step(cs_engine *e) {
+    double t0 = cs_engine_now_ms();
+    e->device_ms = 0;
+    bool ran = step(e);
+    if (ran) e->stats.host_ms += cs_engine_now_ms() - t0 - e->device_ms;
+    return ran;
 }
 
 void cs_engine_step_drain(cs_engine *e) {

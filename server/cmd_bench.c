@@ -350,6 +350,8 @@ static void print_table(const bench_result *b) {
     printf("%-40s %.2f\n", "Total token throughput (tok/s):", (b->input_tokens + b->output_tokens) / w);
     printf("%-40s %.2f\n", "Prefix cache hit rate (%):", 100 * b->hit_rate);
     printf("%-40s %ld\n", "Preemptions:", b->st.preemptions);
+    printf("%-40s %ld of %ld\n", "Steps launched ahead (async):", b->st.steps_ahead, b->st.steps);
+    printf("%-40s %.3f\n", "Engine host time per step (ms):", b->st.steps ? b->st.host_ms / (double)b->st.steps : 0.0);
     printf("---------------Time to First Token----------------\n");
     printf("%-40s %.2f\n", "Mean TTFT (ms):", b->ttft.mean);
     printf("%-40s %.2f\n", "Median TTFT (ms):", b->ttft.p50);
@@ -374,6 +376,7 @@ static void print_json(const bench_result *b, const bench_opts *o) {
            "\"preemptions\": %ld, \"steps\": %ld, \"steps_ahead\": %ld, ",
            b->n, b->completed, b->failed, o->max_concurrency ? o->max_concurrency : b->n, b->input_tokens,
            b->output_tokens, b->cached_tokens, b->st.preemptions, b->st.steps, b->st.steps_ahead);
+    json_num("host_ms_per_step", b->st.steps ? b->st.host_ms / (double)b->st.steps : NAN, false);
     json_num("duration_s", b->wall, false);
     json_num("request_throughput", b->completed / w, false);
     json_num("output_throughput", b->output_tokens / w, false);

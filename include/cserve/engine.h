@@ -195,6 +195,8 @@ typedef struct cs_engine_stats {
     long prefix_cache_queries, prefix_cache_hits; /* prompt tokens looked up in the prefix cache, and found */
     long prompt_tokens_computed, generated_tokens, steps, preemptions;
     long steps_ahead;                /* steps launched before the previous step's tokens were back */
+    double host_ms;                  /* the engine thread's time in steps outside the forward pass and
+                                        device waits: scheduling, batches, host sampling, events */
     long requests_finished;
 } cs_engine_stats;
 
