@@ -25,7 +25,7 @@ typedef struct cs_cand {
 #define CS_TOPP_PER_NAT 32.0f
 #define CS_TOPP_MIN_N 512 // below this many candidates, select directly
 // Top-k up to this k keeps a k-entry heap while scanning the logits, so only the survivors
-// ever need expf; larger k selects among all candidates instead.
+// ever need an exp; larger k selects among all candidates instead.
 #define CS_HEAP_MAX_K 1024
 
 struct cs_sampler {
@@ -39,6 +39,7 @@ struct cs_sampler {
     uint8_t *in_prompt; // (vocab) 1 when the id occurs in the prompt
     cs_cand *cand;      // (vocab) scratch for one sample
     float *raw;         // (vocab) scratch: logits before penalties, kept for logprobs
+    float *prob;        // (vocab) scratch: exp((logit - max) / T) of every logit
     double bucket_mass[CS_TOPP_BUCKETS]; // scratch for top-p over many candidates
 };
 
@@ -129,7 +130,7 @@ cs_sampler *cs_sampler_init(const cs_sampling_params *p, int32_t vocab_size) {
     const size_t V = (size_t)vocab_size;
     // One zeroed block carved into the arrays; the 4-byte-aligned ones first.
     const size_t bytes = sizeof(cs_sampler) + V * (sizeof(int32_t) * 2 + sizeof(cs_cand) +
-                                                   sizeof(float) + sizeof(uint8_t));
+                                                   2 * sizeof(float) + sizeof(uint8_t));
     cs_sampler *s = calloc(1, bytes);
     if (!s) return NULL;
     char *at = (char *)(s + 1);
@@ -137,6 +138,7 @@ cs_sampler *cs_sampler_init(const cs_sampling_params *p, int32_t vocab_size) {
     s->gen_count = (int32_t *)at, at += V * sizeof(int32_t);
     s->cand = (cs_cand *)at, at += V * sizeof(cs_cand);
     s->raw = (float *)at, at += V * sizeof(float);
+    s->prob = (float *)at, at += V * sizeof(float);
     s->in_prompt = (uint8_t *)at;
 
     s->p = *p;
@@ -189,11 +191,11 @@ static void cs_apply_penalties(const cs_sampler *s, float *logits) {
 
 // Lowest id among the largest; -1 when nothing is above -inf (NaN never compares greater).
 static int32_t cs_argmax(const float *x, int32_t n) {
-    int32_t best = -1;
-    float bv = -INFINITY;
-    for (int32_t i = 0; i < n; i++)
-        if (x[i] > bv) bv = x[i], best = i;
-    return best;
+    const float m = cs_cpu_max(x, n); // 8 lanes, then the first index that holds it
+    if (m == -INFINITY) return -1;
+    int32_t i = 0;
+    while (x[i] != m) i++;
+    return i;
 }
 
 // The total order used for every selection: larger logit first, then lower id. Ids are
@@ -309,7 +311,7 @@ static size_t cs_weigh(cs_cand *c, size_t n, float m, float inv_t, float min_p, 
     double z = 0.0;
     for (size_t i = 0; i < n; i++) {
         const float l = c[i].logit;
-        const float p = l == m ? 1.0f : expf((l - m) * inv_t); // l == m also covers m == +inf
+        const float p = l == m ? 1.0f : cs_cpu_exp_scaled1(l, m, inv_t); // l == m also covers m == +inf
         if (!(p > 0.0f) || p < min_p) continue;
         c[kept] = c[i];
         c[kept++].p = p;
@@ -319,15 +321,17 @@ static size_t cs_weigh(cs_cand *c, size_t n, float m, float inv_t, float min_p, 
     return kept;
 }
 
-// Like cs_weigh over the whole vocabulary, reading the logits directly.
+// Like cs_weigh over the whole vocabulary, reading the logits directly; every exp at once
+// into prob (vocab), 8 lanes at a time.
 static size_t cs_collect_all(const float *logits, int32_t V, float m, float inv_t, float min_p,
-                             cs_cand *c, double *z_out) {
+                             cs_cand *c, float *prob, double *z_out) {
     size_t n = 0;
     double z = 0.0;
+    if (isfinite(m)) cs_cpu_exp_scaled(logits, V, m, inv_t, prob);
     for (int32_t i = 0; i < V; i++) {
         const float l = logits[i];
         if (!(l > -INFINITY)) continue;
-        const float p = l == m ? 1.0f : expf((l - m) * inv_t);
+        const float p = l == m ? 1.0f : isfinite(m) ? prob[i] : 0.0f; // m == +inf: only it counts
         if (!(p > 0.0f) || p < min_p) continue;
         c[n++] = (cs_cand){l, p, i};
         z += p;
@@ -377,6 +381,39 @@ static size_t cs_top_p(cs_sampler *s, cs_cand *c, size_t n, double z, float m, f
     return lo + cs_select_top_p(c + lo, hi - lo, target - before);
 }
 
+// No filter at all: one draw from the whole softmax, without a candidate list. The weights
+// are summed in groups of 8 (each in index order), the groups in index order: the draw finds
+// its group, then its token within the group, so the walk costs V / 8 dependent additions.
+static int32_t cs_draw_all(cs_sampler *s, const float *logits, float m, float inv_t) {
+    const int32_t V = s->vocab;
+    float *p = s->prob;
+    double *g = (double *)s->cand; // (V / 8 + 1) group sums, in the candidates' scratch
+    cs_cpu_exp_scaled(logits, V, m, inv_t, p);
+    const int32_t n_g = (V + 7) / 8;
+    double z = 0.0;
+    for (int32_t j = 0; j < n_g; j++) {
+        double sum = 0.0;
+        for (int32_t i = 8 * j; i < 8 * j + 8 && i < V; i++) sum += p[i];
+        g[j] = sum;
+        z += sum;
+    }
+    const double r = cs_rng_uniform(s->rng) * z;
+    double acc = 0.0;
+    int32_t j = 0;
+    while (j < n_g - 1 && !(r < acc + g[j])) acc += g[j++];
+    int32_t last = -1;
+    for (int32_t i = 8 * j; i < 8 * j + 8 && i < V; i++) {
+        if (!(p[i] > 0.0f)) continue;
+        acc += p[i];
+        last = i;
+        if (r < acc) return i;
+    }
+    if (last >= 0) return last; // r rounded past the group's end
+    for (int32_t i = V - 1; i >= 0; i--) // r rounded past the end of the last groups
+        if (p[i] > 0.0f) return i;
+    return cs_argmax(logits, V); // every weight underflowed but the max's: exp(0) = 1 > 0
+}
+
 // Temperature, min-p, top-k, top-p and the draw, over the penalised logits. -1 when no
 // logit is above -inf.
 static int32_t cs_sample_random(cs_sampler *s, const float *logits) {
@@ -394,9 +431,11 @@ static int32_t cs_sample_random(cs_sampler *s, const float *logits) {
         if (n == 0) return -1;
         n = cs_weigh(c, n, m, inv_t, min_p, &z);
     } else {
-        for (int32_t i = 0; i < V; i++) m = logits[i] > m ? logits[i] : m;
+        m = cs_cpu_max(logits, V);
         if (m == -INFINITY) return -1;
-        n = cs_collect_all(logits, V, m, inv_t, min_p, c, &z);
+        if (isfinite(m) && min_p == 0.0f && (k == 0 || k >= (size_t)V) && s->p.top_p >= 1.0f)
+            return cs_draw_all(s, logits, m, inv_t);
+        n = cs_collect_all(logits, V, m, inv_t, min_p, c, s->prob, &z);
         if (k > 0 && k < n) {
             cs_select_top_k(c, n, k);
             n = k;
@@ -429,9 +468,7 @@ static void cs_fill_result(const float *raw, int32_t V, int32_t id, int n_want,
     res->id = id;
     res->logprob = -INFINITY;
     res->n_top = 0;
-    float m = -INFINITY;
-    for (int32_t i = 0; i < V; i++)
-        if (raw[i] > m) m = raw[i];
+    const float m = cs_cpu_max(raw, V);
     if (m == -INFINITY) return;
 
     double sum = 0.0;

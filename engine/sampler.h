@@ -33,8 +33,9 @@
 //
 // Reproducibility: the RNG is our own (xoshiro256**, seeded through splitmix64) and each
 // non-greedy sample uses exactly one 53-bit draw, so the same seed, parameters and logits give
-// the same ids, independent of threads or libc rand(). Probabilities go through libm's expf, so machines
-// with different libm builds agree except when a draw falls within ~1e-7 of a CDF step.
+// the same ids, independent of threads or libc rand(). Probabilities go through our own exp
+// (kernels/cpu/softmax.c: the same bits with or without AVX2), not libm's, so every machine
+// draws the same ids.
 #ifndef CS_SAMPLER_H
 #define CS_SAMPLER_H
 
@@ -72,7 +73,7 @@ cs_status cs_sampling_params_validate(const cs_sampling_params *p, char *err, si
 typedef struct cs_sampler cs_sampler; // per-request state; not shared between threads
 
 // Copies p (which must validate) and allocates every scratch array the sampler will use, so
-// sampling never allocates: about 25 * vocab_size bytes + 8 KiB (1.2 MiB for 49152). Returns NULL when out of memory. The caller frees with
+// sampling never allocates: about 29 * vocab_size bytes + 8 KiB (1.4 MiB for 49152). Returns NULL when out of memory. The caller frees with
 // cs_sampler_free.
 cs_sampler *cs_sampler_init(const cs_sampling_params *p, int32_t vocab_size);
 void cs_sampler_free(cs_sampler *s); // NULL is fine

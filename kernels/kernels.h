@@ -72,10 +72,17 @@ size_t cs_cpu_attention_scratch(int max_kv_len, int n_threads);
 // out (n) = silu(gate) * up. out may alias gate.
 void cs_cpu_swiglu(float *out, const float *gate, const float *up, int n);
 
+// The largest x[i], NaNs skipped; -INFINITY when there is none.
+float cs_cpu_max(const float *x, int64_t n);
 // sum over i of exp(x[i] - m) in double, for x[i] <= m (m finite): the normaliser of a
 // softmax. Terms with x[i] - m below -87.3 (exp under 2^-126) or NaN count 0. exp within 2
 // ulp of expf; eight lanes summed in a fixed order, the same bits with or without AVX2.
 double cs_cpu_sum_exp(const float *x, int64_t n, float m);
+// out[i] = exp((x[i] - m) * s), the same exp: 0 where (x[i] - m) * s is below -87.3 or NaN
+// (x[i] <= m, s > 0: the weights of a softmax at temperature 1 / s). The one-element form
+// gives the same bits as the array form, with or without AVX2.
+void cs_cpu_exp_scaled(const float *x, int64_t n, float m, float s, float *out);
+float cs_cpu_exp_scaled1(float x, float m, float s);
 // x (n) += y (n).
 void cs_cpu_add(float *x, const float *y, int n);
 

@@ -182,6 +182,7 @@ static void test_rope_and_norm(void) {
 
 // The softmax normaliser against float64 sums of exp: every exp within 2 ulp of expf, on
 // lengths off the 8-lane width, with -inf and NaN terms counting 0 and terms far below m too.
+// The softmax pieces (kernels/cpu/softmax.c) against float64.
 static void test_sum_exp(void) {
     uint64_t st = 0x9e3779b97f4a7c15ull;
     const int64_t ns[] = {1, 7, 8, 9, 1000, 49152, 128257};
@@ -198,6 +199,25 @@ static void test_sum_exp(void) {
         double ref = 0, worst = 0;
         for (int64_t i = 0; i < n; i++)
             if (x[i] - m >= -87.3f) ref += exp((double)(x[i] - m)); // d rounded to float, as the kernel has it
+        TEST_CONDF(cs_cpu_max(x, n) == m, "max n=%lld: %g, want %g", (long long)n, (double)cs_cpu_max(x, n),
+                   (double)m);
+        // the weights at temperature 1 / s: each within 2 ulp of float64, the array form equal
+        // to the one-element form bit for bit, 0 below 2^-126 and for -inf and NaN
+        const float scales[] = {1.0f, 1.25f, 0.5f};
+        float *w = malloc(sizeof(float) * (size_t)n);
+        for (size_t k = 0; k < 3; k++) {
+            cs_cpu_exp_scaled(x, n, m, scales[k], w);
+            int64_t bad = 0;
+            for (int64_t i = 0; i < n; i++) {
+                float d = (x[i] - m) * scales[k];
+                double e = d >= -87.3f ? exp((double)d) : 0.0;
+                float one = cs_cpu_exp_scaled1(x[i], m, scales[k]);
+                if (memcmp(&one, &w[i], 4) || fabs(w[i] - e) > 2.5 * e * 0x1p-23 || (isnan(d) && w[i] != 0.0f)) bad++;
+            }
+            TEST_CONDF(bad == 0, "exp_scaled n=%lld s=%g: %lld of the weights wrong", (long long)n, (double)scales[k],
+                       (long long)bad);
+        }
+        free(w);
         double got = cs_cpu_sum_exp(x, n, m);
         worst = fabs(got - ref) / ref;
         TEST_CONDF(worst < 3e-7, "sum_exp n=%lld: %.9g, float64 %.9g (rel %.2g)", (long long)n, got, ref, worst);
@@ -210,6 +230,10 @@ static void test_sum_exp(void) {
     }
     float one[] = {3.0f, -INFINITY, NAN};
     TEST_COND(cs_cpu_sum_exp(one, 3, 3.0f) == 1.0); // exp(0) is exactly 1; the rest count 0
+    float none[9] = {-INFINITY, NAN, -INFINITY, -INFINITY, NAN, -INFINITY, -INFINITY, -INFINITY, NAN};
+    TEST_COND(cs_cpu_max(none, 9) == -INFINITY && cs_cpu_max(none, 0) == -INFINITY);
+    none[8] = -1.0f; // past the vector part
+    TEST_COND(cs_cpu_max(none, 9) == -1.0f);
 }
 
 int main(void) {

@@ -298,6 +298,40 @@ static void test_distribution(void) {
     cs_sampler_free(s);
 }
 
+// No filter at all: the draw walks groups of 8 weights, then the tokens of one group. 29
+// tokens (three full groups and a partial one), one -inf and one NaN that are never drawn,
+// 200000 draws: every frequency within 5 standard deviations, chi-square under 70 (26
+// degrees of freedom: P ~ 1e-5).
+static void test_distribution_plain(void) {
+    enum { V = 29, N = 200000 };
+    float x[V];
+    for (int i = 0; i < V; i++) x[i] = (float)((i * 7) % 11) * 0.3f - 1.0f;
+    x[4] = -INFINITY;
+    x[17] = NAN;
+    const float t = 0.9f;
+    cs_sampler *s = make(t, 0, 1.0f, 0.0f, 11, V);
+    int counts[V];
+    draw_many(s, x, V, N, counts);
+    float m = -INFINITY;
+    for (int i = 0; i < V; i++) m = x[i] > m ? x[i] : m;
+    double q[V], z = 0, worst = 0, chi2 = 0;
+    for (int i = 0; i < V; i++) z += q[i] = x[i] > -INFINITY ? exp((x[i] - m) / t) : 0.0; // NaN > -inf is false
+    for (int i = 0; i < V; i++) {
+        q[i] /= z;
+        if (q[i] == 0) {
+            TEST_CONDF(counts[i] == 0, "id %d (logit %g) drawn %d times", i, (double)x[i], counts[i]);
+            continue;
+        }
+        double f = (double)counts[i] / N, sd = sqrt(q[i] * (1 - q[i]) / N);
+        worst = fmax(worst, fabs(f - q[i]) / sd);
+        chi2 += (counts[i] - N * q[i]) * (counts[i] - N * q[i]) / (N * q[i]);
+    }
+    TEST_CONDF(worst < 5.0 && chi2 < 70.0, "no filters: frequency off by %.2f sd, chi-square %.1f (df 26)", worst,
+               chi2);
+    printf("distribution, no filters: max deviation %.2f sd, chi2 %.2f (df 26)\n", worst, chi2);
+    cs_sampler_free(s);
+}
+
 // The reference RNG, written from the published xoshiro256** / splitmix64 descriptions, to
 // pin the sampler's stream: with equal logits and no filters the draw is id = floor(u * V).
 static uint64_t ref_splitmix(uint64_t *x) {
@@ -608,6 +642,7 @@ int main(void) {
     test_combined_filters();
     test_large_paths();
     test_distribution();
+    test_distribution_plain();
     test_seeds();
     test_penalties();
     test_logprobs();
