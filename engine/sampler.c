@@ -381,6 +381,58 @@ static size_t cs_top_p(cs_sampler *s, cs_cand *c, size_t n, double z, float m, f
     return lo + cs_select_top_p(c + lo, hi - lo, target - before);
 }
 
+// Top-p (and min-p) with no top-k, over the whole vocabulary, m finite: the mass per bucket
+// comes from the weights alone, and only the tokens of the buckets up to the one holding the
+// cut become candidates (a model's peaked row: a handful). The kept set is cs_top_p's: the
+// same buckets, masses summed in index order, and the same exact selection within the cut's
+// bucket. Returns its size; c[0, n) is the kept set.
+static size_t cs_collect_top_p(cs_sampler *s, const float *logits, float m, float inv_t, float min_p, cs_cand *c) {
+    const int32_t V = s->vocab;
+    const float scale = inv_t * CS_TOPP_PER_NAT;
+    float *prob = s->prob;
+    double *mass = s->bucket_mass;
+    memset(mass, 0, sizeof s->bucket_mass);
+    cs_cpu_exp_scaled(logits, V, m, inv_t, prob); // 0 for -inf, NaN and underflow; 1 at the max
+    double z = 0.0;
+    for (int32_t i = 0; i < V; i++) {
+        const float p = prob[i];
+        if (!(p > 0.0f)) continue;
+        if (p < min_p) {
+            prob[i] = 0.0f; // out for good
+            continue;
+        }
+        mass[cs_bucket(logits[i], m, scale)] += p;
+        z += p;
+    }
+    const double target = (double)s->p.top_p * z;
+    size_t b = 0;
+    double before = 0.0;
+    while (b < CS_TOPP_BUCKETS - 1 && before + mass[b] < target) before += mass[b++];
+    size_t n = 0;
+    for (int32_t i = 0; i < V; i++)
+        if (prob[i] > 0.0f && cs_bucket(logits[i], m, scale) <= b) c[n++] = (cs_cand){logits[i], prob[i], i};
+    size_t lo, hi;
+    cs_bucket_partition(c, n, m, scale, b, &lo, &hi);
+    if (hi == lo) return lo; // rounding: the target fell past the last non-empty bucket
+    return lo + cs_select_top_p(c + lo, hi - lo, target - before);
+}
+
+// One draw from the kept candidates c[0, n), n > 0: the CDF inverted in the array's order,
+// which depends only on the inputs. Every kept p is > 0, so a zero-width step can never be
+// chosen.
+static int32_t cs_draw(cs_sampler *s, const cs_cand *c, size_t n) {
+    CS_ASSERT(n > 0);
+    double z = 0.0;
+    for (size_t i = 0; i < n; i++) z += c[i].p;
+    const double r = cs_rng_uniform(s->rng) * z;
+    double acc = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        acc += c[i].p;
+        if (r < acc) return c[i].id;
+    }
+    return c[n - 1].id; // r rounded up to z
+}
+
 // No filter at all: one draw from the whole softmax, without a candidate list. The weights
 // are summed in groups of 8 (each in index order), the groups in index order: the draw finds
 // its group, then its token within the group, so the walk costs V / 8 dependent additions.
@@ -433,8 +485,12 @@ static int32_t cs_sample_random(cs_sampler *s, const float *logits) {
     } else {
         m = cs_cpu_max(logits, V);
         if (m == -INFINITY) return -1;
-        if (isfinite(m) && min_p == 0.0f && (k == 0 || k >= (size_t)V) && s->p.top_p >= 1.0f)
-            return cs_draw_all(s, logits, m, inv_t);
+        const bool no_k = k == 0 || k >= (size_t)V;
+        if (isfinite(m) && min_p == 0.0f && no_k && s->p.top_p >= 1.0f) return cs_draw_all(s, logits, m, inv_t);
+        if (isfinite(m) && no_k && s->p.top_p < 1.0f) {
+            n = cs_collect_top_p(s, logits, m, inv_t, min_p, c);
+            return cs_draw(s, c, n);
+        }
         n = cs_collect_all(logits, V, m, inv_t, min_p, c, s->prob, &z);
         if (k > 0 && k < n) {
             cs_select_top_k(c, n, k);
@@ -444,21 +500,9 @@ static int32_t cs_sample_random(cs_sampler *s, const float *logits) {
         }
     }
     CS_ASSERT(n > 0); // the max itself has p = 1 >= min_p
-    if (s->p.top_p < 1.0f) {
-        n = cs_top_p(s, c, n, z, m, inv_t);
-        z = 0.0;
-        for (size_t i = 0; i < n; i++) z += c[i].p;
-    }
+    if (s->p.top_p < 1.0f) n = cs_top_p(s, c, n, z, m, inv_t);
 
-    // Invert the CDF in the array's order, which depends only on the inputs. Every kept p is
-    // > 0, so a zero-width step can never be chosen.
-    const double r = cs_rng_uniform(s->rng) * z;
-    double acc = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        acc += c[i].p;
-        if (r < acc) return c[i].id;
-    }
-    return c[n - 1].id; // r rounded up to z
+    return cs_draw(s, c, n);
 }
 
 // Fills res from the logits as the caller passed them: log_softmax, the chosen token's
