@@ -111,12 +111,15 @@ static int init_buffers(cs_engine *e, char *err, size_t errlen) {
         if (!st->seqs || !st->n_sched || !st->row || !st->params || !st->ids || !st->lp || !st->top_ids || !st->top_lp)
             return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory for the step buffers");
     }
+    int32_t tok_vocab = cs_tokenizer_vocab_size(e->file->tok);
+    if (!(e->scratch = cs_sampler_scratch_new(e->vocab > tok_vocab ? e->vocab : tok_vocab)))
+        return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory for the step buffers");
     if (e->async && !e->on_gpu) { // the CPU stand-in for device steps: greedy rows
         cs_sampling_params g;
         cs_sampling_params_default(&g);
         g.temperature = 0.0f;
         g.n_logprobs = CS_SAMPLER_MAX_LOGPROBS;
-        if (!(e->greedy = cs_sampler_init(&g, e->vocab)))
+        if (!(e->greedy = cs_sampler_init_shared(&g, e->vocab, e->scratch)))
             return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory for the step buffers");
     }
     if (!e->b_tokens || !e->b_pos || !e->b_slots || !e->b_rows || !e->b_qstart || !e->b_kvlen ||
@@ -431,6 +434,7 @@ void cs_engine_free(cs_engine *e) {
         free(st->ids); free(st->lp); free(st->top_ids); free(st->top_lp);
     }
     cs_sampler_free(e->greedy);
+    cs_sampler_scratch_free(e->scratch); // after every sampler that borrows it (the requests': above)
     free(e->pen_ids); free(e->pen_counts); free(e->pen_in_prompt);
     free(e->pen_stamp); free(e->pen_slot); free(e->mask_bits); free(e->mask_row);
     if (e->event_fd >= 0) close(e->event_fd);

@@ -132,6 +132,7 @@ struct cs_engine {
     int32_t *mask_row;               // (max_num_seqs) each logits row's mask or -1
     uint64_t seed_state;             // draws Philox keys for requests without a seed
     cs_sampler *greedy;              // the CPU backend's device-step stand-in (async scheduling)
+    cs_sampler_scratch *scratch;     // every request's sampler works in it (one thread samples)
 
     // shared with other threads, under mu
     pthread_mutex_t mu;

@@ -28,19 +28,30 @@ typedef struct cs_cand {
 // ever need an exp; larger k selects among all candidates instead.
 #define CS_HEAP_MAX_K 1024
 
+struct cs_sampler_scratch {
+    int32_t vocab;
+    cs_cand *cand;      // (vocab) the candidates of one sample
+    float *raw;         // (vocab) logits before penalties, kept for logprobs
+    float *prob;        // (vocab) exp((logit - max) / T) of every logit
+    double bucket_mass[CS_TOPP_BUCKETS]; // top-p over many candidates
+};
+
 struct cs_sampler {
     cs_sampling_params p;
     int32_t vocab;
     bool penalties_on; // any penalty that changes logits
     uint64_t rng[4];   // xoshiro256** state
+    // the history, allocated only when a penalty is on
     int32_t n_seen;
     int32_t *seen;      // (vocab) distinct ids of the prompt and output, first-seen order
     int32_t *gen_count; // (vocab) times each id was generated
     uint8_t *in_prompt; // (vocab) 1 when the id occurs in the prompt
-    cs_cand *cand;      // (vocab) scratch for one sample
-    float *raw;         // (vocab) scratch: logits before penalties, kept for logprobs
-    float *prob;        // (vocab) scratch: exp((logit - max) / T) of every logit
-    double bucket_mass[CS_TOPP_BUCKETS]; // scratch for top-p over many candidates
+    cs_sampler_scratch *x;
+    bool own_x;
+    // the scratch's arrays, for short names below
+    cs_cand *cand;
+    float *raw, *prob;
+    double *bucket_mass;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -124,35 +135,65 @@ static uint64_t cs_fresh_seed(void) {
 // ---------------------------------------------------------------------------------------------
 // Lifecycle and history
 
-cs_sampler *cs_sampler_init(const cs_sampling_params *p, int32_t vocab_size) {
+cs_sampler_scratch *cs_sampler_scratch_new(int32_t vocab_size) {
+    CS_ASSERT(vocab_size > 0);
+    const size_t V = (size_t)vocab_size;
+    // One block: the struct, then the arrays (8-byte aligned, as the struct's size is).
+    cs_sampler_scratch *x = malloc(sizeof *x + V * (sizeof(cs_cand) + 2 * sizeof(float)));
+    if (!x) return NULL;
+    char *at = (char *)(x + 1);
+    x->vocab = vocab_size;
+    x->cand = (cs_cand *)at, at += V * sizeof(cs_cand);
+    x->raw = (float *)at, at += V * sizeof(float);
+    x->prob = (float *)at;
+    return x;
+}
+
+void cs_sampler_scratch_free(cs_sampler_scratch *x) { free(x); }
+
+cs_sampler *cs_sampler_init_shared(const cs_sampling_params *p, int32_t vocab_size, cs_sampler_scratch *scratch) {
     CS_ASSERT(vocab_size > 0);
     CS_ASSERT(cs_sampling_params_validate(p, NULL, 0) == CS_OK);
+    CS_ASSERT(!scratch || scratch->vocab >= vocab_size);
     const size_t V = (size_t)vocab_size;
-    // One zeroed block carved into the arrays; the 4-byte-aligned ones first.
-    const size_t bytes = sizeof(cs_sampler) + V * (sizeof(int32_t) * 2 + sizeof(cs_cand) +
-                                                   2 * sizeof(float) + sizeof(uint8_t));
+    const bool penalties = p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
+    // One zeroed block: the struct, then the history, the 4-byte-aligned arrays first.
+    const size_t bytes = sizeof(cs_sampler) + (penalties ? V * (2 * sizeof(int32_t) + sizeof(uint8_t)) : 0);
     cs_sampler *s = calloc(1, bytes);
     if (!s) return NULL;
-    char *at = (char *)(s + 1);
-    s->seen = (int32_t *)at, at += V * sizeof(int32_t);
-    s->gen_count = (int32_t *)at, at += V * sizeof(int32_t);
-    s->cand = (cs_cand *)at, at += V * sizeof(cs_cand);
-    s->raw = (float *)at, at += V * sizeof(float);
-    s->prob = (float *)at, at += V * sizeof(float);
-    s->in_prompt = (uint8_t *)at;
-
+    if (penalties) {
+        char *at = (char *)(s + 1);
+        s->seen = (int32_t *)at, at += V * sizeof(int32_t);
+        s->gen_count = (int32_t *)at, at += V * sizeof(int32_t);
+        s->in_prompt = (uint8_t *)at;
+    }
+    s->own_x = !scratch;
+    s->x = scratch ? scratch : cs_sampler_scratch_new(vocab_size);
+    if (!s->x) {
+        free(s);
+        return NULL;
+    }
+    s->cand = s->x->cand, s->raw = s->x->raw, s->prob = s->x->prob, s->bucket_mass = s->x->bucket_mass;
     s->p = *p;
     s->vocab = vocab_size;
-    s->penalties_on = p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f ||
-                      p->frequency_penalty != 0.0f;
-    uint64_t x = p->has_seed ? p->seed : cs_fresh_seed();
-    for (int i = 0; i < 4; i++) s->rng[i] = cs_splitmix64(&x);
+    s->penalties_on = penalties;
+    uint64_t seed = p->has_seed ? p->seed : cs_fresh_seed();
+    for (int i = 0; i < 4; i++) s->rng[i] = cs_splitmix64(&seed);
     return s;
 }
 
-void cs_sampler_free(cs_sampler *s) { free(s); }
+cs_sampler *cs_sampler_init(const cs_sampling_params *p, int32_t vocab_size) {
+    return cs_sampler_init_shared(p, vocab_size, NULL);
+}
+
+void cs_sampler_free(cs_sampler *s) {
+    if (!s) return;
+    if (s->own_x) cs_sampler_scratch_free(s->x);
+    free(s);
+}
 
 void cs_sampler_add_prompt(cs_sampler *s, const int32_t *ids, size_t n) {
+    if (!s->penalties_on) return;
     for (size_t i = 0; i < n; i++) {
         const int32_t id = ids[i];
         CS_ASSERT(id >= 0 && id < s->vocab);
@@ -164,6 +205,7 @@ void cs_sampler_add_prompt(cs_sampler *s, const int32_t *ids, size_t n) {
 void cs_sampler_accept(cs_sampler *s, int32_t id) {
     if (id == -1) return;
     CS_ASSERT(id >= 0 && id < s->vocab);
+    if (!s->penalties_on) return;
     if (!s->in_prompt[id] && s->gen_count[id] == 0) s->seen[s->n_seen++] = id;
     s->gen_count[id]++;
 }
@@ -369,7 +411,7 @@ static size_t cs_top_p(cs_sampler *s, cs_cand *c, size_t n, double z, float m, f
     if (n < CS_TOPP_MIN_N) return cs_select_top_p(c, n, target);
     const float scale = inv_t * CS_TOPP_PER_NAT;
     double *mass = s->bucket_mass;
-    memset(mass, 0, sizeof s->bucket_mass);
+    memset(mass, 0, sizeof(double) * CS_TOPP_BUCKETS);
     for (size_t i = 0; i < n; i++) mass[cs_bucket(c[i].logit, m, scale)] += c[i].p;
     // The first bucket where the running mass reaches the target holds the cut.
     size_t b = 0;
@@ -391,7 +433,7 @@ static size_t cs_collect_top_p(cs_sampler *s, const float *logits, float m, floa
     const float scale = inv_t * CS_TOPP_PER_NAT;
     float *prob = s->prob;
     double *mass = s->bucket_mass;
-    memset(mass, 0, sizeof s->bucket_mass);
+    memset(mass, 0, sizeof(double) * CS_TOPP_BUCKETS);
     cs_cpu_exp_scaled(logits, V, m, inv_t, prob); // 0 for -inf, NaN and underflow; 1 at the max
     double z = 0.0;
     for (int32_t i = 0; i < V; i++) {

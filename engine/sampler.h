@@ -72,17 +72,28 @@ cs_status cs_sampling_params_validate(const cs_sampling_params *p, char *err, si
 
 typedef struct cs_sampler cs_sampler; // per-request state; not shared between threads
 
-// Copies p (which must validate) and allocates every scratch array the sampler will use, so
-// sampling never allocates: about 29 * vocab_size bytes + 8 KiB (1.4 MiB for 49152). Returns NULL when out of memory. The caller frees with
-// cs_sampler_free.
+// The arrays one sample works in: about 20 * vocab_size bytes + 8 KiB (1 MiB for 49152).
+// Samplers that never sample at the same time (one thread's: an engine's requests) can share
+// one, so a request's own state is only its penalty history.
+typedef struct cs_sampler_scratch cs_sampler_scratch;
+cs_sampler_scratch *cs_sampler_scratch_new(int32_t vocab_size); // NULL: out of memory
+void cs_sampler_scratch_free(cs_sampler_scratch *x);            // NULL is fine
+
+// Copies p (which must validate) and allocates what the sampler will use, so sampling never
+// allocates: its own scratch, or, with cs_sampler_init_shared, scratch (borrowed: it must
+// outlive the sampler, and be at least vocab_size wide); plus, when a penalty is on, the
+// history: 9 * vocab_size bytes (442 KiB for 49152). Returns NULL when out of memory. The
+// caller frees with cs_sampler_free.
 cs_sampler *cs_sampler_init(const cs_sampling_params *p, int32_t vocab_size);
+cs_sampler *cs_sampler_init_shared(const cs_sampling_params *p, int32_t vocab_size, cs_sampler_scratch *scratch);
 void cs_sampler_free(cs_sampler *s); // NULL is fine
 
-// Records prompt tokens for the repetition penalty. Ids must lie in [0, vocab_size).
+// Records prompt tokens for the repetition penalty (nothing when no penalty is on). Ids must
+// lie in [0, vocab_size).
 void cs_sampler_add_prompt(cs_sampler *s, const int32_t *ids, size_t n);
 
-// Records a generated token for all penalties. -1 (nothing sampled) is ignored; any other id
-// must lie in [0, vocab_size).
+// Records a generated token for all penalties (nothing when none is on). -1 (nothing
+// sampled) is ignored; any other id must lie in [0, vocab_size).
 void cs_sampler_accept(cs_sampler *s, int32_t id);
 
 typedef struct cs_logprob {

@@ -112,6 +112,7 @@ static bool seq_start(cs_engine *e, eng_seq *s, const int32_t *tokens, int n, in
     s->cap = r->n_prompt + r->gen.max_tokens + 1;
     s->tokens = malloc(sizeof(int32_t) * s->cap);
     cs_gen_params g = r->gen;
+    g.scratch = e->scratch; // the engine thread samples one row at a time
     if (g.sampling.has_seed) g.sampling.seed += (uint64_t)index; // distinct, reproducible streams
     char err[CS_ERR_LEN];
     s->tg = cs_textgen_init(e->file->tok, &g, r->prompt, (size_t)r->n_prompt, err, sizeof err);

@@ -48,7 +48,7 @@ cs_textgen *cs_textgen_init(const cs_tokenizer *tok, const cs_gen_params *p, con
     g->out_cap = 2 * (g->piece_cap + CS_STOP_MAX_HELD) + 32;
     g->piece = malloc(g->piece_cap);
     g->out = malloc(g->out_cap);
-    g->sampler = cs_sampler_init(&p->sampling, cs_tokenizer_vocab_size(tok));
+    g->sampler = cs_sampler_init_shared(&p->sampling, cs_tokenizer_vocab_size(tok), p->scratch);
     if (!g->piece || !g->out || !g->sampler) goto nomem;
     if (p->n_stop > 0 && !(g->stop = cs_stop_init(p->stop, (size_t)p->n_stop, err, errlen))) {
         cs_textgen_free(g);

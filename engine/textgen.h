@@ -32,6 +32,9 @@ typedef struct cs_gen_params {
     int32_t stop_ids[CS_MAX_STOP_IDS];
     int n_stop;
     const char *stop[16];    // stop strings (borrowed until init returns)
+    cs_sampler_scratch *scratch; // the sampler's working arrays, shared with samplers that never
+                                 // sample at the same time (borrowed: it must outlive the
+                                 // textgen); NULL: its own
 } cs_gen_params;
 
 void cs_gen_params_default(cs_gen_params *p); // max_tokens 256, sampler defaults
