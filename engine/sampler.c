@@ -193,10 +193,10 @@ void cs_sampler_free(cs_sampler *s) {
 }
 
 void cs_sampler_add_prompt(cs_sampler *s, const int32_t *ids, size_t n) {
-    if (!s->penalties_on) return;
     for (size_t i = 0; i < n; i++) {
         const int32_t id = ids[i];
         CS_ASSERT(id >= 0 && id < s->vocab);
+        if (!s->penalties_on) continue;
         if (!s->in_prompt[id] && s->gen_count[id] == 0) s->seen[s->n_seen++] = id;
         s->in_prompt[id] = 1;
     }

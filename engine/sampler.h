@@ -112,9 +112,10 @@ typedef struct cs_sample_result {
 // Picks the next token from logits (vocab_size floats, overwritten: they hold the penalised
 // logits afterwards). res may be NULL; when given it is filled in full. Does not call
 // cs_sampler_accept. Allocation-free and never sorts the vocabulary: top-k with k <= 1024
-// keeps a k-entry heap while scanning (expf only for the survivors); larger k quickselects;
+// keeps a k-entry heap while scanning (an exp only for the survivors); larger k quickselects;
 // top-p first sums mass into logit buckets, then quickselects on mass inside the one bucket
-// holding the cut. Returns the token id, or -1 when every logit is -inf or NaN.
+// holding the cut; with no filter the draw walks sums of 8 weights. Returns the token id, or
+// -1 when every logit is -inf or NaN.
 int32_t cs_sampler_sample(cs_sampler *s, float *logits, cs_sample_result *res);
 
 #endif

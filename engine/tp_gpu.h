@@ -35,8 +35,9 @@ typedef struct cs_tp_gpu_params {
     const int *peers;             // node 0: the other nodes' step connections (taken over: closed
                                   // by free); init waits for each to be READY ...
     int peer_timeout_ms;          // ... this long at most, with its model and limits the same
-    int node0_fd;                 // another node: its step connection to node 0, watched while
-                                  // init runs (node 0 gone or giving up ends the process)
+    int node0_fd;                 // another node (world set, node_rank > 0): its step connection
+                                  // to node 0, which it must give, watched while init runs (node
+                                  // 0 gone or giving up ends the process); ignored on node 0
 } cs_tp_gpu_params;
 
 typedef struct cs_tp_gpu cs_tp_gpu;
