@@ -30,9 +30,7 @@ cs_status cs_tp_gpu_follow(cs_tp_gpu *t, int fd, char *err, size_t errlen) { abo
 #else
 #include <cuda_runtime.h>
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -66,9 +64,7 @@ struct cs_tp_gpu {
     int node0_fd;           // another node: its step connection to node 0 (watched at start)
     bool failed;            // node 0 gave up starting: its STOP says so
     uint64_t fingerprint;   // the model and settings every node must share
-    pthread_t watchdog;     // several nodes: notices a peer gone while a step waits on it
-    bool watching;
-    atomic_bool unwatch;
+    cs_tp_watch *watch;     // several nodes: notices a peer gone while a step waits on it
     pthread_barrier_t step; // the caller and ranks 1..: a job starts, a job ends
     int job;
     const cs_batch *batch;
@@ -110,59 +106,18 @@ static void node_gone(int node, const char *why) {
     _exit(1);
 }
 
-typedef struct watch_args {
-    cs_tp_gpu *t;
-    const int *fds;
-    int n, first_node; // fds[i] is node first_node + i's connection
-    bool starting;     // a follower before READY: node 0 sends nothing then but a STOP
-} watch_args;
-
-// Polls the step connections while the engine starts and runs: a peer that closes (its
-// process ended) or fails (keepalive: its machine died) is noticed within a second, even in
-// the middle of a step or of NCCL's init, which would otherwise wait for it forever. A peer
-// with a message waiting (a follower's next step, or its READY) is alive; but a follower that
-// has not said READY yet hears from node 0 only when node 0 gave up.
-static void *watch_main(void *arg) {
-    watch_args *w = arg;
-    struct pollfd pf[64];
-    int n = w->n < 64 ? w->n : 64;
-    while (!atomic_load(&w->t->unwatch)) {
-        for (int i = 0; i < n; i++) pf[i] = (struct pollfd){.fd = w->fds[i], .events = POLLIN};
-        int pr = poll(pf, (nfds_t)n, 200);
-        bool busy = false;
-        for (int i = 0; pr > 0 && i < n; i++) {
-            if (!pf[i].revents) continue;
-            if (w->starting) node_gone(0, "it stopped before this node was ready: see its log");
-            if (!cs_tp_node_peer_gone(pf[i].fd)) {
-                busy = true; // a message for the reader
-                continue;
-            }
-            usleep(500 * 1000); // a STOP just read and the connection then closed: not a death
-            if (!atomic_load(&w->t->unwatch)) node_gone(w->first_node + i, "its connection closed or failed");
-        }
-        if (busy) usleep(50 * 1000);
-    }
-    free(w);
-    return NULL;
+static void watch_gone(void *ctx, int node, const char *why) {
+    (void)ctx;
+    node_gone(node, why);
 }
 
 static void watch_start(cs_tp_gpu *t, const int *fds, int n, int first_node, bool starting) {
-    watch_args *w = malloc(sizeof *w);
-    if (!w) return; // no watchdog: a dead peer then shows as a hang, as without one
-    *w = (watch_args){t, fds, n, first_node, starting};
-    atomic_store(&t->unwatch, false);
-    if (pthread_create(&t->watchdog, NULL, watch_main, w) != 0) {
-        free(w);
-        return;
-    }
-    t->watching = true;
+    t->watch = cs_tp_watch_start(fds, n, first_node, starting, watch_gone, NULL);
 }
 
 static void watch_stop(cs_tp_gpu *t) {
-    if (!t->watching) return;
-    atomic_store(&t->unwatch, true);
-    pthread_join(t->watchdog, NULL);
-    t->watching = false;
+    cs_tp_watch_stop(t->watch);
+    t->watch = NULL;
 }
 
 // A node that cannot be told the step would leave every rank waiting in an all-reduce.

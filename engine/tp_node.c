@@ -1,12 +1,16 @@
 #include "tp_node.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #define MAX_WORDS (64u << 20) // 256 MB: far past any batch, short of a garbage length
 
@@ -97,6 +101,65 @@ bool cs_tp_node_peer_gone(int fd) {
     char b;
     ssize_t k = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     return k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+struct cs_tp_watch {
+    const int *fds;
+    int n, first_node;
+    bool starting;
+    void (*gone)(void *ctx, int node, const char *why);
+    void *ctx;
+    atomic_bool stop;
+    pthread_t thread;
+};
+
+static void *watch_main(void *arg) {
+    cs_tp_watch *w = arg;
+    struct pollfd pf[64];
+    int n = w->n < 64 ? w->n : 64;
+    while (!atomic_load(&w->stop)) {
+        for (int i = 0; i < n; i++) pf[i] = (struct pollfd){.fd = w->fds[i], .events = POLLIN};
+        int pr = poll(pf, (nfds_t)n, 200);
+        bool busy = false;
+        for (int i = 0; pr > 0 && i < n && !atomic_load(&w->stop); i++) {
+            if (!pf[i].revents) continue;
+            if (w->starting) {
+                w->gone(w->ctx, w->first_node + i, "it stopped before this node was ready: see its log");
+                return NULL;
+            }
+            if (!cs_tp_node_peer_gone(pf[i].fd)) {
+                busy = true; // a message for the reader
+                continue;
+            }
+            usleep(500 * 1000); // a STOP just read and the connection then closed: not a death
+            if (!atomic_load(&w->stop)) {
+                w->gone(w->ctx, w->first_node + i, "its connection closed or failed");
+                return NULL;
+            }
+        }
+        if (busy) usleep(50 * 1000);
+    }
+    return NULL;
+}
+
+cs_tp_watch *cs_tp_watch_start(const int *fds, int n, int first_node, bool starting,
+                               void (*gone)(void *ctx, int node, const char *why), void *ctx) {
+    cs_tp_watch *w = calloc(1, sizeof *w);
+    if (!w) return NULL;
+    *w = (cs_tp_watch){.fds = fds, .n = n, .first_node = first_node, .starting = starting, .gone = gone, .ctx = ctx};
+    atomic_init(&w->stop, false);
+    if (pthread_create(&w->thread, NULL, watch_main, w) != 0) {
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void cs_tp_watch_stop(cs_tp_watch *w) {
+    if (!w) return;
+    atomic_store(&w->stop, true);
+    pthread_join(w->thread, NULL);
+    free(w);
 }
 
 void cs_tp_msg_free(cs_tp_msg *m) {

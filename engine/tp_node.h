@@ -57,4 +57,17 @@ void cs_tp_msg_free(cs_tp_msg *m);
 // any pending message: for a watchdog beside the thread that reads.
 bool cs_tp_node_peer_gone(int fd);
 
+// A watchdog thread over a node's step connections (fds[i] is node first_node + i's, borrowed
+// until stop). A node gone leaves every rank waiting in an all-reduce, or NCCL's init waiting
+// for it, forever: so when a peer closes (its process ended) or fails (keepalive: its machine
+// died), the watchdog calls gone(ctx, node, why) within about a second, even mid-step. A peer
+// with a message waiting (a follower's next step, its READY) is alive; a close right after a
+// message (a STOP just read) gets half a second's grace, so that stop can come first.
+// starting: a follower before READY, which hears from node 0 only when node 0 gave up: any
+// input counts as gone. NULL when no thread could be made (then a dead peer shows as a hang).
+typedef struct cs_tp_watch cs_tp_watch;
+cs_tp_watch *cs_tp_watch_start(const int *fds, int n, int first_node, bool starting,
+                               void (*gone)(void *ctx, int node, const char *why), void *ctx);
+void cs_tp_watch_stop(cs_tp_watch *w); // NULL is fine; after it returns, gone is never called
+
 #endif

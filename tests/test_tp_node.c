@@ -10,12 +10,14 @@
 // a message cut short, a peer gone and a peer silent past the receive timeout. The watchdog's
 // question (is the peer gone?) leaves pending messages alone.
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
 
 #include "common/assert.h"
+#include "common/clock.h"
 #include "engine/tp_bootstrap.h"
 #include "engine/tp_node.h"
 #include "test_util.h"
@@ -260,8 +262,88 @@ static void peer_gone(void) {
     close(sv[1]);
 }
 
+// --- the watchdog ---------------------------------------------------------------------------
+
+typedef struct gone_rec {
+    pthread_mutex_t mu;
+    int calls, node;
+    char why[128];
+} gone_rec;
+
+static void record_gone(void *ctx, int node, const char *why) {
+    gone_rec *g = ctx;
+    pthread_mutex_lock(&g->mu);
+    g->calls++;
+    g->node = node;
+    snprintf(g->why, sizeof g->why, "%s", why);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static int gone_calls(gone_rec *g) {
+    pthread_mutex_lock(&g->mu);
+    int n = g->calls;
+    pthread_mutex_unlock(&g->mu);
+    return n;
+}
+
+// Waits up to ms for a call; returns the calls seen.
+static int wait_gone(gone_rec *g, int ms) {
+    for (int t = 0; t < ms && gone_calls(g) == 0; t += 10) usleep(10000);
+    return gone_calls(g);
+}
+
+static void watchdog(void) {
+    int a[2], b[2];
+    char byte = 'x';
+    // node 0 watching two followers (nodes 1 and 2): a message waiting is life, not death; the
+    // second one's connection closing is noticed within a second or so, and named
+    gone_rec g = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    CS_ASSERT(socketpair(AF_UNIX, SOCK_STREAM, 0, a) == 0 && socketpair(AF_UNIX, SOCK_STREAM, 0, b) == 0);
+    int fds[2] = {a[0], b[0]};
+    cs_tp_watch *w = cs_tp_watch_start(fds, 2, 1, false, record_gone, &g);
+    TEST_COND(w != NULL);
+    CS_ASSERT(write(a[1], &byte, 1) == 1);
+    TEST_CONDF(wait_gone(&g, 800) == 0, "a pending message counted as a death: %s", g.why);
+    CS_ASSERT(read(a[0], &byte, 1) == 1);
+    close(b[1]);
+    double t0 = cs_now_s();
+    TEST_CONDF(wait_gone(&g, 3000) == 1 && g.node == 2 && strstr(g.why, "closed"),
+               "a closed connection: %d calls, node %d, '%s'", g.calls, g.node, g.why);
+    printf("watchdog: node %d gone noticed after %.2f s\n", g.node, cs_now_s() - t0);
+    cs_tp_watch_stop(w);
+    TEST_COND(gone_calls(&g) == 1); // once, and never after stop
+    close(a[0]), close(a[1]), close(b[0]);
+
+    // a STOP read, then the close: stopping within the half second's grace calls nothing
+    gone_rec h = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    CS_ASSERT(socketpair(AF_UNIX, SOCK_STREAM, 0, a) == 0);
+    w = cs_tp_watch_start(&a[0], 1, 1, false, record_gone, &h);
+    CS_ASSERT(write(a[1], &byte, 1) == 1);
+    close(a[1]);
+    usleep(100 * 1000);
+    CS_ASSERT(read(a[0], &byte, 1) == 1); // the reader takes the STOP
+    usleep(150 * 1000);
+    cs_tp_watch_stop(w);
+    TEST_CONDF(gone_calls(&h) == 0, "a close after the last message, then stop: '%s'", h.why);
+    close(a[0]);
+
+    // a follower before READY: anything from node 0 means it gave up
+    gone_rec f = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    CS_ASSERT(socketpair(AF_UNIX, SOCK_STREAM, 0, a) == 0);
+    w = cs_tp_watch_start(&a[0], 1, 0, true, record_gone, &f);
+    TEST_CONDF(wait_gone(&f, 500) == 0, "a silent node 0 counted as gone: %s", f.why);
+    CS_ASSERT(cs_tp_node_send_stop(a[1], true));
+    TEST_CONDF(wait_gone(&f, 2000) == 1 && f.node == 0 && strstr(f.why, "before this node was ready"),
+               "a STOP before READY: %d calls, node %d, '%s'", f.calls, f.node, f.why);
+    cs_tp_watch_stop(w);
+    close(a[0]), close(a[1]);
+
+    cs_tp_watch_stop(NULL);
+}
+
 int main(void) {
     peer_gone();
+    watchdog();
     steps_over_kept_connections();
     malformed();
     return TEST_REPORT();
