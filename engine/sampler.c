@@ -33,7 +33,9 @@ struct cs_sampler_scratch {
     cs_cand *cand;      // (vocab) the candidates of one sample
     float *raw;         // (vocab) logits before penalties, kept for logprobs
     float *prob;        // (vocab) exp((logit - max) / T) of every logit
-    double bucket_mass[CS_TOPP_BUCKETS]; // top-p over many candidates
+    uint16_t *bucket;   // (vocab) each logit's top-p bucket
+    double bucket_mass[CS_TOPP_BUCKETS];     // top-p over many candidates
+    double bucket_part[4][CS_TOPP_BUCKETS];  // its partial sums (cs_collect_top_p)
 };
 
 struct cs_sampler {
@@ -139,13 +141,14 @@ cs_sampler_scratch *cs_sampler_scratch_new(int32_t vocab_size) {
     CS_ASSERT(vocab_size > 0);
     const size_t V = (size_t)vocab_size;
     // One block: the struct, then the arrays (8-byte aligned, as the struct's size is).
-    cs_sampler_scratch *x = malloc(sizeof *x + V * (sizeof(cs_cand) + 2 * sizeof(float)));
+    cs_sampler_scratch *x = malloc(sizeof *x + V * (sizeof(cs_cand) + 2 * sizeof(float) + sizeof(uint16_t)));
     if (!x) return NULL;
     char *at = (char *)(x + 1);
     x->vocab = vocab_size;
     x->cand = (cs_cand *)at, at += V * sizeof(cs_cand);
     x->raw = (float *)at, at += V * sizeof(float);
-    x->prob = (float *)at;
+    x->prob = (float *)at, at += V * sizeof(float);
+    x->bucket = (uint16_t *)at;
     return x;
 }
 
@@ -432,19 +435,22 @@ static size_t cs_collect_top_p(cs_sampler *s, const float *logits, float m, floa
     const int32_t V = s->vocab;
     const float scale = inv_t * CS_TOPP_PER_NAT;
     float *prob = s->prob;
-    double *mass = s->bucket_mass;
-    memset(mass, 0, sizeof(double) * CS_TOPP_BUCKETS);
+    uint16_t *bk = s->x->bucket;
+    double (*part)[CS_TOPP_BUCKETS] = s->x->bucket_part;
     cs_cpu_exp_scaled(logits, V, m, inv_t, prob); // 0 for -inf, NaN and underflow; 1 at the max
-    double z = 0.0;
+    // Four partial histograms, token i in part i % 4: four independent chains of additions
+    // where the far tail lands in the last bucket again and again.
+    memset(part, 0, sizeof(double) * 4 * CS_TOPP_BUCKETS);
     for (int32_t i = 0; i < V; i++) {
-        const float p = prob[i];
-        if (!(p > 0.0f)) continue;
-        if (p < min_p) {
-            prob[i] = 0.0f; // out for good
-            continue;
-        }
-        mass[cs_bucket(logits[i], m, scale)] += p;
-        z += p;
+        const float p = prob[i] >= min_p ? prob[i] : 0.0f; // a zero weighs nothing anywhere
+        prob[i] = p;
+        bk[i] = (uint16_t)cs_bucket(logits[i], m, scale);
+        part[i & 3][bk[i]] += p;
+    }
+    double *mass = s->bucket_mass, z = 0.0;
+    for (size_t b = 0; b < CS_TOPP_BUCKETS; b++) {
+        mass[b] = ((part[0][b] + part[1][b]) + part[2][b]) + part[3][b];
+        z += mass[b];
     }
     const double target = (double)s->p.top_p * z;
     size_t b = 0;
@@ -452,7 +458,7 @@ static size_t cs_collect_top_p(cs_sampler *s, const float *logits, float m, floa
     while (b < CS_TOPP_BUCKETS - 1 && before + mass[b] < target) before += mass[b++];
     size_t n = 0;
     for (int32_t i = 0; i < V; i++)
-        if (prob[i] > 0.0f && cs_bucket(logits[i], m, scale) <= b) c[n++] = (cs_cand){logits[i], prob[i], i};
+        if (bk[i] <= b && prob[i] > 0.0f) c[n++] = (cs_cand){logits[i], prob[i], i};
     size_t lo, hi;
     cs_bucket_partition(c, n, m, scale, b, &lo, &hi);
     if (hi == lo) return lo; // rounding: the target fell past the last non-empty bucket
