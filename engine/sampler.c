@@ -441,10 +441,10 @@ static size_t cs_collect_top_p(cs_sampler *s, const float *logits, float m, floa
     // Four partial histograms, token i in part i % 4: four independent chains of additions
     // where the far tail lands in the last bucket again and again.
     memset(part, 0, sizeof(double) * 4 * CS_TOPP_BUCKETS);
+    cs_cpu_bucket16(logits, V, m, scale, CS_TOPP_BUCKETS - 1, bk); // cs_bucket, 8 lanes at a time
     for (int32_t i = 0; i < V; i++) {
         const float p = prob[i] >= min_p ? prob[i] : 0.0f; // a zero weighs nothing anywhere
         prob[i] = p;
-        bk[i] = (uint16_t)cs_bucket(logits[i], m, scale);
         part[i & 3][bk[i]] += p;
     }
     double *mass = s->bucket_mass, z = 0.0;

@@ -83,6 +83,10 @@ double cs_cpu_sum_exp(const float *x, int64_t n, float m);
 // gives the same bits as the array form, with or without AVX2.
 void cs_cpu_exp_scaled(const float *x, int64_t n, float m, float s, float *out);
 float cs_cpu_exp_scaled1(float x, float m, float s);
+// out[i] = the bucket of x[i] at s buckets per unit below m (x[i] <= m, 0 < last < 65536): 0
+// when x[i] == m, else (m - x[i]) * s truncated, or last when that is not below last (the far
+// tail, -inf, NaN). The same with or without AVX2.
+void cs_cpu_bucket16(const float *x, int64_t n, float m, float s, int last, uint16_t *out);
 // x (n) += y (n).
 void cs_cpu_add(float *x, const float *y, int n);
 

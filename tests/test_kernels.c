@@ -218,6 +218,21 @@ static void test_sum_exp(void) {
                        (long long)bad);
         }
         free(w);
+        // top-p buckets (32 per unit, 1024 of them, as the sampler has them): the vector form
+        // against the scalar definition, element by element
+        uint16_t *bk = malloc(sizeof(uint16_t) * (size_t)n);
+        for (size_t k = 0; k < 3; k++) {
+            const float s32 = scales[k] * 32.0f;
+            cs_cpu_bucket16(x, n, m, s32, 1023, bk);
+            int64_t bad = 0;
+            for (int64_t i = 0; i < n; i++) {
+                float d = (m - x[i]) * s32;
+                int want = x[i] == m ? 0 : d < 1023.0f ? (int)d : 1023;
+                bad += bk[i] != want;
+            }
+            TEST_CONDF(bad == 0, "bucket16 n=%lld s=%g: %lld buckets wrong", (long long)n, (double)s32, (long long)bad);
+        }
+        free(bk);
         double got = cs_cpu_sum_exp(x, n, m);
         worst = fabs(got - ref) / ref;
         TEST_CONDF(worst < 3e-7, "sum_exp n=%lld: %.9g, float64 %.9g (rel %.2g)", (long long)n, got, ref, worst);

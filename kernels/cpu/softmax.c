@@ -45,6 +45,12 @@ float cs_cpu_exp_scaled1(float x, float m, float s) {
     return d >= LOWEST ? exp_poly(d) : 0.0f;
 }
 
+static inline uint16_t bucket1(float x, float m, float s, int last) {
+    if (x == m) return 0;
+    const float d = (m - x) * s;
+    return d < (float)last ? (uint16_t)(int32_t)d : (uint16_t)last; // false for NaN
+}
+
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 
@@ -101,7 +107,27 @@ float cs_cpu_max(const float *x, int64_t n) {
     for (; i < n; i++) m = x[i] > m ? x[i] : m;
     return m;
 }
+void cs_cpu_bucket16(const float *x, int64_t n, float m, float s, int last, uint16_t *out) {
+    const __m256 vm = _mm256_set1_ps(m), vs = _mm256_set1_ps(s), vlast = _mm256_set1_ps((float)last);
+    const __m256i ilast = _mm256_set1_epi32(last);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 vx = _mm256_loadu_ps(x + i);
+        const __m256 d = _mm256_mul_ps(_mm256_sub_ps(vm, vx), vs);
+        const __m256 below = _mm256_cmp_ps(d, vlast, _CMP_LT_OQ); // false for NaN
+        const __m256 at_max = _mm256_cmp_ps(vx, vm, _CMP_EQ_OQ);
+        __m256i b = _mm256_blendv_epi8(ilast, _mm256_cvttps_epi32(d), _mm256_castps_si256(below));
+        b = _mm256_andnot_si256(_mm256_castps_si256(at_max), b);
+        const __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+        _mm_storeu_si128((__m128i *)(out + i), packed);
+    }
+    for (; i < n; i++) out[i] = bucket1(x[i], m, s, last);
+}
 #else
+void cs_cpu_bucket16(const float *x, int64_t n, float m, float s, int last, uint16_t *out) {
+    for (int64_t i = 0; i < n; i++) out[i] = bucket1(x[i], m, s, last);
+}
+
 float cs_cpu_max(const float *x, int64_t n) {
     float m = -INFINITY;
     for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m; // false for NaN
