@@ -412,10 +412,14 @@ static void test_async_scheduling(cs_engine *plain, const char *model) {
     static result a[N_ASYNC], b[N_ASYNC], free_run[N_ASYNC];
     static float plp_a[N_ASYNC][48], plp_b[N_ASYNC][48];
     static int32_t tok_a[N_ASYNC][48], tok_b[N_ASYNC][48];
-    // the stop tokens: what request i's third greedy token is
-    run_async_set(plain, NULL, -1, free_run, plp_a, tok_a);
-    int32_t stop_ids[N_ASYNC];
-    for (int i = 0; i < N_ASYNC; i++) stop_ids[i] = free_run[i].toks[0][2];
+    // the stop tokens: what the stopping requests' third greedy token is, each run alone
+    int32_t stop_ids[N_ASYNC] = {0}, ids[48];
+    for (int i = 6; i < N_ASYNC; i += 7) {
+        cs_request r;
+        async_request(i, ids, NULL, &r);
+        run_alone(plain, &r, &free_run[i]);
+        stop_ids[i] = free_run[i].toks[0][2];
+    }
     start_async = 1;
     cs_engine *e = start(model, 2048, 64, 256, (size_t)256 << 20);
     start_async = -1;
