@@ -171,31 +171,41 @@ static void flush_l2(int sweep) {
     if (sweep) launch(&sweeper);
 }
 
-static void bench_one(int B, int L, int n_head, int n_kv, int hd, int sweep, double ceiling,
-                      const uint16_t *pattern, size_t pat_n) {
-    dev_batch d;
-    batch_init(&d, B, L, n_head, n_kv, hd, pattern, pat_n);
+// Median of N_RUNS timed calls of run(ctx, st) after N_WARM, L2 flushed (and swept when
+// sweep) before each.
+static float median_ms(int sweep, void (*run)(void *ctx, cudaStream_t st), void *ctx, cudaStream_t st) {
     cudaEvent_t e0, e1;
     cudaEventCreate(&e0);
     cudaEventCreate(&e1);
     float ms[N_RUNS];
     for (int r = 0; r < N_WARM + N_RUNS; r++) {
         flush_l2(sweep);
-        cudaEventRecord(e0, 0);
-        launch(&d);
-        cudaEventRecord(e1, 0);
+        CS_ASSERT(cudaDeviceSynchronize() == cudaSuccess); // st may not wait for the legacy stream
+        cudaEventRecord(e0, st);
+        run(ctx, st);
+        cudaEventRecord(e1, st);
         CS_ASSERT(cudaEventSynchronize(e1) == cudaSuccess);
         if (r >= N_WARM) cudaEventElapsedTime(&ms[r - N_WARM], e0, e1);
     }
-    const float m = bench_median_ms(ms, N_RUNS);
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    return bench_median_ms(ms, N_RUNS);
+}
+
+static void run_batch(void *ctx, cudaStream_t st) { launch_on(ctx, st); }
+static void run_graph(void *ctx, cudaStream_t st) { CS_ASSERT(cudaGraphLaunch(*(cudaGraphExec_t *)ctx, st) == cudaSuccess); }
+
+static void bench_one(int B, int L, int n_head, int n_kv, int hd, int sweep, double ceiling,
+                      const uint16_t *pattern, size_t pat_n) {
+    dev_batch d;
+    batch_init(&d, B, L, n_head, n_kv, hd, pattern, pat_n);
+    const float m = median_ms(sweep, run_batch, &d, NULL);
     const double bytes = 2.0 * B * (double)L * n_kv * hd * 2; // K and V, bf16
     const double gbs = bytes / (m * 1e-3) / 1e9;
     char shape[80];
     snprintf(shape, sizeof shape, "B=%d L=%d %d/%d d%d%s", B, L, n_head, n_kv, hd, sweep ? "" : " (no sweep)");
     printf("| cs_cuda_attn_decode | %-24s | %8.1f | %7.0f | %5.1f%% | %3d |\n", shape, m * 1e3, gbs,
            100.0 * gbs * 1e9 / ceiling, cs_cuda_attn_decode_splits(B, n_head, n_kv, hd, L));
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
     batch_free(&d);
 }
 
@@ -218,27 +228,12 @@ static void bench_layers(int B, int L, int n_head, int n_kv, int hd, double ceil
     for (int l = 0; l < n_layers; l++) launch_on(&d[l], st);
     CS_ASSERT(cudaStreamEndCapture(st, &graph) == cudaSuccess);
     CS_ASSERT(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess);
-    cudaEvent_t e0, e1;
-    cudaEventCreate(&e0);
-    cudaEventCreate(&e1);
-    float ms[N_RUNS];
-    for (int r = 0; r < N_WARM + N_RUNS; r++) {
-        flush_l2(1);
-        CS_ASSERT(cudaDeviceSynchronize() == cudaSuccess);
-        cudaEventRecord(e0, st);
-        cudaGraphLaunch(exec, st);
-        cudaEventRecord(e1, st);
-        CS_ASSERT(cudaEventSynchronize(e1) == cudaSuccess);
-        if (r >= N_WARM) cudaEventElapsedTime(&ms[r - N_WARM], e0, e1);
-    }
-    const float m = bench_median_ms(ms, N_RUNS) / (float)n_layers;
+    const float m = median_ms(1, run_graph, &exec, st) / (float)n_layers;
     const double gbs = bytes / (m * 1e-3) / 1e9;
     char shape[80];
     snprintf(shape, sizeof shape, "B=%d L=%d %d/%d d%d", B, L, n_head, n_kv, hd);
     printf("| cs_cuda_attn_decode x%d layers | %-20s | %8.1f | %7.0f | %5.1f%% | %3d |\n", n_layers, shape, m * 1e3, gbs,
            100.0 * gbs * 1e9 / ceiling, cs_cuda_attn_decode_splits(B, n_head, n_kv, hd, L));
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
     cudaGraphExecDestroy(exec);
     cudaGraphDestroy(graph);
     cudaStreamDestroy(st);

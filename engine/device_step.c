@@ -14,10 +14,6 @@
 #include "../common/assert.h"
 #include "engine_internal.h"
 
-static bool has_penalties(const cs_sampling_params *sp) {
-    return sp->repetition_penalty != 1.0f || sp->presence_penalty != 0.0f || sp->frequency_penalty != 0.0f;
-}
-
 // Appends row's penalty entries: every distinct token of the sequence, whether the prompt has
 // it (repetition penalty) and how often it was generated (presence/frequency).
 static void penalty_entries(cs_engine *e, const eng_seq *s, int *n_pen, cs_cuda_sample_params *p) {
@@ -42,9 +38,8 @@ static void penalty_entries(cs_engine *e, const eng_seq *s, int *n_pen, cs_cuda_
     p->pen_len = *n_pen - p->pen_start;
 }
 
-bool cs_engine_device_ahead_ok(const cs_engine *e, const eng_seq *s) {
-    (void)e;
-    return !s->cons && !has_penalties(cs_textgen_sampling(s->tg));
+bool cs_engine_device_ahead_ok(const eng_seq *s) {
+    return !s->cons && !cs_sampling_params_penalties(cs_textgen_sampling(s->tg));
 }
 
 bool cs_engine_device_step_ok(cs_engine *e, eng_step *st, const cs_batch *b) {
@@ -60,7 +55,7 @@ bool cs_engine_device_step_ok(cs_engine *e, eng_step *st, const cs_batch *b) {
     for (int row = 0; row < b->n_logits; row++) {
         const eng_seq *s = e->row_seq[row];
         const cs_sampling_params *sp = cs_textgen_sampling(s->tg);
-        if (!e->on_gpu && (sp->temperature >= CS_SAMPLER_GREEDY_EPS || has_penalties(sp) || s->cons))
+        if (!e->on_gpu && (sp->temperature >= CS_SAMPLER_GREEDY_EPS || cs_sampling_params_penalties(sp) || s->cons))
             return false; // the CPU stand-in takes greedy rows only
         // a token still pending is the one before this row's: the step counts it
         uint64_t step = (uint64_t)cs_textgen_n_generated(s->tg) + (s->pending_row >= 0);
@@ -74,21 +69,21 @@ bool cs_engine_device_step_ok(cs_engine *e, eng_step *st, const cs_batch *b) {
     return true;
 }
 
-void cs_engine_resolve_on_host(cs_engine *e, const eng_step *st, const cs_batch *b) {
+void cs_engine_cpu_forward(cs_engine *e, const eng_step *st, const cs_batch *b) {
     const eng_step *prev = st == &e->steps[0] ? &e->steps[1] : &e->steps[0];
     for (int t = 0; t < b->n_tokens; t++)
-        if (b->tokens[t] < 0) {
+        if (b->tokens[t] < 0) { // the CPU stand-in ran the step before to the end at its launch
             int32_t id = prev->ids[-1 - b->tokens[t]];
             e->b_tokens[t] = id >= 0 ? id : 0; // -1 ends that sequence: any token does
         }
+    if (e->tp) cs_tp_cpu_run(e->tp, b, e->logits);
+    else cs_forward_run(e->fwd, b, e->logits);
 }
 
 // The CPU stand-in: runs the forward pass and takes each row's greedy choice and its logprobs
 // as the host path would.
 static void cpu_launch(cs_engine *e, eng_step *st, const cs_batch *b) {
-    cs_engine_resolve_on_host(e, st, b);
-    if (e->tp) cs_tp_cpu_run(e->tp, b, e->logits);
-    else cs_forward_run(e->fwd, b, e->logits);
+    cs_engine_cpu_forward(e, st, b);
     for (int row = 0; row < b->n_logits; row++) {
         cs_sample_result res;
         int32_t id = cs_sampler_sample(e->greedy, e->logits + (size_t)row * e->vocab, &res);
@@ -113,7 +108,7 @@ void cs_engine_device_launch(cs_engine *e, eng_step *st, const cs_batch *b) {
     for (int row = 0; row < b->n_logits; row++) {
         const eng_seq *s = e->row_seq[row];
         cs_cuda_sample_params *p = &st->params[row];
-        if (has_penalties(cs_textgen_sampling(s->tg))) penalty_entries(e, s, &n_pen, p);
+        if (cs_sampling_params_penalties(cs_textgen_sampling(s->tg))) penalty_entries(e, s, &n_pen, p);
         e->mask_row[row] = -1;
         if (s->cons) { // the grammar's mask goes with the row; the GPU applies it before sampling
             memcpy(e->mask_bits + (size_t)n_masks * words, cs_constraint_bits(s->cons), words * 4);

@@ -162,12 +162,12 @@ void cs_engine_device_launch(cs_engine *e, eng_step *st, const cs_batch *b);
 void cs_engine_device_wait(cs_engine *e, eng_step *st);
 // Can a sequence whose next token is sampled on the device be scheduled again before that
 // token is back? (No penalty counts or grammar state depend on it.)
-bool cs_engine_device_ahead_ok(const cs_engine *e, const eng_seq *s);
+bool cs_engine_device_ahead_ok(const eng_seq *s);
 // The device's choice for logits row `row` of st, shaped as the CPU sampler reports it.
 void cs_engine_device_result(const eng_step *st, int row, int32_t *id, cs_sample_result *res);
-// The CPU backend: b's placeholders replaced by the ids of the step before st (the CPU
-// stand-in ran it to the end at launch).
-void cs_engine_resolve_on_host(cs_engine *e, const eng_step *st, const cs_batch *b);
+// The CPU backend's forward pass of st into e->logits, b's placeholders first replaced by the
+// ids of the step before st.
+void cs_engine_cpu_forward(cs_engine *e, const eng_step *st, const cs_batch *b);
 
 // scheduler.c: runs one step if there is work; returns false when idle.
 bool cs_engine_step(cs_engine *e);

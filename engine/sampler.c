@@ -34,6 +34,7 @@ struct cs_sampler_scratch {
     float *raw;         // (vocab) logits before penalties, kept for logprobs
     float *prob;        // (vocab) exp((logit - max) / T) of every logit
     uint16_t *bucket;   // (vocab) each logit's top-p bucket
+    double *group;      // (vocab / 8 + 1) sums of 8 weights (cs_draw_all)
     double bucket_mass[CS_TOPP_BUCKETS];     // top-p over many candidates
     double bucket_part[4][CS_TOPP_BUCKETS];  // its partial sums (cs_collect_top_p)
 };
@@ -48,12 +49,8 @@ struct cs_sampler {
     int32_t *seen;      // (vocab) distinct ids of the prompt and output, first-seen order
     int32_t *gen_count; // (vocab) times each id was generated
     uint8_t *in_prompt; // (vocab) 1 when the id occurs in the prompt
-    cs_sampler_scratch *x;
+    cs_sampler_scratch *x; // the working arrays: its own (own_x) or borrowed
     bool own_x;
-    // the scratch's arrays, for short names below
-    cs_cand *cand;
-    float *raw, *prob;
-    double *bucket_mass;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -66,6 +63,10 @@ void cs_sampling_params_default(cs_sampling_params *p) {
     p->top_p = 1.0f;
     p->min_p = 0.0f;
     p->repetition_penalty = 1.0f;
+}
+
+bool cs_sampling_params_penalties(const cs_sampling_params *p) {
+    return p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
 }
 
 cs_status cs_sampling_params_validate(const cs_sampling_params *p, char *err, size_t errlen) {
@@ -141,10 +142,13 @@ cs_sampler_scratch *cs_sampler_scratch_new(int32_t vocab_size) {
     CS_ASSERT(vocab_size > 0);
     const size_t V = (size_t)vocab_size;
     // One block: the struct, then the arrays (8-byte aligned, as the struct's size is).
-    cs_sampler_scratch *x = malloc(sizeof *x + V * (sizeof(cs_cand) + 2 * sizeof(float) + sizeof(uint16_t)));
+    const size_t groups = V / 8 + 1;
+    cs_sampler_scratch *x =
+        malloc(sizeof *x + groups * sizeof(double) + V * (sizeof(cs_cand) + 2 * sizeof(float) + sizeof(uint16_t)));
     if (!x) return NULL;
-    char *at = (char *)(x + 1);
+    char *at = (char *)(x + 1); // the 8-byte-aligned array first
     x->vocab = vocab_size;
+    x->group = (double *)at, at += groups * sizeof(double);
     x->cand = (cs_cand *)at, at += V * sizeof(cs_cand);
     x->raw = (float *)at, at += V * sizeof(float);
     x->prob = (float *)at, at += V * sizeof(float);
@@ -159,7 +163,7 @@ cs_sampler *cs_sampler_init_shared(const cs_sampling_params *p, int32_t vocab_si
     CS_ASSERT(cs_sampling_params_validate(p, NULL, 0) == CS_OK);
     CS_ASSERT(!scratch || scratch->vocab >= vocab_size);
     const size_t V = (size_t)vocab_size;
-    const bool penalties = p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
+    const bool penalties = cs_sampling_params_penalties(p);
     // One zeroed block: the struct, then the history, the 4-byte-aligned arrays first.
     const size_t bytes = sizeof(cs_sampler) + (penalties ? V * (2 * sizeof(int32_t) + sizeof(uint8_t)) : 0);
     cs_sampler *s = calloc(1, bytes);
@@ -176,7 +180,6 @@ cs_sampler *cs_sampler_init_shared(const cs_sampling_params *p, int32_t vocab_si
         free(s);
         return NULL;
     }
-    s->cand = s->x->cand, s->raw = s->x->raw, s->prob = s->x->prob, s->bucket_mass = s->x->bucket_mass;
     s->p = *p;
     s->vocab = vocab_size;
     s->penalties_on = penalties;
@@ -388,9 +391,7 @@ static size_t cs_collect_all(const float *logits, int32_t V, float m, float inv_
 // Bucket of a candidate for top-p: non-decreasing along the best-first order, because
 // float subtraction, multiplication by a positive scale and truncation are all monotone.
 static inline size_t cs_bucket(float logit, float m, float scale) {
-    if (logit == m) return 0;
-    const float d = (m - logit) * scale;
-    return d < (float)(CS_TOPP_BUCKETS - 1) ? (size_t)d : CS_TOPP_BUCKETS - 1;
+    return cs_cpu_bucket1(logit, m, scale, CS_TOPP_BUCKETS - 1); // cs_cpu_bucket16's, one at a time
 }
 
 // Three-way partition of c[0, n) by bucket against b (one bucket computation per element):
@@ -413,7 +414,7 @@ static size_t cs_top_p(cs_sampler *s, cs_cand *c, size_t n, double z, float m, f
     const double target = (double)s->p.top_p * z;
     if (n < CS_TOPP_MIN_N) return cs_select_top_p(c, n, target);
     const float scale = inv_t * CS_TOPP_PER_NAT;
-    double *mass = s->bucket_mass;
+    double *mass = s->x->bucket_mass;
     memset(mass, 0, sizeof(double) * CS_TOPP_BUCKETS);
     for (size_t i = 0; i < n; i++) mass[cs_bucket(c[i].logit, m, scale)] += c[i].p;
     // The first bucket where the running mass reaches the target holds the cut.
@@ -434,7 +435,7 @@ static size_t cs_top_p(cs_sampler *s, cs_cand *c, size_t n, double z, float m, f
 static size_t cs_collect_top_p(cs_sampler *s, const float *logits, float m, float inv_t, float min_p, cs_cand *c) {
     const int32_t V = s->vocab;
     const float scale = inv_t * CS_TOPP_PER_NAT;
-    float *prob = s->prob;
+    float *prob = s->x->prob;
     uint16_t *bk = s->x->bucket;
     double (*part)[CS_TOPP_BUCKETS] = s->x->bucket_part;
     cs_cpu_exp_scaled(logits, V, m, inv_t, prob); // 0 for -inf, NaN and underflow; 1 at the max
@@ -447,7 +448,7 @@ static size_t cs_collect_top_p(cs_sampler *s, const float *logits, float m, floa
         prob[i] = p;
         part[i & 3][bk[i]] += p;
     }
-    double *mass = s->bucket_mass, z = 0.0;
+    double *mass = s->x->bucket_mass, z = 0.0;
     for (size_t b = 0; b < CS_TOPP_BUCKETS; b++) {
         mass[b] = ((part[0][b] + part[1][b]) + part[2][b]) + part[3][b];
         z += mass[b];
@@ -486,8 +487,8 @@ static int32_t cs_draw(cs_sampler *s, const cs_cand *c, size_t n) {
 // its group, then its token within the group, so the walk costs V / 8 dependent additions.
 static int32_t cs_draw_all(cs_sampler *s, const float *logits, float m, float inv_t) {
     const int32_t V = s->vocab;
-    float *p = s->prob;
-    double *g = (double *)s->cand; // (V / 8 + 1) group sums, in the candidates' scratch
+    float *p = s->x->prob;
+    double *g = s->x->group;
     cs_cpu_exp_scaled(logits, V, m, inv_t, p);
     const int32_t n_g = (V + 7) / 8;
     double z = 0.0;
@@ -520,7 +521,7 @@ static int32_t cs_sample_random(cs_sampler *s, const float *logits) {
     const int32_t V = s->vocab;
     const float inv_t = 1.0f / s->p.temperature, min_p = s->p.min_p;
     const size_t k = s->p.top_k > 0 ? (size_t)s->p.top_k : 0;
-    cs_cand *c = s->cand;
+    cs_cand *c = s->x->cand;
     size_t n;
     float m = -INFINITY;
     double z = 0.0;
@@ -539,7 +540,7 @@ static int32_t cs_sample_random(cs_sampler *s, const float *logits) {
             n = cs_collect_top_p(s, logits, m, inv_t, min_p, c);
             return cs_draw(s, c, n);
         }
-        n = cs_collect_all(logits, V, m, inv_t, min_p, c, s->prob, &z);
+        n = cs_collect_all(logits, V, m, inv_t, min_p, c, s->x->prob, &z);
         if (k > 0 && k < n) {
             cs_select_top_k(c, n, k);
             n = k;
@@ -601,8 +602,8 @@ int32_t cs_sampler_sample(cs_sampler *s, float *logits, cs_sample_result *res) {
     const float *raw = logits;
     if (s->penalties_on) {
         if (res) {
-            memcpy(s->raw, logits, (size_t)s->vocab * sizeof(float));
-            raw = s->raw;
+            memcpy(s->x->raw, logits, (size_t)s->vocab * sizeof(float));
+            raw = s->x->raw;
         }
         cs_apply_penalties(s, logits);
     }

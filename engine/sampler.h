@@ -64,6 +64,8 @@ typedef struct cs_sampling_params {
 
 // Temperature 1, every filter and penalty off, no seed, no logprobs.
 void cs_sampling_params_default(cs_sampling_params *p);
+// Whether any penalty changes the logits (then the sampler keeps a history of the tokens).
+bool cs_sampling_params_penalties(const cs_sampling_params *p);
 
 // CS_OK, or CS_ERR_INVALID with a one-line message naming the parameter: temperature finite
 // and >= 0, top_p in (0, 1], min_p in [0, 1], repetition_penalty finite and > 0,
@@ -72,7 +74,7 @@ cs_status cs_sampling_params_validate(const cs_sampling_params *p, char *err, si
 
 typedef struct cs_sampler cs_sampler; // per-request state; not shared between threads
 
-// The arrays one sample works in: about 22 * vocab_size bytes + 40 KiB (1.1 MiB for 49152).
+// The arrays one sample works in: about 23 * vocab_size bytes + 40 KiB (1.1 MiB for 49152).
 // Samplers that never sample at the same time (one thread's: an engine's requests) can share
 // one, so a request's own state is only its penalty history.
 typedef struct cs_sampler_scratch cs_sampler_scratch;

@@ -475,7 +475,7 @@ static void update_stats(cs_engine *e) {
 // will be its last, or it only scored its prompt.
 static bool run_ahead(cs_engine *e, const eng_step *prev) {
     for (int i = 0; i < prev->n_seqs; i++)
-        if (prev->row[i] >= 0 && prev->seqs[i]->state == SEQ_RUNNING && !cs_engine_device_ahead_ok(e, prev->seqs[i]))
+        if (prev->row[i] >= 0 && prev->seqs[i]->state == SEQ_RUNNING && !cs_engine_device_ahead_ok(prev->seqs[i]))
             return false;
     for (int i = 0; i < prev->n_seqs; i++) {
         eng_seq *s = prev->seqs[i];
@@ -524,9 +524,7 @@ static bool step(cs_engine *e) {
     } else if (e->on_gpu) {
         cs_tp_gpu_run(e->gpu, &b, e->logits); // placeholders resolve on the device
     } else {
-        cs_engine_resolve_on_host(e, st, &b);
-        if (e->tp) cs_tp_cpu_run(e->tp, &b, e->logits);
-        else cs_forward_run(e->fwd, &b, e->logits);
+        cs_engine_cpu_forward(e, st, &b);
     }
     if (!(st->device && e->on_gpu)) e->device_ms += cs_engine_now_ms() - t_run; // a launch on the GPU is host work
     if (prev) {

@@ -87,6 +87,7 @@ float cs_cpu_exp_scaled1(float x, float m, float s);
 // when x[i] == m, else (m - x[i]) * s truncated, or last when that is not below last (the far
 // tail, -inf, NaN). The same with or without AVX2.
 void cs_cpu_bucket16(const float *x, int64_t n, float m, float s, int last, uint16_t *out);
+uint16_t cs_cpu_bucket1(float x, float m, float s, int last); // one element, the same bits
 // x (n) += y (n).
 void cs_cpu_add(float *x, const float *y, int n);
 

@@ -45,7 +45,7 @@ float cs_cpu_exp_scaled1(float x, float m, float s) {
     return d >= LOWEST ? exp_poly(d) : 0.0f;
 }
 
-static inline uint16_t bucket1(float x, float m, float s, int last) {
+uint16_t cs_cpu_bucket1(float x, float m, float s, int last) {
     if (x == m) return 0;
     const float d = (m - x) * s;
     return d < (float)last ? (uint16_t)(int32_t)d : (uint16_t)last; // false for NaN
@@ -121,11 +121,11 @@ void cs_cpu_bucket16(const float *x, int64_t n, float m, float s, int last, uint
         const __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
         _mm_storeu_si128((__m128i *)(out + i), packed);
     }
-    for (; i < n; i++) out[i] = bucket1(x[i], m, s, last);
+    for (; i < n; i++) out[i] = cs_cpu_bucket1(x[i], m, s, last);
 }
 #else
 void cs_cpu_bucket16(const float *x, int64_t n, float m, float s, int last, uint16_t *out) {
-    for (int64_t i = 0; i < n; i++) out[i] = bucket1(x[i], m, s, last);
+    for (int64_t i = 0; i < n; i++) out[i] = cs_cpu_bucket1(x[i], m, s, last);
 }
 
 float cs_cpu_max(const float *x, int64_t n) {
