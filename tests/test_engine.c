@@ -463,6 +463,8 @@ static void test_async_scheduling(cs_engine *plain, const char *model) {
     cs_engine_stats st;
     settled_stats(e, &st);
     TEST_CONDF(st.steps_ahead > st.steps / 3, "async: %ld of %ld steps launched ahead", st.steps_ahead, st.steps);
+    TEST_CONDF(st.host_ms > 0 && st.host_ms < 1000.0 * (cs_now_s() - t0), "async: host time %.3f ms over %.1f s", st.host_ms,
+               cs_now_s() - t0);
     printf("async scheduling: %ld of %ld steps launched ahead, %.1f s\n", st.steps_ahead, st.steps,
            cs_now_s() - t0);
     check_quiet_pool(e, "async scheduling");
