@@ -60,13 +60,15 @@ int main(int argc, char **argv) {
     int threads = argc > 4 ? atoi(argv[4]) : 0;
     char err[CS_ERR_LEN];
     cs_runner r;
-    if (cs_runner_init(&r, model, n_prompt + n_gen + 1, threads, 256, CS_DTYPE_COUNT, err, sizeof err) != CS_OK) {
+    int n_ids = n_prompt > 16 ? n_prompt : 16; // the check below runs 16 tokens
+    int max_len = (n_prompt + n_gen > n_ids ? n_prompt + n_gen : n_ids) + 1;
+    if (cs_runner_init(&r, model, max_len, threads, 256, CS_DTYPE_COUNT, err, sizeof err) != CS_OK) {
         fprintf(stderr, "bench_cpu_forward: %s: %s\n", model, err);
         return 1;
     }
     int vocab = r.model.cfg.vocab_size;
-    int32_t *prompt = malloc(sizeof(int32_t) * n_prompt);
-    for (int i = 0; i < n_prompt; i++) prompt[i] = 100 + (i * 7919) % (vocab - 200);
+    int32_t *prompt = malloc(sizeof(int32_t) * n_ids);
+    for (int i = 0; i < n_ids; i++) prompt[i] = 100 + (i * 7919) % (vocab - 200);
     float *logits = malloc(sizeof(float) * vocab), *check = malloc(sizeof(float) * vocab);
     // verify: the prompt in one step and token by token give bit-identical logits (the CPU
     // kernels compute a token's row the same way whatever the batch)

@@ -20,7 +20,8 @@
 //          I4_G32 is it with g = 32 and fp32 d, m: AWQ / GPTQ groups of 32 (24-byte blocks).
 //   I8_Gg: g weights = fp16 d, int8 q[g];                    w = d * q
 //          block bytes 2 + g. Q8_0 is this layout with g = 32.
-// Products and sums are each rounded to fp32 (no fused multiply-add) by every decoder.
+// Products and sums are each rounded to fp32 by every decoder (a decoder may fuse the two only
+// where the product is exact, which leaves the same value).
 #ifndef CS_DTYPE_H
 #define CS_DTYPE_H
 

@@ -1,6 +1,7 @@
 // CPU dequantisers against blocks whose values are computed by hand, and the fp16/bf16
 // conversions against exhaustive and known cases.
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
@@ -70,6 +71,54 @@ static void test_f16_rows_exhaustive(void) {
     TEST_CONDF(bad == 0, "%d fp16 values dequantise differently", bad);
 }
 
+static bool same_value(float want, float got) { return !memcmp(&want, &got, 4) || (isnan(want) && isnan(got)); }
+
+// The block decoders against the formulas of dtype.h, each product and sum rounded on its own,
+// on every fp16 scale: the vector decoders fuse multiply and add where the product is exact,
+// which this proves leaves every value as it was (subnormals, infinities and NaNs included).
+// Q4_1's m walks every fp16 pattern too, paired with the scales by a fixed permutation.
+static void test_blocks_every_scale(void) {
+    enum { N = 65536 };
+    static cs_block_q4_1 b1[N];
+    static cs_block_q4_0 b0[N];
+    static cs_block_q8_0 b8[N];
+    static float y[N * 32];
+    for (uint32_t i = 0; i < N; i++) {
+        b1[i].d = b0[i].d = b8[i].d = (uint16_t)i;
+        b1[i].m = (uint16_t)(i * 40503u + 12345u); // odd multiplier: every pattern once
+        for (int j = 0; j < 16; j++) b1[i].qs[j] = b0[i].qs[j] = (uint8_t)((j + i) % 16 | ((15 - j) << 4));
+        for (int j = 0; j < 32; j++) b8[i].qs[j] = (int8_t)(j * 8 - 128 + (int)(i % 8));
+    }
+    int bad = 0;
+    cs_cpu_dequant_row(CS_DTYPE_Q4_1, b1, y, (int64_t)N * 32);
+    for (uint32_t i = 0; i < N; i++) {
+        float d = cs_fp16_to_f32(b1[i].d), m = cs_fp16_to_f32(b1[i].m);
+        for (int j = 0; j < 32; j++) {
+            int q = j < 16 ? b1[i].qs[j] & 15 : b1[i].qs[j - 16] >> 4;
+            float dq = d * (float)q;
+            bad += !same_value(dq + m, y[i * 32 + j]);
+        }
+    }
+    TEST_CONDF(bad == 0, "Q4_1: %d weights differ from d * q + m", bad);
+    bad = 0;
+    cs_cpu_dequant_row(CS_DTYPE_Q4_0, b0, y, (int64_t)N * 32);
+    for (uint32_t i = 0; i < N; i++) {
+        float d = cs_fp16_to_f32(b0[i].d);
+        for (int j = 0; j < 32; j++) {
+            int q = j < 16 ? b0[i].qs[j] & 15 : b0[i].qs[j - 16] >> 4;
+            bad += !same_value(d * (float)(q - 8), y[i * 32 + j]);
+        }
+    }
+    TEST_CONDF(bad == 0, "Q4_0: %d weights differ from d * (q - 8)", bad);
+    bad = 0;
+    cs_cpu_dequant_row(CS_DTYPE_Q8_0, b8, y, (int64_t)N * 32);
+    for (uint32_t i = 0; i < N; i++) {
+        float d = cs_fp16_to_f32(b8[i].d);
+        for (int j = 0; j < 32; j++) bad += !same_value(d * (float)b8[i].qs[j], y[i * 32 + j]);
+    }
+    TEST_CONDF(bad == 0, "Q8_0: %d weights differ from d * q", bad);
+}
+
 static void test_conversions(void) {
     // every finite fp16 value survives fp16 -> f32 -> fp16
     int bad = 0;
@@ -107,6 +156,7 @@ int main(void) {
     test_float_types();
     test_conversions();
     test_f16_rows_exhaustive();
+    test_blocks_every_scale();
     test_sizes();
     return TEST_REPORT();
 }

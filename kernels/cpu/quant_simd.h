@@ -1,7 +1,9 @@
 // Quantised weights decoded 32 at a time into four 8-wide vectors (weights 0-7, 8-15, 16-23,
 // 24-31), computing exactly what the scalar formulas in dtype.h give (d * q, then + m, each
-// rounded to fp32: no fused multiply-add), so that dequantising to memory and decoding in
-// registers give bit-identical weights.
+// rounded to fp32), so that dequantising to memory and decoding in registers give
+// bit-identical weights. A fused multiply-add appears only where the product is exact, so
+// that its one rounding is the sum's (Q4_1), and tests/test_dequant.c checks it on every
+// fp16 scale.
 //
 // Every block type is read as "sub-block s of the block at p" (32 weights each), so one loop
 // shape serves all group sizes: Q4_1 is I4 with one sub-block (but fp16 d, m), Q8_0 is I8
@@ -28,30 +30,47 @@ static inline float cs_half_at(const unsigned char *p) {
 }
 
 #if defined(__AVX2__) && defined(__FMA__)
-static inline __m256 cs_u8x8_to_f32(__m128i bytes) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)); }
-
-// 32 nibbles from 16 bytes in Q4_1 order, as floats 0..15.
-static inline void cs_q4_nibbles(const uint8_t *qs, __m256 out[4]) {
-    __m128i q = _mm_loadu_si128((const __m128i *)qs), mask = _mm_set1_epi8(0x0f);
-    __m128i lo = _mm_and_si128(q, mask), hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
-    out[0] = cs_u8x8_to_f32(lo);
-    out[1] = cs_u8x8_to_f32(_mm_srli_si128(lo, 8));
-    out[2] = cs_u8x8_to_f32(hi);
-    out[3] = cs_u8x8_to_f32(_mm_srli_si128(hi, 8));
+// 32 nibbles from 16 bytes in Q4_1 order, minus `off`, as floats: the low nibbles of bytes
+// 0-7 and 8-15 are weights 0-7 and 8-15, the high ones 16-23 and 24-31. Each 8 bytes widen
+// straight from memory to 32-bit lanes, where the high nibble is a shift with nothing to mask.
+static inline void cs_q4_nibbles(const uint8_t *qs, int off, __m256 out[4]) {
+    __m256i a = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)qs));
+    __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(qs + 8)));
+    __m256i mask = _mm256_set1_epi32(0x0f), o = _mm256_set1_epi32(off);
+    out[0] = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(a, mask), o));
+    out[1] = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(b, mask), o));
+    out[2] = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(a, 4), o));
+    out[3] = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(b, 4), o));
 }
 
-// w = d * nibble + m for 16 bytes of Q4_1-ordered nibbles.
+// w = d * nibble + m for 16 bytes of Q4_1-ordered nibbles, any fp32 d and m.
 static inline void cs_q4_1_v8(float d, float m, const uint8_t *qs, cs_v8 w[4]) {
     __m256 dv = _mm256_set1_ps(d), mv = _mm256_set1_ps(m);
-    cs_q4_nibbles(qs, w);
+    cs_q4_nibbles(qs, 0, w);
     for (int i = 0; i < 4; i++) w[i] = _mm256_add_ps(_mm256_mul_ps(dv, w[i]), mv);
+}
+
+// The same when d came from fp16: its 11 significant bits times a 4-bit code need at most 15,
+// so d * nibble is exact in fp32 and one fused multiply-add rounds exactly where the product
+// and the sum did. fp16 d and m are at p, the codes at qs.
+static inline void cs_q4_1_h_v8(const unsigned char *p, const uint8_t *qs, cs_v8 w[4]) {
+#if defined(__F16C__)
+    int32_t dm;
+    memcpy(&dm, p, 4);
+    __m128 h = _mm_cvtph_ps(_mm_cvtsi32_si128(dm)); // both at once, exact like cs_fp16_to_f32
+    __m256 dv = _mm256_broadcastss_ps(h), mv = _mm256_broadcastss_ps(_mm_movehdup_ps(h));
+#else
+    __m256 dv = _mm256_set1_ps(cs_half_at(p)), mv = _mm256_set1_ps(cs_half_at(p + 2));
+#endif
+    cs_q4_nibbles(qs, 0, w);
+    for (int i = 0; i < 4; i++) w[i] = _mm256_fmadd_ps(dv, w[i], mv);
 }
 
 // w = d * (nibble - 8).
 static inline void cs_q4_0_v8(float d, const uint8_t *qs, cs_v8 w[4]) {
-    __m256 dv = _mm256_set1_ps(d), eight = _mm256_set1_ps(8.0f);
-    cs_q4_nibbles(qs, w);
-    for (int i = 0; i < 4; i++) w[i] = _mm256_mul_ps(dv, _mm256_sub_ps(w[i], eight)); // exact: small ints
+    __m256 dv = _mm256_set1_ps(d);
+    cs_q4_nibbles(qs, 8, w);
+    for (int i = 0; i < 4; i++) w[i] = _mm256_mul_ps(dv, w[i]);
 }
 
 // w = d * q for 32 int8 codes.
@@ -68,6 +87,13 @@ static inline void cs_q4_1_v8(float d, float m, const uint8_t *qs, cs_v8 w[4]) {
         w[j / 8][j % 8] = d * (float)(qs[j] & 0x0f) + m;
         w[2 + j / 8][j % 8] = d * (float)(qs[j] >> 4) + m;
     }
+}
+
+static inline void cs_q4_1_h_v8(const unsigned char *p, const uint8_t *qs, cs_v8 w[4]) {
+    uint16_t d, m;
+    memcpy(&d, p, 2);
+    memcpy(&m, p + 2, 2);
+    cs_q4_1_v8(cs_fp16_to_f32(d), cs_fp16_to_f32(m), qs, w);
 }
 
 static inline void cs_q4_0_v8(float d, const uint8_t *qs, cs_v8 w[4]) {
@@ -90,7 +116,7 @@ static inline float cs_f32_at(const unsigned char *p) {
 
 // Q4_1 (one sub-block: s is always 0): fp16 d, fp16 m, then 16 bytes.
 static inline void cs_q4_1_sub_v8(const unsigned char *p, int s, cs_v8 w[4]) {
-    cs_q4_1_v8(cs_half_at(p), cs_half_at(p + 2), p + 4 + 16 * s, w);
+    cs_q4_1_h_v8(p, p + 4 + 16 * s, w);
 }
 
 // Sub-block s of one I4_Gg block at p: fp32 d, fp32 m, then 16 bytes per sub-block.
