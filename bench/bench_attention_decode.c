@@ -139,7 +139,7 @@ static void validate(int B, int L, int n_head, int n_kv, int hd, const uint16_t 
         bts[s] = s * (int)(n_blocks / (size_t)B);
     }
     cs_pool *pool = cs_pool_init(0);
-    float *scratch = malloc(cs_cpu_attention_scratch(L, cs_pool_threads(pool)));
+    float *scratch = malloc(cs_cpu_attention_scratch(n_head, cs_pool_threads(pool)));
     cs_attn_batch hb = {B, qs, len, bts, d.h_table, BLOCK};
     const float scale = 1.0f / sqrtf((float)hd);
     cs_cpu_attention(ref, qf, kf, vf, &hb, n_head, n_kv, hd, scale, scratch, pool);

@@ -119,7 +119,7 @@ static void validate(void) {
     for (size_t i = 0; i < b.q_n; i++) qf[i] = cs_bf16_to_f32(b.q[i]);
     for (size_t i = 0; i < b.cache_n; i++) kf[i] = cs_bf16_to_f32(b.k[i]), vf[i] = cs_bf16_to_f32(b.v[i]);
     cs_pool *pool = cs_pool_init(0);
-    float *scratch = malloc(cs_cpu_attention_scratch(b.max_kv, cs_pool_threads(pool)));
+    float *scratch = malloc(cs_cpu_attention_scratch(N_HEAD, cs_pool_threads(pool)));
     cs_attn_batch hb = {b.n_seqs, b.q_start, b.kv_len, b.bt_start, b.table, BLOCK};
     cs_cpu_attention(ref, qf, kf, vf, &hb, N_HEAD, N_KV, HEAD_DIM, 1.0f / sqrtf((float)HEAD_DIM), scratch, pool);
     CS_ASSERT(cudaMemset(b.dout, 0xff, b.q_n * 2) == cudaSuccess);

@@ -52,7 +52,7 @@ cs_forward *cs_forward_init(const cs_model *m, cs_kv_cache *kv, int max_tokens, 
     size_t sizes[] = {T * c->dim * fl, T * c->dim * fl, T * q_dim * fl, T * kv_dim * fl,
                       T * kv_dim * fl, T * q_dim * fl, T * c->ffn_dim * fl, T * c->ffn_dim * fl,
                       T * c->dim * fl, cs_cpu_matmul_scratch(k_max, threads),
-                      cs_cpu_attention_scratch(max_ctx, threads)};
+                      cs_cpu_attention_scratch(c->n_head, threads)};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += round64(sizes[i]);
     f->arena = aligned_alloc(64, total);

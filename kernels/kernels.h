@@ -62,12 +62,12 @@ typedef struct cs_attn_batch {
 } cs_attn_batch;
 
 // out (n_tok, n_head, head_dim) = causal softmax(q k^T * scale) v over each sequence's paged
-// KV; GQA: query head h reads kv head h / (n_head / n_kv). fp32 throughout.
-// scratch: cs_cpu_attention_scratch(max kv_len, threads) bytes.
+// KV; GQA: query head h reads kv head h / (n_head / n_kv). fp32 throughout; an online
+// softmax, so any context length. scratch: cs_cpu_attention_scratch(n_head, threads) bytes.
 void cs_cpu_attention(float *out, const float *q, const float *k_cache, const float *v_cache,
                       const cs_attn_batch *b, int n_head, int n_kv, int head_dim, float scale,
                       float *scratch, cs_pool *pool);
-size_t cs_cpu_attention_scratch(int max_kv_len, int n_threads);
+size_t cs_cpu_attention_scratch(int n_head, int n_threads);
 
 // out (n) = silu(gate) * up. out may alias gate.
 void cs_cpu_swiglu(float *out, const float *gate, const float *up, int n);

@@ -148,7 +148,7 @@ static void run_case(const tcase *c) {
         vf[i] = cs_bf16_to_f32(v[i]);
     }
     for (size_t i = 0; i < q_elems; i++) qf[i] = cs_bf16_to_f32(q[i]);
-    float *scratch = malloc(cs_cpu_attention_scratch(max_len, cs_pool_threads(pool)));
+    float *scratch = malloc(cs_cpu_attention_scratch(n_head, cs_pool_threads(pool)));
     const cs_attn_batch hb = {n, q_start, len, bt_start, block_table, bs};
     cs_cpu_attention(ref, qf, kf, vf, &hb, n_head, n_kv, hd, scale, scratch, pool);
     size_t ref_bad = 0;

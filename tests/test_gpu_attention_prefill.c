@@ -102,7 +102,7 @@ static void run_case(const case_spec *c, cs_pool *pool) {
     for (size_t i = 0; i < q_n; i++) qf[i] = cs_bf16_to_f32(qh[i]);
 
     cs_attn_batch hb = {ns, q_start, kv_len, bt_start, table, bs};
-    float *scratch = malloc(cs_cpu_attention_scratch(max_kv, cs_pool_threads(pool)));
+    float *scratch = malloc(cs_cpu_attention_scratch(c->n_head, cs_pool_threads(pool)));
     cs_cpu_attention(ref, qf, kf, vf, &hb, c->n_head, c->n_kv, d, scale, scratch, pool);
 
     uint16_t *dq = dev_copy(qh, q_n * 2), *dk = dev_copy(kh, cache_n * 2), *dv = dev_copy(vh, cache_n * 2);

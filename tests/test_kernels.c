@@ -82,20 +82,30 @@ static void test_matmul(cs_pool *pool) {
         }
 }
 
-// Paged attention against dense attention over the same K/V gathered through the tables.
-static void test_attention(cs_pool *pool) {
-    const int n_head = 8, n_kv = 2, hd = 32, bs = 5, n_blocks = 64, kv_dim = n_kv * hd;
-    int32_t q_start[] = {0, 1, 4, 11}, kv_len[] = {13, 3, 40};
-    int32_t bt_start[4] = {0}, table[64];
-    int used = 0;
-    // random distinct physical blocks
-    int perm[64];
+// Paged attention against dense attention in double over the same K/V gathered through the
+// tables: three sequences (q_len new tokens after kv_len - q_len cached), random physical
+// blocks, NaN in every slot no sequence owns. Contexts past one online-softmax chunk (128),
+// head sizes with and without a 64-wide part and a scalar tail. Then batch invariance: the
+// last sequence alone gives bit-identical rows, and so does a pool of one thread (which
+// splits the heads of a KV group differently among tasks).
+static void attention_case(cs_pool *pool, cs_pool *pool1, int n_head, int n_kv, int hd, int bs, const int32_t q_len[3],
+                           const int32_t kv_len_in[3]) {
+    const int kv_dim = n_kv * hd;
+    int32_t q_start[4] = {0}, kv_len[3], bt_start[4] = {0};
+    int n_blocks = 0;
+    for (int s = 0; s < 3; s++) {
+        q_start[s + 1] = q_start[s] + q_len[s];
+        kv_len[s] = kv_len_in[s];
+        n_blocks += (kv_len[s] + bs - 1) / bs + 1;
+    }
+    int32_t *table = malloc(sizeof(int32_t) * n_blocks), *perm = malloc(sizeof(int32_t) * n_blocks);
     for (int i = 0; i < n_blocks; i++) perm[i] = i;
-    for (int i = n_blocks - 1; i > 0; i--) {
+    for (int i = n_blocks - 1; i > 0; i--) { // random distinct physical blocks
         int j = (int)((frand() + 1) * 0.5f * (i + 1)) % (i + 1), tmp = perm[i];
         perm[i] = perm[j];
         perm[j] = tmp;
     }
+    int used = 0;
     for (int s = 0; s < 3; s++) {
         int nb = (kv_len[s] + bs - 1) / bs;
         for (int b = 0; b < nb; b++) table[used + b] = perm[used + b];
@@ -113,17 +123,19 @@ static void test_attention(cs_pool *pool) {
             fill(vc + (size_t)slot * kv_dim, kv_dim);
         }
     int T = q_start[3];
-    float *q = malloc(sizeof(float) * T * n_head * hd), *out = malloc(sizeof(float) * T * n_head * hd);
-    fill(q, (size_t)T * n_head * hd);
-    float *scratch = malloc(cs_cpu_attention_scratch(64, cs_pool_threads(pool)));
+    size_t out_n = (size_t)T * n_head * hd;
+    float *q = malloc(sizeof(float) * out_n), *out = malloc(sizeof(float) * out_n);
+    float *out1 = malloc(sizeof(float) * out_n), *alone = malloc(sizeof(float) * out_n);
+    for (size_t i = 0; i < out_n; i++) q[i] = frand() * 2; // scores of a few units: a real softmax
+    float *scratch = malloc(cs_cpu_attention_scratch(n_head, cs_pool_threads(pool)));
     float scale = 1.0f / sqrtf(hd);
     cs_cpu_attention(out, q, kc, vc, &ab, n_head, n_kv, hd, scale, scratch, pool);
-    double max_err = 0;
+    double max_err = 0, *w = malloc(sizeof(double) * 4096); // the longest context is 2100
     for (int s = 0; s < 3; s++)
         for (int t = q_start[s]; t < q_start[s + 1]; t++)
             for (int h = 0; h < n_head; h++) {
                 int visible = kv_len[s] - (q_start[s + 1] - q_start[s]) + (t - q_start[s]) + 1;
-                double w[64], mx = -1e30, sum = 0;
+                double mx = -1e30, sum = 0;
                 const float *qv = q + ((size_t)t * n_head + h) * hd;
                 for (int p = 0; p < visible; p++) {
                     int slot = table[bt_start[s] + p / bs] * bs + p % bs;
@@ -144,8 +156,28 @@ static void test_attention(cs_pool *pool) {
                     if (!(e <= max_err)) max_err = e; // NaN propagates into max_err
                 }
             }
-    TEST_CONDF(max_err < 1e-5, "attention max abs err %g", max_err);
-    free(kc); free(vc); free(q); free(out); free(scratch);
+    TEST_CONDF(max_err < 1e-5, "attention %d/%d heads, d=%d, block %d, contexts %d/%d/%d: max abs err %g", n_head, n_kv,
+               hd, bs, kv_len[0], kv_len[1], kv_len[2], max_err);
+
+    float *scratch1 = malloc(cs_cpu_attention_scratch(n_head, 1));
+    cs_cpu_attention(out1, q, kc, vc, &ab, n_head, n_kv, hd, scale, scratch1, pool1);
+    TEST_CONDF(!memcmp(out, out1, sizeof(float) * out_n), "attention d=%d: one thread differs from %d", hd,
+               cs_pool_threads(pool));
+    int32_t q_one[2] = {0, q_len[2]}, bt_one[2] = {0, bt_start[3] - bt_start[2]};
+    cs_attn_batch one = {1, q_one, kv_len + 2, bt_one, table + bt_start[2], bs};
+    cs_cpu_attention(alone, q + (size_t)q_start[2] * n_head * hd, kc, vc, &one, n_head, n_kv, hd, scale, scratch, pool);
+    TEST_CONDF(!memcmp(alone, out + (size_t)q_start[2] * n_head * hd, sizeof(float) * (size_t)q_len[2] * n_head * hd),
+               "attention d=%d: a sequence alone differs from batched", hd);
+    free(kc); free(vc); free(q); free(out); free(out1); free(alone); free(scratch); free(scratch1); free(w);
+    free(table); free(perm);
+}
+
+static void test_attention(cs_pool *pool, cs_pool *pool1) {
+    attention_case(pool, pool1, 8, 2, 32, 5, (const int32_t[]){1, 3, 7}, (const int32_t[]){13, 3, 40});
+    attention_case(pool, pool1, 8, 2, 64, 16, (const int32_t[]){1, 2, 130}, (const int32_t[]){300, 129, 400});
+    attention_case(pool, pool1, 9, 3, 72, 7, (const int32_t[]){1, 1, 9}, (const int32_t[]){257, 128, 140});
+    attention_case(pool, pool1, 4, 4, 36, 3, (const int32_t[]){2, 1, 5}, (const int32_t[]){130, 1, 260});
+    attention_case(pool, pool1, 8, 1, 128, 16, (const int32_t[]){1, 4, 1}, (const int32_t[]){1000, 4, 2100});
 }
 
 static void test_rope_and_norm(void) {
@@ -256,7 +288,9 @@ int main(void) {
     cs_pool *pool = cs_pool_init(3);
     test_matmul(NULL);
     test_matmul(pool);
-    test_attention(pool);
+    cs_pool *pool1 = cs_pool_init(1);
+    test_attention(pool, pool1);
+    cs_pool_free(pool1);
     test_rope_and_norm();
     cs_pool_free(pool);
     return TEST_REPORT();

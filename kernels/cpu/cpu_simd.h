@@ -14,6 +14,17 @@ typedef __m256 cs_v8;
 static inline cs_v8 cs_v8_zero(void) { return _mm256_setzero_ps(); }
 static inline cs_v8 cs_v8_load(const float *p) { return _mm256_loadu_ps(p); }
 static inline cs_v8 cs_v8_fma(cs_v8 a, cs_v8 b, cs_v8 c) { return _mm256_fmadd_ps(a, b, c); }
+static inline cs_v8 cs_v8_set1(float x) { return _mm256_set1_ps(x); }
+static inline void cs_v8_store(float *p, cs_v8 v) { _mm256_storeu_ps(p, v); }
+// Lane j = the sum of a[j]'s lanes, ((0+1) + (2+3)) + ((4+5) + (6+7)): eight sums in one
+// transpose.
+static inline cs_v8 cs_v8_sum8(const cs_v8 a[8]) {
+    __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+    __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+    // u0: lane j < 4 sums the low half of a[j], lane 4 + j its high half; u1 the same for a[4 + j]
+    __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
 static inline float cs_v8_sum(cs_v8 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -37,6 +48,13 @@ static inline cs_v8 cs_v8_fma(cs_v8 a, cs_v8 b, cs_v8 c) {
 static inline float cs_v8_sum(cs_v8 v) {
     float a = (v[0] + v[4]) + (v[2] + v[6]), b = (v[1] + v[5]) + (v[3] + v[7]);
     return a + b;
+}
+static inline cs_v8 cs_v8_set1(float x) { return (cs_v8){x, x, x, x, x, x, x, x}; }
+static inline void cs_v8_store(float *p, cs_v8 v) { memcpy(p, &v, sizeof v); }
+static inline cs_v8 cs_v8_sum8(const cs_v8 a[8]) {
+    cs_v8 r;
+    for (int j = 0; j < 8; j++) r[j] = ((a[j][0] + a[j][1]) + (a[j][2] + a[j][3])) + ((a[j][4] + a[j][5]) + (a[j][6] + a[j][7]));
+    return r;
 }
 #endif
 
