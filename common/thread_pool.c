@@ -1,10 +1,18 @@
 #include "thread_pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
+
+// A forward pass runs hundreds of loops a step, a few to a few hundred microseconds apart.
+// Waking a sleeping thread through the kernel costs tens of microseconds on a VM, so the
+// workers (and the caller, waiting for them) watch for the next loop this long before they
+// sleep: 0.2 ms of spinning now and then costs less than a wake-up per loop.
+#define SPIN_NS 200000
 
 struct worker_arg;
 
@@ -14,9 +22,9 @@ struct cs_pool {
     struct worker_arg *args;
     pthread_mutex_t mu;
     pthread_cond_t start, done;
-    unsigned generation;  // bumped for each loop, under mu
-    int busy;             // workers still inside the current loop
-    bool stop;
+    atomic_uint generation; // bumped for each loop, under mu
+    atomic_int busy;        // workers still inside the current loop
+    atomic_bool stop;
     // the current loop
     cs_pool_fn fn;
     void *ctx;
@@ -38,21 +46,60 @@ typedef struct worker_arg {
     int thread;
 } worker_arg;
 
+static long long now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+// Between looks: give the core away if another thread wants it (more threads than cores,
+// or other processes): a spinner that kept it would starve the thread it waits for.
+static inline void cpu_relax(void) { sched_yield(); }
+
+// Spins up to SPIN_NS until done(p, arg); whether it became true.
+static bool spin_until(cs_pool *p, bool (*done)(cs_pool *, unsigned), unsigned arg) {
+    long long end = 0;
+    for (int i = 0;; i++) {
+        if (done(p, arg)) return true;
+        cpu_relax();
+        if (i % 16 == 15) { // the clock only now and then
+            long long t = now_ns();
+            if (end == 0) end = t + SPIN_NS;
+            else if (t > end) return false;
+        }
+    }
+}
+
+static bool new_loop(cs_pool *p, unsigned seen) {
+    return atomic_load_explicit(&p->generation, memory_order_acquire) != seen ||
+           atomic_load_explicit(&p->stop, memory_order_acquire);
+}
+
+static bool all_done(cs_pool *p, unsigned unused) {
+    (void)unused;
+    return atomic_load_explicit(&p->busy, memory_order_acquire) == 0;
+}
+
 static void *worker_main(void *arg) {
     cs_pool *p = ((worker_arg *)arg)->pool;
     int thread = ((worker_arg *)arg)->thread;
     unsigned seen = 0;
-    pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->stop && p->generation == seen) pthread_cond_wait(&p->start, &p->mu);
+        if (!spin_until(p, new_loop, seen)) {
+            pthread_mutex_lock(&p->mu);
+            while (!p->stop && p->generation == seen) pthread_cond_wait(&p->start, &p->mu);
+            pthread_mutex_unlock(&p->mu);
+        }
         if (p->stop) break;
-        seen = p->generation;
-        pthread_mutex_unlock(&p->mu);
+        seen = atomic_load_explicit(&p->generation, memory_order_acquire);
         drain(p, thread);
-        pthread_mutex_lock(&p->mu);
-        if (--p->busy == 0) pthread_cond_signal(&p->done);
+        if (atomic_fetch_sub_explicit(&p->busy, 1, memory_order_acq_rel) == 1) {
+            // the caller may be asleep on done: signal under the mutex it checks busy with
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
@@ -112,12 +159,13 @@ void cs_pool_run(cs_pool *p, cs_pool_fn fn, void *ctx, int n) {
     p->ctx = ctx;
     p->n = n;
     atomic_store(&p->next, 0);
-    p->busy = p->n_threads - 1;
-    p->generation++;
+    atomic_store(&p->busy, p->n_threads - 1);
+    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release); // publishes the loop
     pthread_cond_broadcast(&p->start);
     pthread_mutex_unlock(&p->mu);
     drain(p, 0);
+    if (spin_until(p, all_done, 0)) return;
     pthread_mutex_lock(&p->mu);
-    while (p->busy > 0) pthread_cond_wait(&p->done, &p->mu);
+    while (atomic_load(&p->busy) > 0) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
 }
