@@ -68,11 +68,13 @@ static void micro_2x4(const float *x, int ldx, const float *w, int ldw, int k, f
 // Each output element still sees the arithmetic of cs_dot_f32 over the dequantised row (same
 // weight values, one accumulator, same FMA order over k), bit for bit, whatever the group.
 #define GEMV_ROWS 4
-// Decode streams every weight from memory once, and the hardware prefetcher alone leaves
-// the four row streams waiting on memory (Q8_0 lm_head: 2.8 GB/s of 14.6 on this machine's
-// one thread). Asking for the bytes this far ahead of each row doubles that. (An address past
-// the weights is harmless: a prefetch never faults; it is formed as an integer, not a pointer.)
-#define GEMV_PREFETCH_BYTES 1024
+// Decode streams every weight from memory once, and the hardware prefetcher alone left the
+// four row streams waiting on memory (Q8_0 lm_head: 2.8 GB/s of 14.6 on this machine's one
+// thread). Rows are contiguous, so each row asks for the same offset in the next group of
+// four rows: every byte once, one group (a few KiB) ahead, into L2 (a far distance could
+// outrun L1). An address past the weights is harmless: a prefetch never faults; it is formed
+// as an integer, not a pointer.
+#define GEMV_PREFETCH(p, ahead) __builtin_prefetch((const void *)((uintptr_t)(p) + (ahead)), 0, 2)
 #define GEMV_STEP(r, BB, decode)                                                          \
     do {                                                                                  \
         cs_v8 w[4];                                                                       \
@@ -84,12 +86,13 @@ static void micro_2x4(const float *x, int ldx, const float *w, int ldw, int k, f
     static void name(const float *x, const unsigned char *const wrow[GEMV_ROWS], int k,   \
                      float out[GEMV_ROWS]) {                                              \
         cs_v8 acc0 = cs_v8_zero(), acc1 = acc0, acc2 = acc0, acc3 = acc0;                 \
+        size_t group_bytes = (size_t)(k / (G)) * (BB) * GEMV_ROWS;                        \
         for (int b = 0; b < k / (G); b++)                                                 \
             for (int s = 0; s < (G) / 32; s++) {                                          \
                 const float *xb = x + b * (G) + 32 * s;                                   \
                 if (s == 0)                                                               \
                     for (int r = 0; r < GEMV_ROWS; r++)                                   \
-                        __builtin_prefetch((const void *)((uintptr_t)wrow[r] + (size_t)b * (BB) + GEMV_PREFETCH_BYTES)); \
+                        GEMV_PREFETCH(wrow[r] + (size_t)b * (BB), group_bytes);           \
                 GEMV_STEP(0, BB, decode);                                                 \
                 GEMV_STEP(1, BB, decode);                                                 \
                 GEMV_STEP(2, BB, decode);                                                 \
