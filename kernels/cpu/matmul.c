@@ -161,9 +161,15 @@ static void matmul_task(void *ctx, int task, int thread) {
         gemv_task(j, n0, nn);
         return;
     }
-    float *wbuf = j->scratch + (size_t)thread * TILE_N * j->k;
-    for (int c = 0; c < nn; c++)
-        cs_cpu_dequant_row(j->wt, j->w + (size_t)(n0 + c) * j->w_row_bytes, wbuf + (size_t)c * j->k, j->k);
+    const float *wbuf;
+    if (j->wt == CS_DTYPE_F32 && (uintptr_t)j->w % sizeof(float) == 0) { // already fp32 rows: read in place
+        wbuf = (const float *)(const void *)(j->w + (size_t)n0 * j->w_row_bytes);
+    } else {
+        float *buf = j->scratch + (size_t)thread * TILE_N * j->k;
+        for (int c = 0; c < nn; c++)
+            cs_cpu_dequant_row(j->wt, j->w + (size_t)(n0 + c) * j->w_row_bytes, buf + (size_t)c * j->k, j->k);
+        wbuf = buf;
+    }
     int m2 = j->m & ~1, c4 = nn & ~3;
     for (int r = 0; r < j->m; r += 2) {
         for (int c = 0; c < nn; c += 4) {
