@@ -60,7 +60,8 @@ static cs_status quantize_weight(cs_model *m, const cs_model_tensor *t, cs_weigh
     return CS_OK;
 }
 
-// Resolves a matrix: quantised and fp32 weights are used in place, fp16/bf16 converted once;
+// Resolves a matrix: every type is used in place (the CPU kernels decode fp16/bf16 and the
+// quantised blocks as they read them, so 16-bit checkpoints keep their 2 bytes a weight);
 // with --quant, the layers' float matrices (quant: true) are quantised instead.
 static cs_status get_weight(cs_model *m, const char *name, cs_weight *w, bool quant, char *err, size_t errlen) {
     const cs_model_tensor *t = cs_model_file_tensor(m->file, name);
@@ -71,14 +72,6 @@ static cs_status get_weight(cs_model *m, const char *name, cs_weight *w, bool qu
     w->data = t->data;
     bool is_float = t->dtype == CS_DTYPE_F32 || t->dtype == CS_DTYPE_F16 || t->dtype == CS_DTYPE_BF16;
     if (quant && is_float && m->quant != CS_DTYPE_COUNT) return quantize_weight(m, t, w, name, err, errlen);
-    if (t->dtype != CS_DTYPE_F16 && t->dtype != CS_DTYPE_BF16) return CS_OK;
-    float *f = cs_model_alloc(m, (size_t)w->rows * w->cols * sizeof *f);
-    if (!f) return cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory converting '%s'", name);
-    size_t row_bytes = (size_t)w->cols * 2;
-    for (int r = 0; r < w->rows; r++)
-        cs_cpu_dequant_row(t->dtype, (const unsigned char *)t->data + r * row_bytes, f + (size_t)r * w->cols, w->cols);
-    w->data = f;
-    w->type = CS_DTYPE_F32;
     return CS_OK;
 }
 

@@ -1,5 +1,5 @@
-// A model ready to run: weights resolved from a cs_model_file (quantised ones in place,
-// everything else converted once to fp32) and the RoPE table.
+// A model ready to run: weight matrices resolved from a cs_model_file (in place, in their
+// file's type, or quantised at load with --quant; vectors copied to fp32) and the RoPE table.
 #ifndef CS_MODEL_H
 #define CS_MODEL_H
 

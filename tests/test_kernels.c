@@ -50,7 +50,8 @@ static void *make_weights(cs_dtype t, int n, int k, float *exact) {
 static void test_matmul(cs_pool *pool) {
     // m = 1, 2..8 and 9.. take the three paths (one-row GEMV, several-row GEMV, tiled)
     const int shapes[][3] = {{1, 1, 32},  {2, 9, 64},   {3, 5, 64},    {7, 19, 96},
-                             {8, 33, 128}, {9, 8, 64}, {16, 64, 576}, {33, 17, 160}, {1, 49, 1536}};
+                             {8, 33, 128}, {9, 8, 64}, {16, 64, 576}, {33, 17, 160}, {1, 49, 1536},
+                             {1, 7, 40},   {2, 5, 72}}; // 16-bit floats with k % 32 != 0: tiled at m = 1
     for (int t = 0; t < CS_DTYPE_COUNT; t++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];

@@ -44,13 +44,20 @@ void cs_cpu_dequant_row(cs_dtype t, const void *src, float *dst, int64_t n) {
         }
         break;
     }
-    case CS_DTYPE_BF16:
-        for (int64_t i = 0; i < n; i++) {
+    case CS_DTYPE_BF16: {
+        int64_t i = 0;
+        for (; i + 32 <= n; i += 32) { // exact: bf16 is fp32's top half
+            cs_v8 w[4];
+            cs_bf16_sub_v8(s + 2 * i, 0, w);
+            memcpy(dst + i, w, sizeof w);
+        }
+        for (; i < n; i++) {
             uint16_t h;
             memcpy(&h, s + 2 * i, 2);
             dst[i] = cs_bf16_to_f32(h);
         }
         break;
+    }
     // Block types are read through byte pointers (quant_simd.h): 2-byte alignment suffices.
     case CS_DTYPE_Q8_0: dequant_q8_0(s, dst, n / 32); break;
     case CS_DTYPE_Q4_0: dequant_q4_0(s, dst, n / 32); break;

@@ -111,11 +111,13 @@ GEMV_KERNEL(gemv4_i4_g64, 64, CS_I4_BLOCK_BYTES(64), cs_i4_sub_v8)
 GEMV_KERNEL(gemv4_i4_g128, 128, CS_I4_BLOCK_BYTES(128), cs_i4_sub_v8)
 GEMV_KERNEL(gemv4_i8_g64, 64, CS_I8_BLOCK_BYTES(64), cs_i8_sub_v8)
 GEMV_KERNEL(gemv4_i8_g128, 128, CS_I8_BLOCK_BYTES(128), cs_i8_sub_v8)
+GEMV_KERNEL(gemv4_f16, 32, 64, cs_f16_sub_v8)   // 16-bit floats in runs of 32: k % 32 == 0 only
+GEMV_KERNEL(gemv4_bf16, 32, 64, cs_bf16_sub_v8)
 
 typedef void (*gemv_fn)(const float *, const unsigned char *const *, int, float *);
 
-// The register-decoding kernel for a block type; NULL for float types (they take the tiled
-// path at any m: there is nothing to decode).
+// The register-decoding kernel for a weight type; NULL for F32 (the tiled path reads its rows
+// in place at any m: there is nothing to decode).
 static gemv_fn gemv_kernel(cs_dtype t) {
     switch (t) {
     case CS_DTYPE_Q4_1: return gemv4_q4_1;
@@ -126,9 +128,9 @@ static gemv_fn gemv_kernel(cs_dtype t) {
     case CS_DTYPE_I4_G128: return gemv4_i4_g128;
     case CS_DTYPE_I8_G64: return gemv4_i8_g64;
     case CS_DTYPE_I8_G128: return gemv4_i8_g128;
+    case CS_DTYPE_F16: return gemv4_f16;
+    case CS_DTYPE_BF16: return gemv4_bf16;
     case CS_DTYPE_F32:
-    case CS_DTYPE_F16:
-    case CS_DTYPE_BF16:
     case CS_DTYPE_COUNT: break;
     }
     return NULL;
@@ -152,12 +154,15 @@ static void gemv_task(matmul_job *j, int n0, int nn) {
     }
 }
 
-static bool use_gemv(cs_dtype t, int m) { return m <= GEMV_MAX_M && gemv_kernel(t) != NULL; }
+static bool use_gemv(cs_dtype t, int m, int k) {
+    bool runs_of_32 = cs_dtype_block_elems(t) > 1 || k % 32 == 0; // the 16-bit floats' kernels
+    return m <= GEMV_MAX_M && gemv_kernel(t) != NULL && runs_of_32;
+}
 
 static void matmul_task(void *ctx, int task, int thread) {
     matmul_job *j = ctx;
     int n0 = task * TILE_N, nn = j->n - n0 < TILE_N ? j->n - n0 : TILE_N;
-    if (use_gemv(j->wt, j->m)) {
+    if (use_gemv(j->wt, j->m, j->k)) {
         gemv_task(j, n0, nn);
         return;
     }
