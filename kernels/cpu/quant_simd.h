@@ -109,35 +109,33 @@ static inline void cs_q8_v8(float d, const int8_t *qs, cs_v8 w[4]) {
 #endif
 
 // 16-bit floats, 32 at a time (64 bytes; "sub-block" s of 32 weights at p): exact conversions.
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-static inline void cs_f16_sub_v8(const unsigned char *p, int s, cs_v8 w[4]) {
-    for (int i = 0; i < 4; i++) w[i] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 64 * s + 16 * i)));
-}
-#else
-static inline void cs_f16_sub_v8(const unsigned char *p, int s, cs_v8 w[4]) {
+// The portable form of both: each element through the scalar conversion.
+static inline void cs_half32_scalar(const unsigned char *p, float (*convert)(uint16_t), cs_v8 w[4]) {
     for (int j = 0; j < 32; j++) {
         uint16_t h;
-        memcpy(&h, p + 64 * s + 2 * j, 2);
-        w[j / 8][j % 8] = cs_fp16_to_f32(h);
+        memcpy(&h, p + 2 * j, 2);
+        w[j / 8][j % 8] = convert(h);
     }
 }
+
+static inline void cs_f16_sub_v8(const unsigned char *p, int s, cs_v8 w[4]) {
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+    for (int i = 0; i < 4; i++) w[i] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 64 * s + 16 * i)));
+#else
+    cs_half32_scalar(p + 64 * s, cs_fp16_to_f32, w);
 #endif
-#if defined(__AVX2__) && defined(__FMA__)
+}
+
 static inline void cs_bf16_sub_v8(const unsigned char *p, int s, cs_v8 w[4]) {
+#if defined(__AVX2__) && defined(__FMA__)
     for (int i = 0; i < 4; i++) {
         __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p + 64 * s + 16 * i)));
         w[i] = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)); // bf16 is fp32's top half
     }
-}
 #else
-static inline void cs_bf16_sub_v8(const unsigned char *p, int s, cs_v8 w[4]) {
-    for (int j = 0; j < 32; j++) {
-        uint16_t h;
-        memcpy(&h, p + 64 * s + 2 * j, 2);
-        w[j / 8][j % 8] = cs_bf16_to_f32(h);
-    }
-}
+    cs_half32_scalar(p + 64 * s, cs_bf16_to_f32, w);
 #endif
+}
 
 static inline float cs_f32_at(const unsigned char *p) {
     float f;
