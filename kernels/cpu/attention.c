@@ -1,5 +1,6 @@
-// Paged causal attention, the reference: one task per (token, some query heads of one KV
-// group), so the heads of a group read each K and V row once between them. Positions go in
+// Paged causal attention, the reference: one task per (up to Q_TILE tokens of a sequence, some
+// query heads of one KV group), so those heads and tokens read each K and V row once between
+// them. Positions go in
 // chunks of CHUNK with an online softmax (flash attention's running max and sum): scores for a
 // chunk, their exp, then the weighted V rows added into the output row, rescaled when the max
 // grows. fp32 throughout.
@@ -15,6 +16,11 @@
 #include "cpu_simd.h"
 
 #define CHUNK 128 // positions per online-softmax step
+#define Q_TILE 4  // tokens of a sequence that share a task (and each K/V row) in prefill
+
+// Per thread, for a task of up to n_head heads: one chunk's scores, then Q_TILE x n_head
+// running maxima and sums.
+static size_t thread_scratch_floats(int n_head) { return CHUNK + 2 * (size_t)Q_TILE * n_head; }
 
 typedef struct attn_job {
     float *out;
@@ -78,29 +84,59 @@ static void accumulate_v(float *o, const float *p, const float *const *v, int n,
         for (int j = 0; j < n; j++) o[d] = fmaf(p[j], v[j][d], o[d]);
 }
 
+// One head of one token over one chunk of its positions (n of them, rows krow/vrow; krow
+// padded to a multiple of 8): scores, the online-softmax update of its running max, sum and
+// output row o.
+static void chunk_update(const attn_job *j, const float *q, const float *const *krow, const float *const *vrow, int n,
+                         float *sc, float *run_max, float *run_sum, float *o) {
+    int hd = j->head_dim;
+    for (int i = 0; i < n; i += 8) {
+        float s8[8];
+        scores8(q, krow + i, hd, j->scale, s8);
+        memcpy(sc + i, s8, sizeof(float) * (size_t)(n - i < 8 ? n - i : 8));
+    }
+    float m = cs_cpu_max(sc, n);
+    if (m > *run_max) { // the sum and output so far were weighted by exp(-old max)
+        float alpha = *run_max == -INFINITY ? 0.0f : cs_cpu_exp_scaled1(*run_max, m, 1.0f);
+        *run_sum *= alpha;
+        for (int d = 0; d < hd; d++) o[d] *= alpha;
+        *run_max = m;
+    }
+    cs_cpu_exp_scaled(sc, n, *run_max, 1.0f, sc); // in place, 8 at a time, within 2 ulp of expf
+    for (int i = 0; i < n; i++) *run_sum += sc[i];
+    accumulate_v(o, sc, vrow, n, hd);
+}
+
+// Task = (token, some heads of one KV group). The task of a sequence's token i with i % Q_TILE
+// == 0 takes tokens i .. i + Q_TILE - 1 (those of its sequence), so that they share each chunk
+// of K and V rows from L1; the other tokens' tasks have nothing to do.
 static void attn_task(void *ctx, int task, int thread) {
     attn_job *j = ctx;
     const cs_attn_batch *b = j->b;
     int group = j->n_head / j->n_kv, hd = j->head_dim, kv_dim = j->n_kv * hd;
-    int t = task / (j->n_kv * j->tasks_per_group), rest = task % (j->n_kv * j->tasks_per_group);
+    int t0 = task / (j->n_kv * j->tasks_per_group), rest = task % (j->n_kv * j->tasks_per_group);
     int kvh = rest / j->tasks_per_group, h0 = kvh * group + rest % j->tasks_per_group * j->heads_per_task;
     int nh = kvh * group + group - h0 < j->heads_per_task ? kvh * group + group - h0 : j->heads_per_task;
-    int s = seq_of(b, t);
-    int q_len = b->q_start[s + 1] - b->q_start[s];
-    int visible = b->kv_len[s] - q_len + (t - b->q_start[s]) + 1; // causal, bottom-right
+    int s = seq_of(b, t0);
+    int q_len = b->q_start[s + 1] - b->q_start[s], i0 = t0 - b->q_start[s];
+    if (i0 % Q_TILE) return;
+    int nt = q_len - i0 < Q_TILE ? q_len - i0 : Q_TILE;
+    int visible0 = b->kv_len[s] - q_len + i0 + 1; // causal, bottom-right: token t0 + i sees visible0 + i
     const int32_t *blocks = b->block_table + b->bt_start[s];
 
-    // per thread: scores (nh x CHUNK), then the running max and sum of each head
-    float *score = j->scratch + (size_t)thread * ((size_t)j->heads_per_task * (CHUNK + 2));
-    float *run_max = score + (size_t)j->heads_per_task * CHUNK, *run_sum = run_max + j->heads_per_task;
+    // per thread: one chunk's scores, then the running max and sum of each (token, head)
+    float *score = j->scratch + (size_t)thread * thread_scratch_floats(j->heads_per_task);
+    float *run_max = score + CHUNK, *run_sum = run_max + Q_TILE * j->heads_per_task;
     const float *krow[CHUNK], *vrow[CHUNK];
-    for (int h = 0; h < nh; h++) {
-        run_max[h] = -INFINITY;
-        run_sum[h] = 0;
-        memset(j->out + ((size_t)t * j->n_head + h0 + h) * hd, 0, (size_t)hd * sizeof(float));
-    }
-    for (int p0 = 0; p0 < visible; p0 += CHUNK) {
-        int n = visible - p0 < CHUNK ? visible - p0 : CHUNK;
+    for (int i = 0; i < nt; i++)
+        for (int h = 0; h < nh; h++) {
+            run_max[i * nh + h] = -INFINITY;
+            run_sum[i * nh + h] = 0;
+            memset(j->out + ((size_t)(t0 + i) * j->n_head + h0 + h) * hd, 0, (size_t)hd * sizeof(float));
+        }
+    int last = visible0 + nt - 1; // positions the tile's last token sees
+    for (int p0 = 0; p0 < last; p0 += CHUNK) {
+        int n = last - p0 < CHUNK ? last - p0 : CHUNK;
         for (int i = 0; i < n; i++) {
             int p = p0 + i;
             size_t slot = (size_t)blocks[p / b->block_size] * b->block_size + p % b->block_size;
@@ -108,34 +144,25 @@ static void attn_task(void *ctx, int task, int thread) {
             vrow[i] = j->v_cache + slot * kv_dim + (size_t)kvh * hd;
         }
         for (int i = n; i < ((n + 7) & ~7); i++) krow[i] = krow[n - 1]; // a short last eight: its spare lanes unused
-        for (int h = 0; h < nh; h++) {
-            const float *q = j->q + ((size_t)t * j->n_head + h0 + h) * hd;
-            float *sc = score + (size_t)h * CHUNK, *o = j->out + ((size_t)t * j->n_head + h0 + h) * hd;
-            for (int i = 0; i < n; i += 8) {
-                float s8[8];
-                scores8(q, krow + i, hd, j->scale, s8);
-                memcpy(sc + i, s8, sizeof(float) * (size_t)(n - i < 8 ? n - i : 8));
+        for (int i = 0; i < nt; i++) {
+            int ni = visible0 + i - p0 < n ? visible0 + i - p0 : n; // this token's part of the chunk
+            if (ni <= 0) continue;
+            for (int h = 0; h < nh; h++) {
+                const float *q = j->q + ((size_t)(t0 + i) * j->n_head + h0 + h) * hd;
+                float *o = j->out + ((size_t)(t0 + i) * j->n_head + h0 + h) * hd;
+                chunk_update(j, q, krow, vrow, ni, score, &run_max[i * nh + h], &run_sum[i * nh + h], o);
             }
-            float m = cs_cpu_max(sc, n);
-            if (m > run_max[h]) { // the sum and output so far were weighted by exp(-old max)
-                float alpha = run_max[h] == -INFINITY ? 0.0f : cs_cpu_exp_scaled1(run_max[h], m, 1.0f);
-                run_sum[h] *= alpha;
-                for (int d = 0; d < hd; d++) o[d] *= alpha;
-                run_max[h] = m;
-            }
-            cs_cpu_exp_scaled(sc, n, run_max[h], 1.0f, sc); // in place, 8 at a time, within 2 ulp of expf
-            for (int i = 0; i < n; i++) run_sum[h] += sc[i];
-            accumulate_v(o, sc, vrow, n, hd);
         }
     }
-    for (int h = 0; h < nh; h++) {
-        float *o = j->out + ((size_t)t * j->n_head + h0 + h) * hd, inv = 1.0f / run_sum[h];
-        for (int d = 0; d < hd; d++) o[d] *= inv;
-    }
+    for (int i = 0; i < nt; i++)
+        for (int h = 0; h < nh; h++) {
+            float *o = j->out + ((size_t)(t0 + i) * j->n_head + h0 + h) * hd, inv = 1.0f / run_sum[i * nh + h];
+            for (int d = 0; d < hd; d++) o[d] *= inv;
+        }
 }
 
 size_t cs_cpu_attention_scratch(int n_head, int n_threads) {
-    return (size_t)n_threads * (size_t)n_head * (CHUNK + 2) * sizeof(float);
+    return (size_t)n_threads * thread_scratch_floats(n_head) * sizeof(float);
 }
 
 void cs_cpu_attention(float *out, const float *q, const float *k_cache, const float *v_cache,
