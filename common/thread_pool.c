@@ -52,16 +52,14 @@ static long long now_ns(void) {
     return t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
-// Between looks: give the core away if another thread wants it (more threads than cores,
-// or other processes): a spinner that kept it would starve the thread it waits for.
-static inline void cpu_relax(void) { sched_yield(); }
-
 // Spins up to SPIN_NS until done(p, arg); whether it became true.
 static bool spin_until(cs_pool *p, bool (*done)(cs_pool *, unsigned), unsigned arg) {
     long long end = 0;
     for (int i = 0;; i++) {
         if (done(p, arg)) return true;
-        cpu_relax();
+        // give the core away if another thread wants it (more threads than cores, or other
+        // processes): a spinner that kept it would starve the thread it waits for
+        sched_yield();
         if (i % 16 == 15) { // the clock only now and then
             long long t = now_ns();
             if (end == 0) end = t + SPIN_NS;

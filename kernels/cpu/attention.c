@@ -1,9 +1,8 @@
 // Paged causal attention, the reference: one task per (up to Q_TILE tokens of a sequence, some
 // query heads of one KV group), so those heads and tokens read each K and V row once between
-// them. Positions go in
-// chunks of CHUNK with an online softmax (flash attention's running max and sum): scores for a
-// chunk, their exp, then the weighted V rows added into the output row, rescaled when the max
-// grows. fp32 throughout.
+// them. Positions go in chunks of CHUNK with an online softmax (flash attention's running max
+// and sum): scores for a chunk, their exp, then the weighted V rows added into the output row,
+// rescaled when the max grows. fp32 throughout.
 //
 // The arithmetic of a (token, head) depends only on its query, its visible positions and the
 // chunk boundaries (multiples of CHUNK from position 0), never on which heads or tokens share

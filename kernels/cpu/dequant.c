@@ -26,38 +26,29 @@ DEQUANT_BLOCKS(dequant_i4_g128, 128, CS_I4_BLOCK_BYTES(128), cs_i4_sub_v8)
 DEQUANT_BLOCKS(dequant_i8_g64, 64, CS_I8_BLOCK_BYTES(64), cs_i8_sub_v8)
 DEQUANT_BLOCKS(dequant_i8_g128, 128, CS_I8_BLOCK_BYTES(128), cs_i8_sub_v8)
 
+// 16-bit floats: runs of 32 through the vector decoder, the rest one by one; both exact.
+static void dequant_half(const unsigned char *s, float *dst, int64_t n, void (*decode32)(const unsigned char *, int, cs_v8 *),
+                         float (*convert)(uint16_t)) {
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        cs_v8 w[4];
+        decode32(s + 2 * i, 0, w);
+        memcpy(dst + i, w, sizeof w);
+    }
+    for (; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, s + 2 * i, 2);
+        dst[i] = convert(h);
+    }
+}
+
 void cs_cpu_dequant_row(cs_dtype t, const void *src, float *dst, int64_t n) {
     CS_ASSERT(n >= 0 && n % cs_dtype_block_elems(t) == 0);
     const unsigned char *s = src;
     switch (t) {
     case CS_DTYPE_F32: memcpy(dst, src, (size_t)n * 4); break;
-    case CS_DTYPE_F16: {
-        int64_t i = 0;
-#if defined(__F16C__)
-        for (; i + 8 <= n; i += 8) // exact, like cs_fp16_to_f32
-            _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + 2 * i))));
-#endif
-        for (; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, s + 2 * i, 2);
-            dst[i] = cs_fp16_to_f32(h);
-        }
-        break;
-    }
-    case CS_DTYPE_BF16: {
-        int64_t i = 0;
-        for (; i + 32 <= n; i += 32) { // exact: bf16 is fp32's top half
-            cs_v8 w[4];
-            cs_bf16_sub_v8(s + 2 * i, 0, w);
-            memcpy(dst + i, w, sizeof w);
-        }
-        for (; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, s + 2 * i, 2);
-            dst[i] = cs_bf16_to_f32(h);
-        }
-        break;
-    }
+    case CS_DTYPE_F16: dequant_half(s, dst, n, cs_f16_sub_v8, cs_fp16_to_f32); break;
+    case CS_DTYPE_BF16: dequant_half(s, dst, n, cs_bf16_sub_v8, cs_bf16_to_f32); break;
     // Block types are read through byte pointers (quant_simd.h): 2-byte alignment suffices.
     case CS_DTYPE_Q8_0: dequant_q8_0(s, dst, n / 32); break;
     case CS_DTYPE_Q4_0: dequant_q4_0(s, dst, n / 32); break;

@@ -87,17 +87,16 @@ static void micro_2x4(const float *x, int ldx, const float *w, int ldw, int k, f
                      float out[GEMV_ROWS]) {                                              \
         cs_v8 acc0 = cs_v8_zero(), acc1 = acc0, acc2 = acc0, acc3 = acc0;                 \
         size_t group_bytes = (size_t)(k / (G)) * (BB) * GEMV_ROWS;                        \
-        for (int b = 0; b < k / (G); b++)                                                 \
+        for (int b = 0; b < k / (G); b++) {                                               \
+            for (int r = 0; r < GEMV_ROWS; r++) GEMV_PREFETCH(wrow[r] + (size_t)b * (BB), group_bytes); \
             for (int s = 0; s < (G) / 32; s++) {                                          \
                 const float *xb = x + b * (G) + 32 * s;                                   \
-                if (s == 0)                                                               \
-                    for (int r = 0; r < GEMV_ROWS; r++)                                   \
-                        GEMV_PREFETCH(wrow[r] + (size_t)b * (BB), group_bytes);           \
                 GEMV_STEP(0, BB, decode);                                                 \
                 GEMV_STEP(1, BB, decode);                                                 \
                 GEMV_STEP(2, BB, decode);                                                 \
                 GEMV_STEP(3, BB, decode);                                                 \
             }                                                                             \
+        }                                                                                 \
         out[0] = cs_v8_sum(acc0);                                                         \
         out[1] = cs_v8_sum(acc1);                                                         \
         out[2] = cs_v8_sum(acc2);                                                         \

@@ -90,10 +90,7 @@ static inline void cs_q4_1_v8(float d, float m, const uint8_t *qs, cs_v8 w[4]) {
 }
 
 static inline void cs_q4_1_h_v8(const unsigned char *p, const uint8_t *qs, cs_v8 w[4]) {
-    uint16_t d, m;
-    memcpy(&d, p, 2);
-    memcpy(&m, p + 2, 2);
-    cs_q4_1_v8(cs_fp16_to_f32(d), cs_fp16_to_f32(m), qs, w);
+    cs_q4_1_v8(cs_half_at(p), cs_half_at(p + 2), qs, w);
 }
 
 static inline void cs_q4_0_v8(float d, const uint8_t *qs, cs_v8 w[4]) {
