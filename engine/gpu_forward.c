@@ -156,7 +156,7 @@ static size_t carve(cs_gpu_forward *f, char *base) {
     TAKE(f->pen_in_prompt, f->pen_cap);
     TAKE(f->mask_bits, S * (size_t)((c->vocab_size + 31) / 32) * 4);
     TAKE(f->mask_row, S * 4);
-    if (base) { // unpadded: one copy brings all four back
+    if (base) { // the four outputs back to back, at the offsets of the host copy (h_out)
         f->ids = (int32_t *)(base + off);
         f->lp = (float *)(f->ids + T);
         f->top_ids = (int32_t *)(f->lp + T);
@@ -491,24 +491,27 @@ void cs_gpu_forward_run_layers(cs_gpu_forward *f, const cs_batch *b) {
 void cs_gpu_forward_launch_sample(cs_gpu_forward *f, const cs_batch *b, const cs_cuda_sample_params *params,
                                   const int32_t *pen_ids, const int32_t *pen_counts, const uint8_t *pen_in_prompt,
                                   int n_pen, const cs_gpu_masks *masks) {
-    int n = b->n_logits, T = f->p.max_tokens, k = take_pair(f);
+    int n = b->n_logits, T = f->p.max_tokens, k = take_pair(f), most_lp = 0;
+    CS_ASSERT(!params || (n <= f->p.max_seqs && n_pen >= 0 && (size_t)n_pen <= f->pen_cap));
+    CS_ASSERT(!params || !masks || (masks->n_masks >= 0 && masks->n_masks <= f->p.max_seqs));
+    for (int i = 0; params && i < n; i++) {
+        CS_ASSERT(params[i].pen_start >= 0 && params[i].pen_len >= 0 && params[i].pen_start + params[i].pen_len <= n_pen &&
+                  params[i].n_logprobs >= 0 && params[i].n_logprobs <= CS_CUDA_MAX_LOGPROBS);
+        CS_ASSERT(!masks || (masks->mask_row[i] >= -1 && masks->mask_row[i] < masks->n_masks));
+        if (params[i].n_logprobs > most_lp) most_lp = params[i].n_logprobs;
+    }
     if (params && n) { // every row says whether it has a mask; the kernel always runs (graphs replay it)
         size_t words = (size_t)(f->g->cfg.vocab_size + 31) / 32;
-        CS_ASSERT(!masks || (masks->n_masks >= 0 && masks->n_masks <= f->p.max_seqs));
-        // pageable sources: the copy has taken them when it returns (it may wait for the stream)
+        // pageable sources: the copy has taken them when it returns (it may wait for the stream,
+        // which costs nothing here: rows with masks or penalties are never scheduled ahead)
         if (masks && masks->n_masks)
             CK(cudaMemcpyAsync(f->mask_bits, masks->bits, (size_t)masks->n_masks * words * 4, cudaMemcpyHostToDevice,
                                f->stream));
-        for (int i = 0; masks && i < n; i++) CS_ASSERT(masks->mask_row[i] < masks->n_masks);
         if (masks && masks->n_masks)
             CK(cudaMemcpyAsync(f->mask_row, masks->mask_row, (size_t)n * 4, cudaMemcpyHostToDevice, f->stream));
         else // no masks: every row -1 (all bytes 0xff)
             CK(cudaMemsetAsync(f->mask_row, 0xff, (size_t)n * 4, f->stream));
     }
-    CS_ASSERT(!params || (n <= f->p.max_seqs && n_pen >= 0 && (size_t)n_pen <= f->pen_cap));
-    for (int i = 0; params && i < n; i++)
-        CS_ASSERT(params[i].pen_start >= 0 && params[i].pen_len >= 0 && params[i].pen_start + params[i].pen_len <= n_pen &&
-                  params[i].n_logprobs >= 0 && params[i].n_logprobs <= CS_CUDA_MAX_LOGPROBS);
     if (params && n) { // staged in pinned memory, which this pair's last step no longer reads
         memcpy(f->h_params[k], params, (size_t)n * sizeof *params);
         CK(cudaMemcpyAsync(f->params, f->h_params[k], (size_t)n * sizeof *params, cudaMemcpyHostToDevice, f->stream));
@@ -519,9 +522,17 @@ void cs_gpu_forward_launch_sample(cs_gpu_forward *f, const cs_batch *b, const cs
         CK(cudaMemcpyAsync(f->pen_in_prompt, pen_in_prompt, (size_t)n_pen, cudaMemcpyHostToDevice, f->stream));
     }
     run(f, b, params ? MODE_SAMPLE : MODE_GREEDY, k);
-    // greedy: the ids alone (they lead the outputs)
-    size_t back = params ? out_bytes((size_t)T) : (size_t)n * 4;
-    if (n) CK(cudaMemcpyAsync(f->h_out[k], f->ids, back, cudaMemcpyDeviceToHost, f->stream));
+    // the n rows of each output (greedy: the ids alone; the top logprobs only when asked for),
+    // at the offsets cs_gpu_forward_wait_sample reads them from
+    char *h = f->h_out[k];
+    if (n) CK(cudaMemcpyAsync(h, f->ids, (size_t)n * 4, cudaMemcpyDeviceToHost, f->stream));
+    if (n && params) CK(cudaMemcpyAsync(h + (size_t)T * 4, f->lp, (size_t)n * 4, cudaMemcpyDeviceToHost, f->stream));
+    if (n && most_lp) {
+        size_t top = (size_t)n * CS_CUDA_MAX_LOGPROBS * 4;
+        CK(cudaMemcpyAsync(h + (size_t)T * 8, f->top_ids, top, cudaMemcpyDeviceToHost, f->stream));
+        CK(cudaMemcpyAsync(h + (size_t)T * (8 + 4 * CS_CUDA_MAX_LOGPROBS), f->top_lp, top, cudaMemcpyDeviceToHost,
+                           f->stream));
+    }
     CK(cudaEventRecord(f->done[k], f->stream));
     f->launched[k] = true;
     f->order[f->n_launched++] = k;

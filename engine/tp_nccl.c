@@ -72,15 +72,14 @@ static cs_tp_nccl *init_comms(int n, int n_world, int first, const unsigned char
         ncclUniqueId uid;
         memcpy(&uid, id, sizeof uid);
         int dev = 0;
-        cudaGetDevice(&dev);
+        if (cudaGetDevice(&dev) != cudaSuccess) dev = 0;
         rc = ncclGroupStart();
-        for (int i = 0; i < n && rc == ncclSuccess; i++) {
-            cudaSetDevice(i);
-            rc = ncclCommInitRank(&comms[i], n_world, uid, first + i);
-        }
+        for (int i = 0; i < n && rc == ncclSuccess; i++)
+            rc = cudaSetDevice(i) != cudaSuccess ? ncclUnhandledCudaError
+                                                 : ncclCommInitRank(&comms[i], n_world, uid, first + i);
         ncclResult_t end = ncclGroupEnd();
         if (rc == ncclSuccess) rc = end;
-        cudaSetDevice(dev);
+        if (cudaSetDevice(dev) != cudaSuccess && rc == ncclSuccess) rc = ncclUnhandledCudaError;
     }
     if (rc != ncclSuccess) {
         cs_errf(err, errlen, CS_ERR_IO, "NCCL: %s", ncclGetErrorString(rc));

@@ -62,8 +62,8 @@ static void check_shape(cs_dtype t, int64_t rows, int64_t cols) {
     void *d_src;
     uint16_t *d_dst;
     CS_ASSERT(cudaMalloc(&d_src, nbytes) == cudaSuccess && cudaMalloc((void **)&d_dst, n * 2) == cudaSuccess);
-    cudaMemcpy(d_src, src, nbytes, cudaMemcpyHostToDevice);
-    cudaMemset(d_dst, 0xff, n * 2); // poison: bf16 0xffff is a NaN
+    CS_ASSERT(cudaMemcpy(d_src, src, nbytes, cudaMemcpyHostToDevice) == cudaSuccess);
+    CS_ASSERT(cudaMemset(d_dst, 0xff, n * 2) == cudaSuccess); // poison: bf16 0xffff is a NaN
     cs_cuda_dequant_bf16(t, d_src, d_dst, rows, cols, NULL);
     CS_ASSERT(cudaMemcpy(got, d_dst, n * 2, cudaMemcpyDeviceToHost) == cudaSuccess);
     // Q formats compute d*q(+m) in fp32 like the reference, then round once: bit-exact.

@@ -3,7 +3,8 @@
 // weights on both backends), and real weights (the default model's first layers, written by
 // tools/cut_gguf.py, CSERVE_GPU_MODEL) where greedy tokens must be identical.
 // Batches mix prefill, an extend over a cached prefix, and decode; block tables are random.
-// Exits 77 (skipped) without CUDA or a device.
+// The forward pass asks for an all-reduce (here the identity over one rank, counted) after
+// every o and down projection. Exits 77 (skipped) without CUDA or a device.
 #include <stdio.h>
 
 #include "test_util.h"
@@ -40,8 +41,22 @@ typedef struct seq {
     int32_t table[MAX_CTX / BS];
 } seq;
 
+// An all-reduce over one rank (the identity) that counts its calls, so that the test sees the
+// forward pass ask for one after every o and down projection, over the step's T x dim values.
+typedef struct allreduce_rec {
+    long calls, bad;
+    size_t want_n;
+} allreduce_rec;
+
+static void record_allreduce(void *ctx, uint16_t *x, size_t n, void *stream) {
+    allreduce_rec *a = ctx;
+    a->calls++;
+    a->bad += n != a->want_n || !x || !stream;
+}
+
 typedef struct rig {
     const cs_model_config *c;
+    allreduce_rec ar;
     cs_forward *cpu;
     cs_gpu_forward *gpu;
     cs_kv_cache kv;
@@ -86,7 +101,12 @@ static void step(rig *R, const int *q_len, const char *what) {
     int V = R->c->vocab_size;
     cs_forward_run(R->cpu, &b, R->lc);
     for (size_t i = 0; i < (size_t)S * V; i++) R->lg[i] = NAN;
+    R->ar.want_n = (size_t)T * R->c->dim;
+    long calls = R->ar.calls, per_pass = 2L * R->c->n_layer;
     cs_gpu_forward_run(R->gpu, &b, R->lg);
+    calls = R->ar.calls - calls; // a replayed graph calls nothing on the host; a captured one, as eager
+    TEST_CONDF(calls == per_pass || (calls == 0 && T == S), "%s: %ld all-reduces for %d tokens, want %ld", what,
+               calls, T, per_pass);
     int32_t ids[N_SEQ];
     cs_gpu_forward_run_greedy(R->gpu, &b, ids); // rewrites the same K/V: idempotent
     for (int r = 0; r < S; r++) {
@@ -177,11 +197,14 @@ static void run_model(cs_model *m, cs_gpu_model *g, const char *name, bool all_t
     R->gpu = cs_gpu_forward_init(g, &p, err, sizeof err);
     TEST_CONDF(R->gpu != NULL, "%s", err);
     if (!R->gpu) return;
+    cs_gpu_forward_set_allreduce(R->gpu, record_allreduce, &R->ar);
     R->lc = malloc(sizeof(float) * N_SEQ * m->cfg.vocab_size);
     R->lg = malloc(sizeof(float) * N_SEQ * m->cfg.vocab_size);
     scenario(R, 42, name);
-    printf("%s: %d logit rows, worst rms(gpu - cpu) / rms(cpu) %.4f, top-1 agreement %d/%d, %d graphs\n", name,
-           R->rows_compared, R->worst_rel, R->top1_agree, R->rows_compared, cs_gpu_forward_graphs(R->gpu));
+    printf("%s: %d logit rows, worst rms(gpu - cpu) / rms(cpu) %.4f, top-1 agreement %d/%d, %d graphs, %ld "
+           "all-reduce calls\n", name, R->rows_compared, R->worst_rel, R->top1_agree, R->rows_compared,
+           cs_gpu_forward_graphs(R->gpu), R->ar.calls);
+    TEST_CONDF(R->ar.bad == 0, "%s: %ld all-reduces over the wrong count or buffer", name, R->ar.bad);
     // random weights give near-flat logits where bf16 rounding may swap close neighbours; real
     // weights must agree on every greedy token
     if (all_top1)

@@ -47,9 +47,9 @@ static void check(int n_rows, int vocab) {
     CS_ASSERT(cudaMalloc((void **)&d_logits, sizeof(float) * (size_t)n_rows * vocab) == cudaSuccess &&
               cudaMalloc((void **)&d_bits, 4 * (size_t)(n_masks ? n_masks : 1) * words) == cudaSuccess &&
               cudaMalloc((void **)&d_rows, 4 * (size_t)n_rows) == cudaSuccess);
-    cudaMemcpy(d_logits, logits, sizeof(float) * (size_t)n_rows * vocab, cudaMemcpyHostToDevice);
-    cudaMemcpy(d_bits, bits, 4 * (size_t)n_masks * words, cudaMemcpyHostToDevice);
-    cudaMemcpy(d_rows, mask_row, 4 * (size_t)n_rows, cudaMemcpyHostToDevice);
+    CS_ASSERT(cudaMemcpy(d_logits, logits, sizeof(float) * (size_t)n_rows * vocab, cudaMemcpyHostToDevice) == cudaSuccess &&
+              cudaMemcpy(d_bits, bits, 4 * (size_t)n_masks * words, cudaMemcpyHostToDevice) == cudaSuccess &&
+              cudaMemcpy(d_rows, mask_row, 4 * (size_t)n_rows, cudaMemcpyHostToDevice) == cudaSuccess);
     cs_cuda_apply_token_mask(d_logits, d_bits, d_rows, n_rows, vocab, NULL);
     CS_ASSERT(cudaMemcpy(got, d_logits, sizeof(float) * (size_t)n_rows * vocab, cudaMemcpyDeviceToHost) == cudaSuccess);
     size_t bad = 0;

@@ -212,15 +212,17 @@ int main(void) {
     // (n, k): n off the 16-row tile and odd multiples of 64; k off 64 and off 256
     // ({320, 1248} in groups of 32: split-K whose last part ends in a half-padded chunk;
     // {3072, 14336}, m <= 8 and groups of 128 only: parts of 11 chunks or more, so the GEMV's
-    // ring of 4 wraps)
+    // ring of 4 wraps; {16896, 14336}, int4, groups of 128, m = 6 to 8: 132 CTAs across n
+    // take the 224 chunks in 4 parts of 56 on any GPU of 100 to 132 SMs, so the GEMV stages 6
+    // tokens' activations (42 KB) in shared memory and reads 7 or 8 (49, 56 KB) from global)
     const int64_t shapes[][2] = {{64, 128}, {200, 96}, {320, 1216}, {320, 1248}, {1088, 4032}, {4096, 4096},
-                                 {3072, 14336}};
+                                 {3072, 14336}, {16896, 14336}};
     const int ms[] = {1, 2, 3, 5, 8, 9, 16, 17, 32, 33, 64, 100, 256};
     for (int bits = 4; bits <= 8; bits += 4)
         for (int group = 32; group <= 128; group *= 2)
             for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
                 int64_t n = shapes[si][0], k = shapes[si][1] / group * group; // whole groups
-                if (k == 0 || (si == 6 && group != 128)) continue;
+                if (k == 0 || (si >= 6 && group != 128) || (si == 7 && bits != 4)) continue;
                 qmat_case q;
                 make_case(&q, bits, group, n, k);
                 check_unpack(&q);
@@ -229,6 +231,7 @@ int main(void) {
                     if (m > 8 && (double)m * n * k > 2e8) continue; // the float64 reference's time
                     if ((m == 2 || m == 5) && (double)n * k > 5e6) continue;  // the GEMV's odd m: small shapes
                     if (si == 6 && m != 1 && m != 8) continue;
+                    if (si == 7 && m != 8) continue;
                     int paths[4] = {CS_CUDA_QPATH_MMA}, n_paths = 1;
                     if (m <= 8) paths[n_paths++] = CS_CUDA_QPATH_GEMV;
                     if (m == 1 || m == 33 || m == 256) paths[n_paths++] = CS_CUDA_QPATH_CUBLAS;
@@ -236,6 +239,8 @@ int main(void) {
                     check_matmul(&q, blas, m, paths, n_paths, (int)(mi % 2));
                 }
                 if (si == 2) check_matmul(&q, blas, 1024, (int[]){CS_CUDA_QPATH_AUTO}, 1, 0);
+                for (int m = 6; si == 7 && m <= 7; m++)
+                    check_matmul(&q, blas, m, (int[]){CS_CUDA_QPATH_GEMV, CS_CUDA_QPATH_MMA}, 2, m % 2);
                 free_case(&q);
             }
     for (int bits = 4; bits <= 8; bits += 4) {

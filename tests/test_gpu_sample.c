@@ -185,11 +185,12 @@ static int cmp_best_first(const void *a, const void *b) {
 // The kept set of the sampler's documented semantics, by sorting: ids best first (larger
 // logit, then lower id), p = exp((l - max) / T) as the sampler computes it, min-p, top-k, then
 // top-p over the renormalised top-k set. Fills ids[0..n) and prob (the renormalised
-// distribution) and returns n. *amb is a token that float rounding could legitimately add at
-// a cut (p within 1e-6 of min_p, or mass within 1e-6 of the top-p target), else -1.
+// distribution) and returns n. At a cut within float rounding (p within 1e-6 of min_p, or
+// mass within 1e-6 of the top-p target) the device may decide either way: amb[0] is a token
+// outside the set it could add, amb[1] a kept token it could drop; -1 where there is none.
 static int ref_kept(const float *l, int V, float T, int top_k, float top_p, float min_p, int *ids,
-                    double *prob, int *amb) {
-    *amb = -1;
+                    double *prob, int amb[2]) {
+    amb[0] = amb[1] = -1;
     float m = -INFINITY;
     for (int i = 0; i < V; i++)
         if (l[i] > m) m = l[i];
@@ -204,12 +205,14 @@ static int ref_kept(const float *l, int V, float T, int top_k, float top_p, floa
     int ne = 0;
     for (int j = 0; j < n; j++) {
         const float x = l[ids[j]];
-        p[j] = x == m ? 1.0f : expf((x - m) * inv_t);
+        const float d = (x - m) * inv_t;
+        p[j] = x == m ? 1.0f : d >= -87.3f ? expf(d) : 0.0f; // the sampler's underflow cut
         if (p[j] > 0.0f && p[j] >= min_p) ne = j + 1; // a prefix: p never grows along the order
-        else if (*amb < 0 && p[j] > 0.0f && fabsf(p[j] - min_p) <= 1e-6f * min_p) *amb = ids[j];
+        else if (amb[0] < 0 && p[j] > 0.0f && fabsf(p[j] - min_p) <= 1e-6f * min_p) amb[0] = ids[j];
     }
     n = ne;
-    if (top_k > 0 && top_k < n) n = top_k;
+    if (ne > 0 && fabsf(p[ne - 1] - min_p) <= 1e-6f * min_p) amb[1] = ids[ne - 1];
+    if (top_k > 0 && top_k < n) n = top_k, amb[0] = amb[1] = -1; // top-k's cut is exact
     if (top_p < 1.0f) {
         double z = 0.0;
         for (int j = 0; j < n; j++) z += p[j];
@@ -223,7 +226,10 @@ static int ref_kept(const float *l, int V, float T, int top_k, float top_p, floa
                 break;
             }
         }
-        if (c < n && acc - target <= 1e-6 * z) *amb = ids[c];
+        if (c < n) {
+            amb[0] = acc - target <= 1e-6 * z ? ids[c] : -1;
+            amb[1] = acc - p[c - 1] >= target - 1e-6 * z ? ids[c - 1] : -1;
+        }
         n = c;
     }
     double z = 0.0;
@@ -359,9 +365,9 @@ static void test_parity(int V, int rows, parity_cfg cfg, const char *what) {
         if (greedy) {
             ok &= id == cpu_ids[r];
         } else {
-            int amb;
-            const int n = ref_kept(pen_l, V, cfg.temperature, cfg.top_k, cfg.top_p, cfg.min_p, kept, prob, &amb);
-            int in = id == amb;
+            int amb[2];
+            const int n = ref_kept(pen_l, V, cfg.temperature, cfg.top_k, cfg.top_p, cfg.min_p, kept, prob, amb);
+            int in = id == amb[0];
             for (int j = 0; j < n && !in; j++) in = kept[j] == id;
             ok &= in;
         }
@@ -433,8 +439,8 @@ typedef struct kept_cfg {
 static void test_kept(int V, const float *row, int rows, int launches, kept_cfg c) {
     int *kept = malloc(sizeof(int) * (size_t)V);
     double *prob = malloc(sizeof(double) * (size_t)V);
-    int amb;
-    const int n = ref_kept(row, V, c.temperature, c.top_k, c.top_p, c.min_p, kept, prob, &amb);
+    int amb[2];
+    const int n = ref_kept(row, V, c.temperature, c.top_k, c.top_p, c.min_p, kept, prob, amb);
     CS_ASSERT(n > 0);
     int *pos = malloc(sizeof(int) * (size_t)V); // id -> index in kept, -1 outside
     for (int i = 0; i < V; i++) pos[i] = -1;
@@ -453,7 +459,7 @@ static void test_kept(int V, const float *row, int rows, int launches, kept_cfg 
         for (int r = 0; r < rows; r++, draws++) {
             const int id = o.ids[r];
             if (id >= 0 && id < V && pos[id] >= 0) count[pos[id]]++;
-            else if (!(id == amb && id >= 0)) {
+            else if (!(id == amb[0] && id >= 0)) {
                 if (outside++ < 5) fprintf(stderr, "%s V=%d: drew %d outside the kept set of %d\n", c.name, V, id, n);
             }
         }
@@ -462,10 +468,10 @@ static void test_kept(int V, const float *row, int rows, int launches, kept_cfg 
     // and none left out: a kept token expected 20 times or more is drawn (misses: e^-20)
     long missing = 0;
     for (int j = 0; j < n; j++)
-        if (prob[j] * (double)draws >= 20.0 && count[j] == 0 && missing++ < 5)
+        if (prob[j] * (double)draws >= 20.0 && count[j] == 0 && kept[j] != amb[1] && missing++ < 5)
             fprintf(stderr, "%s V=%d: kept token %d (p %.4f) never drawn in %ld\n", c.name, V, kept[j], prob[j], draws);
     TEST_CONDF(missing == 0, "%s V=%d: %ld likely kept tokens never drawn", c.name, V, missing);
-    if (c.chi2 && amb < 0) {
+    if (c.chi2 && amb[0] < 0 && amb[1] < 0) {
         // bins with expected count >= 5; the rest of the kept set pooled into one bin
         double chi2 = 0.0, pool_e = 0.0, pool_o = 0.0;
         int bins = 0;
@@ -492,7 +498,7 @@ static void test_kept(int V, const float *row, int rows, int launches, kept_cfg 
         }
     } else {
         printf("kept %-26s V=%-6d kept %5d draws %6ld%s\n", c.name, V, n, draws,
-               amb >= 0 ? " (one boundary token within rounding)" : "");
+               amb[0] >= 0 || amb[1] >= 0 ? " (a boundary token within rounding)" : "");
     }
     gpu_out_free(&o);
     free(gp);
@@ -593,9 +599,9 @@ static void test_seeds_and_steps(void) {
     // other steps, then another seed: agreement at the rate of independent draws (~sum p^2)
     double collide = 0.0;
     {
-        int kept[1000], amb;
+        int kept[1000], amb[2];
         double prob[1000];
-        const int n = ref_kept(row, V, 1.0f, 0, 1.0f, 0.0f, kept, prob, &amb);
+        const int n = ref_kept(row, V, 1.0f, 0, 1.0f, 0.0f, kept, prob, amb);
         for (int j = 0; j < n; j++) collide += prob[j] * prob[j];
     }
     for (int r = 0; r < rows; r++) gp[r] = gpu_params(1.0f, 0, 1.0f, 0.0f, 0, 77, (uint64_t)(r + rows));
@@ -700,6 +706,44 @@ static void test_special_rows(void) {
     free(logits);
 }
 
+// Top logprobs among more ties than the raw candidate list holds (512): a flat row, and 600
+// ids tied at the max over a far lower random rest. The top 20 are the 20 lowest tied ids (ties
+// go to the lower id), each with its exact logprob; greedy takes the lowest.
+static void test_tied_top_logprobs(void) {
+    const int V = 4099, rows = 4;
+    float *logits = malloc(sizeof(float) * (size_t)rows * V);
+    cs_cuda_sample_params gp[4];
+    for (int r = 0; r < rows; r++) {
+        float *x = logits + (size_t)r * V;
+        if (r < 2) {
+            for (int i = 0; i < V; i++) x[i] = 0.0f;
+        } else {
+            fill_logits(x, V, 1.0, 0.0, 0.0);
+            for (int i = 0; i < V; i++) x[i] = fminf(x[i], -20.0f); // a draw outside the ties: e^-30
+            for (int i = 0; i < 600; i++) x[3 + 6 * i] = 4.0f;
+        }
+        gp[r] = gpu_params(r % 2 ? 0.8f : 0.0f, 0, 1.0f, 0.0f, MAXLP, 11, (uint64_t)r);
+    }
+    gpu_out o;
+    gpu_out_alloc(&o, rows, V);
+    gpu_sample(rows, V, logits, gp, NULL, &o);
+    for (int r = 0; r < rows; r++) {
+        const float *x = logits + (size_t)r * V;
+        const int32_t *tid = o.top_ids + (size_t)r * MAXLP;
+        const float *tlp = o.top_lp + (size_t)r * MAXLP;
+        for (int j = 0; j < MAXLP; j++) {
+            const int want = r < 2 ? j : 3 + 6 * j;
+            const double lp = ref_logprob(x, V, want);
+            TEST_CONDF(tid[j] == want && fabs(tlp[j] - lp) <= LP_TOL, "tied row %d top[%d]: %d %g, want %d %g", r, j,
+                       tid[j], (double)tlp[j], want, lp);
+        }
+        if (r % 2 == 0) TEST_CONDF(o.ids[r] == (r < 2 ? 0 : 3), "tied row %d: greedy picked %d", r, o.ids[r]);
+        else TEST_CONDF(o.ids[r] >= 0 && x[o.ids[r]] == (r < 2 ? 0.0f : 4.0f), "tied row %d: drew %d", r, o.ids[r]);
+    }
+    gpu_out_free(&o);
+    free(logits);
+}
+
 int main(void) {
     if (cs_cuda_device_count() == 0) {
         puts("no CUDA device: skipped");
@@ -721,6 +765,7 @@ int main(void) {
     test_kept_sets();
     test_seeds_and_steps();
     test_special_rows();
+    test_tied_top_logprobs();
     return TEST_REPORT();
 }
 #endif

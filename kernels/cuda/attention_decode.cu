@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include "../../common/assert.h"
 #include "cuda_check.h"
@@ -396,16 +397,6 @@ template <int HD> __global__ void __launch_bounds__(MERGE_NT) attn_decode_merge(
 
 // ---- host side -----------------------------------------------------------------------------
 
-int sm_count() {
-    static const int n = [] {
-        int dev = 0, v = 0;
-        CUDA_CHECK(cudaGetDevice(&dev));
-        CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
-        return v;
-    }();
-    return n;
-}
-
 bool pdl_supported() {
     static const bool ok = [] {
         int dev = 0, major = 0;
@@ -416,17 +407,21 @@ bool pdl_supported() {
     return ok;
 }
 
-// Sets the kernel's shared-memory limit (once) and returns how many CTAs fit on an SM.
-// Both are cached for the device current at the first call.
+// Sets the kernel's shared-memory limit and returns how many CTAs fit on an SM, once per
+// device: the limit is an attribute of the kernel on the current device only, so each
+// tensor-parallel rank must set it on its own GPU.
 template <int HD, int H2> int chunk_occupancy() {
-    static const int occ = [] {
+    static std::atomic<int> occ[CS_CUDA_MAX_DEVICES];
+    const int dev = cs_cuda_current_device();
+    int n = occ[dev].load(std::memory_order_relaxed);
+    if (n == 0) {
         CUDA_CHECK(cudaFuncSetAttribute(attn_decode_chunk<HD, H2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         Cfg<HD>::SMEM));
-        int n = 0;
         CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_chunk<HD, H2>, NT, Cfg<HD>::SMEM));
-        return n > 0 ? n : 1;
-    }();
-    return occ;
+        occ[dev].store(n > 0 ? n : 1, std::memory_order_relaxed);
+        n = n > 0 ? n : 1;
+    }
+    return n;
 }
 
 template <int HD, int H2> void launch_chunk(const DecodeArgs &a, unsigned grid, cudaStream_t st) {
@@ -489,7 +484,7 @@ Plan make_plan(int n_seqs, int n_head, int n_kv, int head_dim, int max_kv_len) {
     p.n_hg = group / p.hpc;
     p.v = &VARIANTS[head_dim == 128][p.hpc > 8];
     const long long work = std::max((long long)n_seqs * n_kv * p.n_hg, 1LL);
-    const long long slots = (long long)sm_count() * p.v->occupancy();
+    const long long slots = (long long)cs_cuda_sm_count() * p.v->occupancy();
     long long n = 1;
     if (work < slots) {
         n = slots / work; // fill one wave

@@ -25,6 +25,13 @@ extern "C" {
 // Number of usable CUDA devices; 0 when there is no driver or no device (never aborts).
 int cs_cuda_device_count(void);
 
+// Per-device caches (a kernel's shared-memory opt-in, the SM count) hold this many devices.
+#define CS_CUDA_MAX_DEVICES 64
+// The calling thread's current device, in [0, CS_CUDA_MAX_DEVICES).
+int cs_cuda_current_device(void);
+// SMs of the current device, asked once per device.
+int cs_cuda_sm_count(void);
+
 // Dequantises n_rows rows of row_len elements stored as type t (device memory, rows packed
 // back to back) into bf16 (device memory, n_rows x row_len). row_len must be a multiple of
 // cs_dtype_block_elems(t). Used to upload quantised weights for the dense bf16 path.

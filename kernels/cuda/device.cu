@@ -1,6 +1,10 @@
 // Device discovery, in its own object so that linking it pulls in no kernel.
+#include <atomic>
+
 #include <cuda_runtime.h>
 
+#include "../../common/assert.h"
+#include "cuda_check.h"
 #include "cuda_kernels.h"
 
 extern "C" int cs_cuda_device_count(void) {
@@ -8,6 +12,25 @@ extern "C" int cs_cuda_device_count(void) {
     if (cudaGetDeviceCount(&n) != cudaSuccess) {
         cudaGetLastError(); // clear the non-sticky "no device" error
         return 0;
+    }
+    return n;
+}
+
+extern "C" int cs_cuda_current_device(void) {
+    int dev = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CS_ASSERT(dev >= 0 && dev < CS_CUDA_MAX_DEVICES);
+    return dev;
+}
+
+extern "C" int cs_cuda_sm_count(void) {
+    static std::atomic<int> cached[CS_CUDA_MAX_DEVICES];
+    const int dev = cs_cuda_current_device();
+    int n = cached[dev].load(std::memory_order_relaxed);
+    if (n == 0) {
+        CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+        if (n < 1) n = 1;
+        cached[dev].store(n, std::memory_order_relaxed);
     }
     return n;
 }

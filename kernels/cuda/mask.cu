@@ -8,20 +8,16 @@
 
 namespace {
 
-// One CTA per row; each thread takes whole 32-token words of the bitset.
+// One CTA per row; a thread per token, so a warp's stores are 32 consecutive floats and its
+// 32 tokens share one word of the bitset (one broadcast load).
 __global__ void apply_mask(float *__restrict__ logits, const uint32_t *__restrict__ bits,
-                           const int32_t *__restrict__ mask_row, int vocab, int words) {
+                           const int32_t *__restrict__ mask_row, int vocab) {
     int r = blockIdx.x, m = mask_row[r];
     if (m < 0) return; // an unconstrained row
     float *row = logits + (size_t)r * vocab;
-    const uint32_t *b = bits + (size_t)m * words;
-    for (int w = threadIdx.x; w < words; w += blockDim.x) {
-        uint32_t word = b[w];
-        if (word == 0xFFFFFFFFu) continue;
-        int t0 = w * 32, t1 = min(t0 + 32, vocab);
-        for (int t = t0; t < t1; t++)
-            if (!(word >> (t - t0) & 1u)) row[t] = -INFINITY;
-    }
+    const uint32_t *b = bits + (size_t)m * ((vocab + 31) / 32);
+    for (int t = threadIdx.x; t < vocab; t += blockDim.x)
+        if (!(b[t >> 5] >> (t & 31) & 1u)) row[t] = -INFINITY;
 }
 
 } // namespace
@@ -30,6 +26,6 @@ extern "C" void cs_cuda_apply_token_mask(float *logits, const uint32_t *bits, co
                                          int vocab, void *stream) {
     CS_ASSERT(n_rows >= 0 && vocab >= 1);
     if (n_rows == 0) return;
-    apply_mask<<<n_rows, 256, 0, (cudaStream_t)stream>>>(logits, bits, mask_row, vocab, (vocab + 31) / 32);
+    apply_mask<<<n_rows, 256, 0, (cudaStream_t)stream>>>(logits, bits, mask_row, vocab);
     CUDA_CHECK(cudaGetLastError());
 }

@@ -326,20 +326,6 @@ __global__ void qcodes(uint32_t *codes, const uint32_t *scales, const uint16_t *
     for (int i = 0; i < wpl; i++) codes[qf_code_index(rt, c, lane, n_chunks, bits) + i] = out[i];
 }
 
-// SMs of the current device, asked once per device (the split depends on it).
-int sm_count() {
-    static int cached[64];
-    int dev = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    if (dev < 0 || dev >= 64) dev = 0;
-    if (cached[dev] == 0) {
-        int n = 0;
-        CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
-        cached[dev] = n < 1 ? 1 : n;
-    }
-    return cached[dev];
-}
-
 int tt_of(int m) { return m <= 8 ? 1 : m <= 16 ? 2 : m <= 32 ? 4 : 8; }
 
 // Grid x (CTAs across n) and the split of the chunks: about 4 CTAs per SM counting the parts,
@@ -351,7 +337,7 @@ Split split_of(const cs_qpack_dims *d) {
     Split s;
     s.grid_x = (int)((d->n_tiles + WARPS - 1) / WARPS);
     const int n_chunks = (int)d->n_chunks;
-    int parts = (4 * sm_count() + s.grid_x - 1) / s.grid_x;
+    int parts = (4 * cs_cuda_sm_count() + s.grid_x - 1) / s.grid_x;
     parts = min(parts, max(1, n_chunks / 4));
     parts = max(parts, 1);
     s.per_part = (n_chunks + parts - 1) / parts;
@@ -401,8 +387,9 @@ template <int BITS> void launch_mma(Args a, int m, const Split &s, cudaStream_t 
     }
 }
 
-// Activations staged up to this (no opt-in beyond the default 48 KB per CTA).
-constexpr size_t GEMV_X_SMEM = 48 << 10;
+// Activations staged up to this: the default 48 KB per CTA (no opt-in) holds the dynamic
+// buffer and the kernel's static shared memory (finish's flag), so leave room for the latter.
+constexpr size_t GEMV_X_SMEM = (48 << 10) - 1024;
 
 template <int BITS> void launch_gemv(Args a, int m, const Split &s, cudaStream_t st) {
     const dim3 grid((unsigned)s.grid_x, 1u, (unsigned)s.parts);
@@ -485,7 +472,7 @@ extern "C" void cs_cuda_qmatmul(cs_cuda_blas *h, void *out, int out_f32, const u
 }
 
 extern "C" void cs_cuda_qunpack_bf16(uint16_t *w, const cs_cuda_qmat *q, void *stream) {
-    CS_ASSERT(((uintptr_t)w & 3) == 0);
+    CS_ASSERT(((uintptr_t)w & 3) == 0 && ((uintptr_t)q->codes & 15) == 0); // codes: 16-byte loads
     Args a = args_of(q, NULL, 0, NULL, 1);
     unpack_rows(w, a, q->d.bits, 0, a.n_tiles, static_cast<cudaStream_t>(stream));
 }

@@ -121,9 +121,11 @@ __host__ __device__ __forceinline__ uint4 philox4x32_10(uint4 c, uint32_t k0, ui
 }
 
 // Gumbel noise from 32 random bits: -log(E), E = -log(1 - v) ~ Exp(1). log1pf keeps E exact
-// in relative terms when it is small, which is where the winners are.
+// in relative terms when it is small, which is where the winners are. v is the middle of the
+// bits' interval, kept below 1: v = 0 would give +inf noise (a token that wins whatever its
+// logit, 2^-32 a token a draw) and v = 1 -inf; the noise stays within [-2.8, 22.9].
 __device__ __forceinline__ float gumbel(uint32_t bits) {
-    const float v = (float)bits * 0x1p-32f; // [0, 1]; 1 only by rounding: E = inf, never wins
+    const float v = fminf(fmaf((float)bits, 0x1p-32f, 0x1p-33f), 0x1.fffffep-1f);
     const float e = -log1pf(-v);
     return -__logf(e);
 }
@@ -353,7 +355,7 @@ __device__ __forceinline__ bool weigh(const Dist &D, float l, float *logp, float
         *p = 1.0f;
     } else {
         *logp = (l - D.m) * D.inv_t;
-        *p = expf(*logp);
+        *p = *logp >= -87.3f ? expf(*logp) : 0.0f; // the CPU's cut: exp would be subnormal
     }
     return *p > 0.0f && *p >= D.min_p;
 }
