@@ -133,7 +133,8 @@ static int parse_header(const char *s, size_t n, http_request *req, head_flags *
     } else if (eq_ci(s, i, "connection")) {
         parse_connection(h->value, h->value_len, f);
     } else if (eq_ci(s, i, "expect")) {
-        if (eq_ci(h->value, h->value_len, "100-continue")) req->expect_continue = true;
+        if (!eq_ci(h->value, h->value_len, "100-continue")) return *why = "Expect other than 100-continue", 417;
+        req->expect_continue = true;
     }
     return 0;
 }

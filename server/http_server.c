@@ -25,6 +25,7 @@ static const char *reason(int status) {
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
     case 413: return "Content Too Large";
+    case 417: return "Expectation Failed";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
@@ -63,7 +64,8 @@ static void write_head(rpc_server *s, rpc_conn *c, int status, const char *conte
     char head[1024];
     int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nServer: cserve\r\n%s%s%s%s%s", status, reason(status),
                      content_type ? "Content-Type: " : "", content_type ? content_type : "", content_type ? "\r\n" : "",
-                     extra ? extra : "", c->keep_alive ? "" : "Connection: close\r\n");
+                     extra ? extra : "",
+                     !c->keep_alive ? "Connection: close\r\n" : c->http10 ? "Connection: keep-alive\r\n" : "");
     if (len >= 0) n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %lld\r\n\r\n", len);
     else if (c->http10) n += snprintf(head + n, sizeof head - (size_t)n, "Cache-Control: no-cache\r\n\r\n");
     else n += snprintf(head + n, sizeof head - (size_t)n, "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\n\r\n");
@@ -152,13 +154,13 @@ static bool authorized(rpc_server *s, const http_request *req) {
     return diff == 0;
 }
 
-// Runs one complete request whose head and body are at the start of c->in.
-static void run_request(rpc_server *s, rpc_conn *c, const http_request *req) {
+// Runs one complete request, its head and body at start (within c->in).
+static void run_request(rpc_server *s, rpc_conn *c, const http_request *req, const char *start) {
     char path[256];
     size_t n = req->path_len < sizeof path - 1 ? req->path_len : sizeof path - 1;
     memcpy(path, req->path, n);
     path[n] = 0;
-    const char *body = c->in.p + req->head_len;
+    const char *body = start + req->head_len;
     size_t len = (size_t)(req->content_length > 0 ? req->content_length : 0);
     c->busy = true;
     c->keep_alive = req->keep_alive;
@@ -220,7 +222,7 @@ void http_on_input(rpc_server *s, rpc_conn *c) {
             break;
         }
         c->need = 0;
-        run_request(s, c, &req);
+        run_request(s, c, &req, buf);
         if (c->fd < 0) return;
         // the request's bytes are consumed whether it was answered or is running
         off += need;

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -51,6 +52,9 @@ struct rpc_server {
     int n_pending;
     bool shutting_down;
     double t_start, deadline, deadline_drain;
+    int spare_fd;            // held open so that a client can be told 503 when fds run out
+    double accept_resume;    // when > 0: listeners paused (out of fds) until then
+    double t_fd_log;         // the last "out of file descriptors" line (one per 10 s)
 };
 
 void rpc_params_default(rpc_params *p) {
@@ -325,23 +329,62 @@ static void free_closed(rpc_server *s) {
     }
 }
 
+// A connection the server cannot take: one 503 (HTTP) or JSON-RPC error, then closed.
+static void refuse(int fd, bool http) {
+    static const char msg[] = "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32001,"
+                              "\"message\":\"too many connections\"}}\n";
+    static const char body[] = "{\"error\":{\"message\":\"too many connections\","
+                               "\"type\":\"service_unavailable_error\",\"param\":null,\"code\":null}}";
+    char hmsg[512];
+    int hn = snprintf(hmsg, sizeof hmsg, "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
+                      "Connection: close\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                      sizeof body - 1, body);
+    ssize_t w = http ? send(fd, hmsg, (size_t)hn, MSG_NOSIGNAL | MSG_DONTWAIT)
+                     : send(fd, msg, sizeof msg - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)w;
+    close(fd);
+}
+
+static void set_listening(rpc_server *s, bool on) {
+    int fds[3] = {s->tcp_fd, s->unix_fd, s->http_fd};
+    void *tags[3] = {&s->tag_tcp, &s->tag_unix, &s->tag_http};
+    for (int i = 0; i < 3; i++) {
+        struct epoll_event ev = {.events = on ? EPOLLIN : 0, .data.ptr = tags[i]};
+        if (fds[i] >= 0) epoll_ctl(s->epfd, EPOLL_CTL_MOD, fds[i], &ev);
+    }
+}
+
+// Out of file descriptors: the listener stays readable (level-triggered), so returning would
+// spin. The spare fd is given up for a moment to accept the client and tell it 503; without
+// one, the listeners pause for 100 ms.
+static void out_of_fds(rpc_server *s, int lfd, bool http) {
+    int fd = -1;
+    if (s->spare_fd >= 0) {
+        close(s->spare_fd);
+        fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd >= 0) refuse(fd, http);
+        s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    if (fd < 0) {
+        set_listening(s, false);
+        s->accept_resume = cs_now_s() + 0.1;
+    }
+    if (cs_now_s() - s->t_fd_log > 10) {
+        s->t_fd_log = cs_now_s();
+        rpc_logf(s, 1, "out of file descriptors (%d connections open): refusing new ones", s->n_conns);
+    }
+}
+
 static void accept_all(rpc_server *s, int lfd, bool http) {
     for (;;) {
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
+            out_of_fds(s, lfd, http);
+            return;
+        }
         if (fd < 0) return; // EAGAIN, or a transient error: try at the next wakeup
         if (s->n_conns >= s->p.max_connections) {
-            static const char msg[] = "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32001,"
-                                      "\"message\":\"too many connections\"}}\n";
-            static const char body[] = "{\"error\":{\"message\":\"too many connections\","
-                                       "\"type\":\"service_unavailable_error\",\"param\":null,\"code\":null}}";
-            char hmsg[512];
-            int hn = snprintf(hmsg, sizeof hmsg, "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
-                              "Connection: close\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                              sizeof body - 1, body);
-            ssize_t w = http ? send(fd, hmsg, (size_t)hn, MSG_NOSIGNAL | MSG_DONTWAIT)
-                             : send(fd, msg, sizeof msg - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-            (void)w;
-            close(fd);
+            refuse(fd, http);
             continue;
         }
         rpc_conn *c = calloc(1, sizeof *c);
@@ -366,9 +409,11 @@ static void accept_all(rpc_server *s, int lfd, bool http) {
     }
 }
 
-// HTTP: the client shut its side (or is gone). Requests already in full are answered (a
-// half-closing client like `nc -N` still reads); a request still running is cancelled, as
-// for any disconnect; the socket closes once what is owed is written.
+// HTTP: the client shut its side (or is gone: a read of 0 cannot tell the two apart). What the
+// loop answers at once (health, models, tokenize, errors) is still answered, so a
+// half-closing client like `nc -N` gets those; a generation, running or just started, is
+// cancelled as for any disconnect (as uvicorn does for vLLM), since a client that is gone
+// would otherwise hold it to max_tokens. The socket closes once what is owed is written.
 static void peer_gone(rpc_server *s, rpc_conn *c) {
     c->peer_eof = true;
     if (!c->busy) http_on_input(s, c);
@@ -512,7 +557,28 @@ static bool watch(rpc_server *s, int fd, void *tag) {
     return epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) == 0;
 }
 
+// Raises the soft limit on open files to the hard one, and lowers --max-connections to what
+// the limit allows beside the server's own files (model, listeners, engine), so that the
+// connection limit answers 503 before accept runs out of descriptors.
+static void fit_fd_limit(rpc_server *s) {
+    enum { OWN_FDS = 64 };
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t cur = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = cur;
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= (rlim_t)s->p.max_connections + OWN_FDS) return;
+    int fit = rl.rlim_cur > OWN_FDS + 1 ? (int)rl.rlim_cur - OWN_FDS : 1;
+    fprintf(stderr, "open files limited to %llu: --max-connections lowered from %d to %d\n",
+            (unsigned long long)rl.rlim_cur, s->p.max_connections, fit);
+    s->p.max_connections = fit;
+}
+
 static int setup(rpc_server *s) {
+    fit_fd_limit(s);
+    s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     s->epfd = epoll_create1(EPOLL_CLOEXEC);
     sigset_t mask;
     sigemptyset(&mask);
@@ -663,7 +729,7 @@ int rpc_serve(const cs_engine_params *ep, const rpc_params *p) {
     s->p = *p;
     s->ep = *ep;
     s->t_start = cs_now_s();
-    s->epfd = s->tcp_fd = s->unix_fd = s->http_fd = s->sig_fd = s->ev_fd = s->load_fd = -1;
+    s->epfd = s->tcp_fd = s->unix_fd = s->http_fd = s->sig_fd = s->ev_fd = s->load_fd = s->spare_fd = -1;
     int rc = setup(s) == 0 && start_loading(s) == 0 ? 0 : 1;
     bool cancelled = false;
     struct epoll_event evs[64];
@@ -679,8 +745,13 @@ int rpc_serve(const cs_engine_params *ep, const rpc_params *p) {
             }
         }
         // HTTP deadlines (slow or idle clients) are checked a few times a second
-        int n = epoll_wait(s->epfd, evs, 64, s->shutting_down ? 100 : s->n_http > 0 ? 250 : -1);
+        int wait_ms = s->shutting_down || s->accept_resume > 0 ? 100 : s->n_http > 0 ? 250 : -1;
+        int n = epoll_wait(s->epfd, evs, 64, wait_ms);
         for (int i = 0; i < n && rc == 0; i++) rc = handle(s, &evs[i]);
+        if (s->accept_resume > 0 && cs_now_s() >= s->accept_resume && !s->shutting_down) {
+            s->accept_resume = 0;
+            set_listening(s, true);
+        }
         if (s->n_http > 0) check_timers(s);
         free_closed(s);
     }
@@ -700,6 +771,7 @@ int rpc_serve(const cs_engine_params *ep, const rpc_params *p) {
     if (s->http_fd >= 0) close(s->http_fd);
     if (s->p.socket_path && rc == 0) unlink(s->p.socket_path);
     if (s->sig_fd >= 0) close(s->sig_fd);
+    if (s->spare_fd >= 0) close(s->spare_fd);
     if (s->epfd >= 0) close(s->epfd);
     cs_engine_free(s->engine);
     cs_metrics_free(s->metrics);

@@ -265,8 +265,9 @@ static void test_expect(void) {
     TEST_COND(req.expect_continue);
     EXPECT_DONE("POST / HTTP/1.1\r\nHost: h\r\nexpect:100-continue \r\n\r\n");
     TEST_COND(req.expect_continue);
-    EXPECT_DONE("POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continues\r\n\r\n");
-    TEST_COND(!req.expect_continue);
+    // any other expectation cannot be met (RFC 9110 10.1.1)
+    EXPECT_BAD("POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continues\r\n\r\n", 417);
+    EXPECT_BAD("POST / HTTP/1.1\r\nHost: h\r\nExpect: foo\r\n\r\n", 417);
     EXPECT_DONE("POST / HTTP/1.1\r\nHost: h\r\n\r\n");
     TEST_COND(!req.expect_continue);
 }
