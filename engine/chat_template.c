@@ -57,7 +57,7 @@ static char *sb_done(sbuf *b, char *err, size_t errlen) {
     if (b->nomem || !b->s) {
         free(b->s);
         if (b->nomem) {
-            cs_errf(err, errlen, CS_ERR_NOMEM, "out of memory rendering the chat");
+            cs_errf(err, errlen, CS_ERR_NOMEM, "messages: out of memory rendering the chat");
             return NULL;
         }
         return calloc(1, 1);
@@ -172,11 +172,11 @@ static bool render_inst(sbuf *b, const char *tmpl, const cs_chat_msg *m, size_t 
         bool user = strcmp(m[i].role, "user") == 0, assistant = strcmp(m[i].role, "assistant") == 0;
         if (user != (i % 2 == 0)) {
             cs_errf(err, errlen, CS_ERR_INVALID,
-                    "conversation roles must alternate user/assistant/user/assistant/...");
+                    "messages: roles must alternate user/assistant/user/assistant/... (after one optional system message)");
             return false;
         }
         if (!llama2 && !user && !assistant) {
-            cs_errf(err, errlen, CS_ERR_INVALID, "only user and assistant roles are supported");
+            cs_errf(err, errlen, CS_ERR_INVALID, "messages: this model's template takes only the roles user and assistant");
             return false;
         }
         if (llama2 && user) {
@@ -210,15 +210,18 @@ static bool render_inst(sbuf *b, const char *tmpl, const cs_chat_msg *m, size_t 
     return true;
 }
 
+// Every error names the request parameter first ("messages..."), so a server can pass it on.
 char *cs_chat_render(cs_chat_kind k, const char *template_text, const cs_chat_msg *msgs,
                      size_t n, bool add_generation_prompt, char *err, size_t errlen) {
     for (size_t i = 0; i < n; i++) {
         if (!role_ok(msgs[i].role)) {
-            cs_errf(err, errlen, CS_ERR_INVALID, "message %zu: bad role", i);
+            cs_errf(err, errlen, CS_ERR_INVALID,
+                    "messages[%zu].role: expected system, user or assistant (any name of letters, digits, '_' and '-' "
+                    "passes to the template)", i);
             return NULL;
         }
         if (!msgs[i].content) {
-            cs_errf(err, errlen, CS_ERR_INVALID, "message %zu: no content", i);
+            cs_errf(err, errlen, CS_ERR_INVALID, "messages[%zu].content: missing", i);
             return NULL;
         }
     }

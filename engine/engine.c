@@ -14,6 +14,7 @@
 
 #include "chat_template.h"
 #include "engine_internal.h"
+#include "stop_strings.h"
 #include "tokenizer.h"
 #include "tp_bootstrap.h"
 #include "tp_nccl.h"
@@ -462,6 +463,24 @@ static uint64_t hash_salt(const char *s) {
     return h ? h : 1;
 }
 
+// Tokenizes text in one pass into *ids (malloc'd, the caller frees) when it needs at most
+// limit ids. Returns the count (> limit: *ids is NULL), or a negative cs_status. The buffer
+// is sized for limit + 1 ids up front, so a prompt is encoded once, not counted first; pages
+// it never touches cost nothing.
+static int encode_prompt(const cs_tokenizer *tok, const char *text, size_t len, int flags, int limit, int32_t **ids) {
+    *ids = malloc(sizeof(int32_t) * ((size_t)limit + 1));
+    if (!*ids) return CS_ERR_NOMEM;
+    int n = cs_tokenizer_encode(tok, text, len, flags, *ids, limit + 1);
+    if (n < 0 || n > limit) {
+        free(*ids);
+        *ids = NULL;
+    } else if (n > 0) {
+        int32_t *fit = realloc(*ids, sizeof(int32_t) * (size_t)n); // keep only what the request holds
+        if (fit) *ids = fit;
+    }
+    return n;
+}
+
 // Tokenizes whichever prompt kind the request carries into r->prompt.
 static int request_prompt(cs_engine *e, const cs_request *q, eng_req *r, char *err, size_t errlen) {
     int kinds = (q->prompt != NULL) + (q->tokens != NULL || q->n_tokens > 0) + (q->messages != NULL || q->n_messages > 0);
@@ -497,21 +516,14 @@ static int request_prompt(cs_engine *e, const cs_request *q, eng_req *r, char *e
         src = text;
         flags = CS_TOK_PARSE_SPECIAL; // the rendered template holds any BOS itself
     }
-    size_t len = strlen(src);
-    int n = cs_tokenizer_encode(tok, src, len, flags, NULL, 0);
-    if (n > e->max_model_len) {
-        free(text);
-        return engine_err(err, errlen, CS_ENGINE_ETOOLARGE, "prompt is %d tokens; the context is %d", n, e->max_model_len);
-    }
-    if (n < 1) {
-        free(text);
-        return engine_err(err, errlen, CS_ENGINE_EINVAL, "prompt: empty");
-    }
-    r->prompt = malloc(sizeof(int32_t) * n);
-    if (r->prompt) cs_tokenizer_encode(tok, src, len, flags, r->prompt, n);
+    int n = encode_prompt(tok, src, strlen(src), flags, e->max_model_len, &r->prompt);
     free(text);
+    if (n == CS_ERR_NOMEM) return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
+    if (n > e->max_model_len)
+        return engine_err(err, errlen, CS_ENGINE_ETOOLARGE, "prompt is %d tokens; the context is %d", n, e->max_model_len);
+    if (n < 1) return engine_err(err, errlen, CS_ENGINE_EINVAL, "prompt: empty");
     r->n_prompt = n;
-    return r->prompt ? 0 : CS_ENGINE_ENOMEM;
+    return 0;
 }
 
 // Copies stop strings and the salt; fills the generation parameters.
@@ -525,6 +537,10 @@ static int request_params(cs_engine *e, const cs_request *q, eng_req *r, char *e
     size_t total = q->cache_salt ? strlen(q->cache_salt) + 1 : 0;
     for (int i = 0; i < q->n_stop; i++) {
         if (!q->stop[i]) return engine_err(err, errlen, CS_ENGINE_EINVAL, "stop: null string");
+        // the matcher's own rules, checked here: once scheduled, its refusal has no client
+        char why[64];
+        if (!cs_stop_string_ok(q->stop[i], why, sizeof why))
+            return engine_err(err, errlen, CS_ENGINE_EINVAL, "stop: entry %d %s", i, why);
         total += strlen(q->stop[i]) + 1;
     }
     r->strings = malloc(total ? total : 1);

@@ -54,6 +54,19 @@ static bool cs_utf8_valid(const unsigned char *s, size_t n) {
 // ---------------------------------------------------------------------------------------------
 // Lifecycle
 
+bool cs_stop_string_ok(const char *s, char *why, size_t whylen) {
+    const size_t len = strlen(s);
+    if (len == 0 || len > CS_STOP_MAX_LEN) {
+        cs_errf(why, whylen, CS_ERR_INVALID, "is %zu bytes (must be 1 to %d)", len, CS_STOP_MAX_LEN);
+        return false;
+    }
+    if (!cs_utf8_valid((const unsigned char *)s, len)) {
+        cs_errf(why, whylen, CS_ERR_INVALID, "is not valid UTF-8");
+        return false;
+    }
+    return true;
+}
+
 cs_stop_matcher *cs_stop_init(const char *const *stops, size_t n, char *err, size_t errlen) {
     if (n > CS_STOP_MAX_STRINGS) {
         cs_errf(err, errlen, CS_ERR_INVALID, "too many stop strings: %zu (at most %d)", n,
@@ -61,14 +74,9 @@ cs_stop_matcher *cs_stop_init(const char *const *stops, size_t n, char *err, siz
         return NULL;
     }
     for (size_t i = 0; i < n; i++) {
-        const size_t len = strlen(stops[i]);
-        if (len == 0 || len > CS_STOP_MAX_LEN) {
-            cs_errf(err, errlen, CS_ERR_INVALID, "stop string %zu is %zu bytes (must be 1..%d)",
-                    i, len, CS_STOP_MAX_LEN);
-            return NULL;
-        }
-        if (!cs_utf8_valid((const unsigned char *)stops[i], len)) {
-            cs_errf(err, errlen, CS_ERR_INVALID, "stop string %zu is not valid UTF-8", i);
+        char why[64];
+        if (!cs_stop_string_ok(stops[i], why, sizeof why)) {
+            cs_errf(err, errlen, CS_ERR_INVALID, "stop string %zu %s", i, why);
             return NULL;
         }
     }

@@ -42,10 +42,16 @@
 
 typedef struct cs_stop_matcher cs_stop_matcher;
 
+// Whether s can be a stop string: 1 to CS_STOP_MAX_LEN bytes of valid UTF-8. When it cannot,
+// writes the reason into why ("is 300 bytes (must be 1 to 256)", "is not valid UTF-8"), for
+// the caller to put after its own name for the string. cs_stop_init applies exactly this, so
+// a request can be refused up front instead of failing once it is scheduled.
+bool cs_stop_string_ok(const char *s, char *why, size_t whylen);
+
 // Copies the n stop strings (n = 0 is allowed: then the matcher only keeps UTF-8 characters
-// whole). Returns NULL with a message in err when n > CS_STOP_MAX_STRINGS, a string is empty,
-// longer than CS_STOP_MAX_LEN bytes, or not valid UTF-8; NULL with "out of memory" when
-// allocation fails. The caller frees with cs_stop_free.
+// whole). Returns NULL with a message in err when n > CS_STOP_MAX_STRINGS or a string fails
+// cs_stop_string_ok; NULL with "out of memory" when allocation fails. The caller frees with
+// cs_stop_free.
 cs_stop_matcher *cs_stop_init(const char *const *stops, size_t n, char *err, size_t errlen);
 void cs_stop_free(cs_stop_matcher *m); // NULL is fine
 

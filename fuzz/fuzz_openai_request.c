@@ -1,7 +1,7 @@
 // libFuzzer target: arbitrary bytes as the body of an OpenAI chat or completions request,
-// through the checks the HTTP server runs before anything reaches the engine: UTF-8, JSON
-// parse (nesting bounded) and the OpenAI parameter reader (server/openai_params.c). The first
-// byte picks the endpoint.
+// through the checks the HTTP server runs before anything reaches the engine: the strict JSON
+// parse (rpc_parse_object: UTF-8, control bytes, trailing data, \u0000, duplicate keys) and the
+// OpenAI parameter reader (server/openai_params.c). The first byte picks the endpoint.
 #include <cjson/cJSON.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -19,11 +19,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     bool chat = data[0] & 1;
     const char *body = (const char *)data + 1;
     size--;
-    if (!rpc_valid_utf8(body, size)) return 0;
-    cJSON *json = cJSON_ParseWithLength(body, size);
-    if (!cJSON_IsObject(json)) {
+    rpc_reader rd;
+    cJSON *json = rpc_parse_object(&rd, body, size);
+    if (!json || rd.bad_param) {
+        if (!rd.msg[0] || (json && !cJSON_IsObject(json))) abort(); // every refusal says why
         cJSON_Delete(json);
         return 0;
+    }
+    // what was accepted holds no raw control byte outside JSON whitespace (checked the slow way)
+    bool in_string = false;
+    for (size_t i = 0; i < size; i++) {
+        unsigned char c = (unsigned char)body[i];
+        if (in_string && c == '\\') i++;
+        else if (c == '"') in_string = !in_string;
+        else if (c < 0x20 && (in_string || (c != '\t' && c != '\n' && c != '\r'))) abort();
+    }
+    // and cJSON's own rendering of it is accepted too (no refusal of canonical JSON)
+    char *again = cJSON_PrintUnformatted(json);
+    if (again) {
+        rpc_reader rd2;
+        cJSON *json2 = rpc_parse_object(&rd2, again, strlen(again));
+        if (!json2 || rd2.bad_param) abort();
+        cJSON_Delete(json2);
+        free(again);
     }
     oa_params p;
     if (oa_read_params(json, chat, 49152, &p)) {

@@ -322,7 +322,9 @@ static void log_unknown(rpc_server *s, const oa_params *p) {
         for (int k = 0; k < n_seen && !known; k++) known = !strncmp(seen[k], p->unknown[i], sizeof seen[k] - 1);
         if (known || n_seen == 64) continue;
         snprintf(seen[n_seen++], sizeof seen[0], "%s", p->unknown[i]);
-        rpc_logf(s, 1, "HTTP: ignoring unknown request field '%.47s' (logged once)", p->unknown[i]);
+        char name[4 * 47 + 1]; // the client's bytes: no newline or terminal escape reaches the log
+        rpc_escape(p->unknown[i], 47, name, sizeof name);
+        rpc_logf(s, 1, "HTTP: ignoring unknown request field '%s' (logged once)", name);
     }
 }
 
@@ -339,6 +341,10 @@ static void submit_error(rpc_server *s, rpc_conn *c, int rc, const char *err, co
         if (!strcmp(pbuf, params[i])) param = params[i];
     if (n && (!strcmp(pbuf, "prompt") || !strcmp(pbuf, "tokens") || !strcmp(pbuf, "messages")))
         param = op->chat ? "messages" : "prompt";
+    // the engine names the constraint by its own field; the client set it through another
+    if (n && op->constraint_param && (!strcmp(pbuf, "json_schema") || !strcmp(pbuf, "json_object") ||
+                                      !strcmp(pbuf, "regex") || !strcmp(pbuf, "choices")))
+        param = op->constraint_param;
     if (rc == CS_ENGINE_ETOOLARGE) param = op->chat ? "messages" : "prompt";
     if (rpc_shutting_down(s)) http_error(s, c, 503, NULL, NULL, "the server is shutting down");
     else if (rc == CS_ENGINE_EOVERLOADED || rc == CS_ENGINE_ENOMEM) http_error(s, c, 503, NULL, NULL, "%s", err);
@@ -414,14 +420,11 @@ static void call_start(rpc_server *s, rpc_conn *c, oa_call *call, const oa_param
 
 static void completions(rpc_server *s, rpc_conn *c, const char *body, size_t len, bool chat) {
     cs_engine *e = rpc_engine(s);
-    if (!rpc_valid_utf8(body, len)) {
-        http_error(s, c, 400, NULL, NULL, "the body is not valid UTF-8");
-        return;
-    }
-    cJSON *json = cJSON_ParseWithLength(body, len);
-    if (!cJSON_IsObject(json)) {
+    rpc_reader rd;
+    cJSON *json = rpc_parse_object(&rd, body, len);
+    if (!json || rd.bad_param) {
+        http_error(s, c, 400, rd.bad_param, NULL, "%s", rd.msg);
         cJSON_Delete(json);
-        http_error(s, c, 400, NULL, NULL, "the body is not a JSON object (or is nested too deep)");
         return;
     }
     oa_params op;
@@ -468,60 +471,59 @@ static void metrics(rpc_server *s, rpc_conn *c) {
     free(text);
 }
 
-static cJSON *parse_object(rpc_server *s, rpc_conn *c, const char *body, size_t len) {
-    cJSON *json = rpc_valid_utf8(body, len) ? cJSON_ParseWithLength(body, len) : NULL;
-    if (cJSON_IsObject(json)) return json;
+// The body as a JSON object read by rd, or NULL when the client has been answered with a 400.
+static cJSON *parse_object(rpc_server *s, rpc_conn *c, const char *body, size_t len, rpc_reader *rd) {
+    cJSON *json = rpc_parse_object(rd, body, len);
+    if (json && !rd->bad_param) return json;
+    http_error(s, c, 400, rd->bad_param, NULL, "%s", rd->msg);
     cJSON_Delete(json);
-    http_error(s, c, 400, NULL, NULL, "the body is not a JSON object in UTF-8");
     return NULL;
 }
 
 static void tokenize(rpc_server *s, rpc_conn *c, const char *body, size_t len) {
-    cJSON *json = parse_object(s, c, body, len);
+    rpc_reader rd;
+    cJSON *json = parse_object(s, c, body, len, &rd);
     if (!json) return;
     cs_engine *e = rpc_engine(s);
-    rpc_reader rd = {.params = json};
     const char *prompt = rpc_str(&rd, "prompt");
     bool add = rpc_bool(&rd, "add_special_tokens", true);
     cs_chat_message *msgs = NULL;
     int n_msgs = rd.bad_param ? 0 : rpc_read_messages(&rd, &msgs);
     char err[256], *templated = NULL;
     if (!rd.bad_param && (prompt != NULL) == (n_msgs > 0)) rpc_fail(&rd, "prompt", "give one of prompt, messages");
+    // the template's messages name the parameter ("messages[0].role: ...")
     if (!rd.bad_param && n_msgs > 0 && !(templated = cs_engine_apply_chat_template(e, msgs, n_msgs, err, sizeof err)))
-        rpc_fail(&rd, "messages", "messages: %s", err);
+        rpc_fail(&rd, "messages", "%s", err);
+    const char *text = templated ? templated : prompt;
+    bool special = templated ? false : add; // the template holds any BOS itself
+    // one pass: room for one id past the limit, to tell "too many" (untouched pages cost nothing)
+    int32_t *ids = rd.bad_param ? NULL : malloc(sizeof(int32_t) * (MAX_TOKENIZE + 1));
+    int n = ids ? cs_engine_tokenize(e, text, strlen(text), special, ids, MAX_TOKENIZE + 1) : -1;
     if (rd.bad_param) {
         http_error(s, c, 400, rd.bad_param, NULL, "%s", rd.msg);
+    } else if (n < 0) {
+        http_error(s, c, 503, NULL, NULL, "out of memory");
+    } else if (n > MAX_TOKENIZE) {
+        http_error(s, c, 400, templated ? "messages" : "prompt", NULL, "%d tokens; /tokenize answers at most %d", n,
+                   MAX_TOKENIZE);
     } else {
-        const char *text = templated ? templated : prompt;
-        bool special = templated ? false : add; // the template holds any BOS itself
-        int n = cs_engine_tokenize(e, text, strlen(text), special, NULL, 0);
-        if (n > MAX_TOKENIZE) {
-            http_error(s, c, 400, templated ? "messages" : "prompt", NULL, "%d tokens; /tokenize answers at most %d",
-                       n, MAX_TOKENIZE);
-            free(templated);
-            free(msgs);
-            cJSON_Delete(json);
-            return;
-        }
-        int32_t *ids = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
-        if (ids && n > 0) cs_engine_tokenize(e, text, strlen(text), special, ids, n);
         cJSON *r = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(r, "tokens");
-        for (int i = 0; ids && i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
-        cJSON_AddNumberToObject(r, "count", ids && n > 0 ? n : 0);
+        for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
+        cJSON_AddNumberToObject(r, "count", n);
         cJSON_AddNumberToObject(r, "max_model_len", cs_engine_max_model_len(e));
-        free(ids);
         send_json(s, c, 200, r);
     }
+    free(ids);
     free(templated);
     free(msgs);
     cJSON_Delete(json);
 }
 
 static void detokenize(rpc_server *s, rpc_conn *c, const char *body, size_t len) {
-    cJSON *json = parse_object(s, c, body, len);
+    rpc_reader rd;
+    cJSON *json = parse_object(s, c, body, len, &rd);
     if (!json) return;
     cs_engine *e = rpc_engine(s);
-    rpc_reader rd = {.params = json};
     int n = 0;
     int32_t *ids = rpc_int_array(&rd, "tokens", 0, cs_engine_vocab_size(e), 1 << 20, &n);
     if (!rd.bad_param && !ids) rpc_fail(&rd, "tokens", "tokens: required");

@@ -90,6 +90,9 @@ static void read_messages(oa_params *p, rpc_reader *rd) {
             rpc_fail(rd, "messages", "messages[%d]: expected an object with a string role", p->n_msgs);
             return;
         }
+        char what[32];
+        snprintf(what, sizeof what, "messages[%d]", p->n_msgs);
+        if (!rpc_unique_keys(rd, item, "messages", what)) return;
         const char *content = read_content(p, rd, cJSON_GetObjectItemCaseSensitive(item, "content"), p->n_msgs);
         if (!content) return;
         // OpenAI's newer name for the system turn
@@ -173,7 +176,9 @@ static void read_constraint(oa_params *p, rpc_reader *rd) {
             rpc_fail(rd, "response_format", "response_format: expected {\"type\": \"text\" | \"json_object\" | \"json_schema\"}");
         } else if (!strcmp(type->valuestring, "json_object")) {
             q->json_object = true;
+            p->constraint_param = "response_format";
         } else if (!strcmp(type->valuestring, "json_schema")) {
+            p->constraint_param = "response_format";
             const cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
             schema = cJSON_GetObjectItemCaseSensitive(js, "schema");
             if (!cJSON_IsObject(js) || !(cJSON_IsObject(schema) || cJSON_IsBool(schema)))
@@ -185,8 +190,8 @@ static void read_constraint(oa_params *p, rpc_reader *rd) {
     const cJSON *gj = cJSON_GetObjectItemCaseSensitive(rd->params, "guided_json");
     if (gj && !cJSON_IsNull(gj)) {
         if (schema || q->json_object) rpc_fail(rd, "guided_json", "guided_json: give at most one constraint");
-        else if (cJSON_IsString(gj)) q->json_schema = gj->valuestring;
-        else if (cJSON_IsObject(gj)) schema = gj, schema_param = "guided_json";
+        else if (cJSON_IsString(gj)) q->json_schema = gj->valuestring, p->constraint_param = "guided_json";
+        else if (cJSON_IsObject(gj)) schema = gj, schema_param = p->constraint_param = "guided_json";
         else rpc_fail(rd, "guided_json", "guided_json: expected a JSON Schema (an object or its text)");
     }
     if (schema && !rd->bad_param && !(p->schema = cJSON_PrintUnformatted(schema)))
@@ -195,6 +200,7 @@ static void read_constraint(oa_params *p, rpc_reader *rd) {
     const char *re = rpc_str(rd, "regex"), *gre = rpc_str(rd, "guided_regex");
     if (re && gre) rpc_fail(rd, "regex", "give one of regex, guided_regex");
     q->regex = re ? re : gre;
+    if (q->regex) p->constraint_param = re ? "regex" : "guided_regex";
     const char *ch_name = cJSON_GetObjectItemCaseSensitive(rd->params, "guided_choice") ? "guided_choice" : "choice";
     const cJSON *ch = cJSON_GetObjectItemCaseSensitive(rd->params, ch_name);
     if (ch && !cJSON_IsNull(ch)) {
@@ -216,6 +222,7 @@ static void read_constraint(oa_params *p, rpc_reader *rd) {
             p->choices[q->n_choices++] = item->valuestring;
         }
         q->choices = p->choices;
+        p->constraint_param = ch_name;
     }
     if (!rd->bad_param && (q->json_schema != NULL) + q->json_object + (q->regex != NULL) + (q->choices != NULL) > 1)
         rpc_fail(rd, "response_format", "give at most one of response_format, guided_json, regex, choice");

@@ -29,6 +29,9 @@ typedef struct oa_params {
     bool logprobs;          // per-token logprobs asked (q.logprobs alternatives each)
     char *schema;
     const char **choices;
+    // the field the constraint came from ("response_format", "guided_regex", ...): the engine's
+    // errors name its own field ("json_schema: ..."), the client's is the one to report
+    const char *constraint_param;
     // the first problem: 400 with the parameter's name (code is NULL or an OpenAI code)
     const char *bad_param;
     char msg[256];

@@ -36,6 +36,20 @@ static const cJSON *get(rpc_reader *r, const char *name) {
     return v && !cJSON_IsNull(v) ? v : NULL;
 }
 
+// d as text that reads back as d: integers in full ("9007199254740992", never "9.0072e+15"),
+// other values in the fewest significant digits that round-trip, so that a message never
+// shows a value rounded onto the bound it is said to break.
+static void num_text(char *buf, size_t cap, double d) {
+    if (d == floor(d) && fabs(d) < 1e17) {
+        snprintf(buf, cap, "%.0f", d);
+        return;
+    }
+    for (int digits = 1; digits <= 17; digits++) { // 17 digits are exact for every double
+        snprintf(buf, cap, "%.*g", digits, d);
+        if (strtod(buf, NULL) == d) return;
+    }
+}
+
 double rpc_num(rpc_reader *r, const char *name, double def, double lo, double hi, bool integer) {
     const cJSON *v = get(r, name);
     if (!v) return def;
@@ -45,7 +59,11 @@ double rpc_num(rpc_reader *r, const char *name, double def, double lo, double hi
     }
     double d = v->valuedouble;
     if (!isfinite(d) || d < lo || d > hi || (integer && d != floor(d))) {
-        rpc_fail(r, name, "%s: %g is not %s in [%g, %g]", name, d, integer ? "an integer" : "a number", lo, hi);
+        char dt[32], lt[32], ht[32];
+        num_text(dt, sizeof dt, d);
+        num_text(lt, sizeof lt, lo);
+        num_text(ht, sizeof ht, hi);
+        rpc_fail(r, name, "%s: %s is not %s in [%s, %s]", name, dt, integer ? "an integer" : "a number", lt, ht);
         return def;
     }
     return d;
@@ -156,6 +174,111 @@ char *rpc_utf8_clean(const char *str, size_t len) {
     return out;
 }
 
+void rpc_escape(const char *s, size_t max, char *out, size_t cap) {
+    size_t o = 0;
+    for (size_t i = 0; s[i] && i < max && o + 5 <= cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c < 0x7f && c != '\\') out[o++] = (char)c;
+        else o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
+    }
+    if (cap > 0) out[o] = 0;
+}
+
+// --- strict JSON -----------------------------------------------------------------------------
+
+// The RFC 8259 rules cJSON does not enforce, on the raw text: a control byte (< 0x20) inside a
+// string must be escaped, and outside one only space, tab, LF and CR may appear (cJSON skips
+// every byte <= 0x20 as whitespace, NUL included). Returns the offset of the first byte that
+// breaks them, or len. *nul_member: the index of the first member of the top-level object
+// whose key or value holds the escape \u0000, or -1. Not a parser: cJSON still checks the
+// grammar; on text it accepts, commas at depth 1 separate exactly the top-level members.
+static size_t json_precheck(const char *text, size_t len, int *nul_member) {
+    const unsigned char *s = (const unsigned char *)text;
+    int depth = 0, member = 0;
+    bool in_string = false;
+    *nul_member = -1;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = s[i];
+        if (in_string) {
+            if (c < 0x20) return i;
+            if (c == '"') {
+                in_string = false;
+            } else if (c == '\\' && i + 1 < len) {
+                i++; // the escaped byte cannot end the string
+                if (s[i] == 'u' && len - i > 4 && !memcmp(s + i + 1, "0000", 4) && *nul_member < 0 && depth >= 1)
+                    *nul_member = member;
+                if (s[i] < 0x20) return i;
+            }
+            continue;
+        }
+        if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') return i;
+        if (c == '"') in_string = true;
+        else if (c == '{' || c == '[') depth++;
+        else if (c == '}' || c == ']') depth--;
+        else if (c == ',' && depth == 1) member++;
+    }
+    return len;
+}
+
+static int key_cmp(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+// Sorted, so that an object of many keys costs O(n log n).
+bool rpc_unique_keys(rpc_reader *r, const cJSON *obj, const char *param, const char *what) {
+    int n = cJSON_GetArraySize(obj);
+    if (n < 2) return true;
+    const char **keys = malloc(sizeof(char *) * (size_t)n);
+    if (!keys) {
+        rpc_fail(r, param ? param : "?", "%s: out of memory", what);
+        return false;
+    }
+    int k = 0;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, obj) keys[k++] = item->string ? item->string : "";
+    qsort(keys, (size_t)n, sizeof *keys, key_cmp);
+    const char *dup = NULL;
+    for (int i = 1; i < n && !dup; i++)
+        if (!strcmp(keys[i - 1], keys[i])) dup = keys[i];
+    free(keys);
+    if (dup) rpc_fail(r, param ? param : dup, "%s: the key '%.64s' appears twice", what, dup);
+    return !dup;
+}
+
+cJSON *rpc_parse_object(rpc_reader *r, const char *body, size_t len) {
+    memset(r, 0, sizeof *r);
+    if (!rpc_valid_utf8(body, len)) {
+        snprintf(r->msg, sizeof r->msg, "the body is not valid UTF-8");
+        return NULL;
+    }
+    int nul_member;
+    size_t bad = json_precheck(body, len, &nul_member);
+    if (bad < len) {
+        snprintf(r->msg, sizeof r->msg, "the body is not valid JSON: control byte 0x%02x at offset %zu (inside strings "
+                 "it must be escaped; between tokens only space, tab, CR and LF may appear)", (unsigned char)body[bad], bad);
+        return NULL;
+    }
+    const char *end = NULL;
+    cJSON *json = cJSON_ParseWithLengthOpts(body, len, &end, false);
+    if (!json) {
+        snprintf(r->msg, sizeof r->msg, "the body is not valid JSON (or is nested too deep)");
+        return NULL;
+    }
+    size_t used = (size_t)(end - body);
+    while (used < len && (body[used] == ' ' || body[used] == '\t' || body[used] == '\n' || body[used] == '\r')) used++;
+    if (used < len) snprintf(r->msg, sizeof r->msg, "the body is not valid JSON: more data after the value, at offset %zu", used);
+    else if (!cJSON_IsObject(json)) snprintf(r->msg, sizeof r->msg, "the body is not a JSON object");
+    if (used < len || !cJSON_IsObject(json)) {
+        cJSON_Delete(json);
+        return NULL;
+    }
+    r->params = json;
+    const cJSON *holder = nul_member >= 0 ? cJSON_GetArrayItem(json, nul_member) : NULL;
+    if (nul_member >= 0) // a C string ends at the NUL: the text would arrive cut short
+        rpc_fail(r, holder ? holder->string : "?", "%.64s: a string holds \\u0000 (NUL), which cannot be passed on",
+                 holder ? holder->string : "?");
+    rpc_unique_keys(r, json, NULL, "the request");
+    return json;
+}
+
 // --- prompts -------------------------------------------------------------------------------
 
 // Reads messages [{role, content}] into msgs (pointers into the JSON). Returns the count, or
@@ -175,6 +298,13 @@ int rpc_read_messages(rpc_reader *rd, cs_chat_message **msgs) {
     cJSON_ArrayForEach(item, m) {
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(item, "role");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(item, "content");
+        char what[32];
+        snprintf(what, sizeof what, "messages[%d]", i);
+        if (*msgs && cJSON_IsObject(item) && !rpc_unique_keys(rd, item, "messages", what)) {
+            free(*msgs);
+            *msgs = NULL;
+            return -1;
+        }
         if (!*msgs || !cJSON_IsString(role) || !cJSON_IsString(content)) {
             rpc_fail(rd, "messages", "messages[%d]: expected {\"role\": string, \"content\": string}", i);
             free(*msgs);

@@ -20,7 +20,8 @@ bool rpc_only_keys(rpc_reader *r, const char *const *known);
 // A number in [lo, hi] (integral when integer); def when absent or null.
 double rpc_num(rpc_reader *r, const char *name, double def, double lo, double hi, bool integer);
 bool rpc_bool(rpc_reader *r, const char *name, bool def);
-// A string or NULL when absent; not NUL-free strings are refused.
+// A string or NULL when absent. cJSON ends a string at an escaped NUL (\u0000):
+// rpc_parse_object refuses bodies that hold one.
 const char *rpc_str(rpc_reader *r, const char *name);
 // An array of integers in [lo, hi); malloc'd (caller frees), *n its length; NULL when absent.
 int32_t *rpc_int_array(rpc_reader *r, const char *name, int64_t lo, int64_t hi, int max_len, int *n);
@@ -48,6 +49,23 @@ const char *rpc_param_of(const char *msg, char *buf, size_t cap);
 
 // stop: a string or an array of at most CS_MAX_STOP non-empty strings, into q->stop.
 void rpc_read_stop(rpc_reader *r, cs_request *q);
+
+// Parses body as one JSON object, strictly where cJSON is lenient (RFC 8259): valid UTF-8, no
+// raw control byte inside a string nor any but space, tab, CR, LF between tokens, nothing but
+// whitespace after the object. Returns NULL with r->msg set (r->bad_param NULL: the body as a
+// whole is wrong), or the object (the caller deletes it) as r->params, with r failed, naming
+// the parameter, when a member holds \u0000 (a C string would end there) or a key appears
+// twice. Resets r first.
+cJSON *rpc_parse_object(rpc_reader *r, const char *body, size_t len);
+// Fails r, naming param (the key itself when param is NULL), when obj holds a key twice:
+// cJSON would read the first, Python (and so most gateways) the last. what names obj in the
+// message ("messages[2]").
+bool rpc_unique_keys(rpc_reader *r, const cJSON *obj, const char *param, const char *what);
+
+// Client text made safe for a log line: at most max bytes of s, with every byte outside
+// printable ASCII, and the backslash, written as \xNN (no forged lines, no terminal escapes).
+// out holds cap bytes (4 * max + 1 is always enough), NUL-terminated.
+void rpc_escape(const char *s, size_t max, char *out, size_t cap);
 
 // True when [s, s + len) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
 bool rpc_valid_utf8(const char *s, size_t len);

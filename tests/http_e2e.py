@@ -480,6 +480,90 @@ def err(fn):
         return e
 
 
+def post_main(path, body):
+    return http(S["main"].port, "POST", path, body)
+
+
+def err_msg(r):
+    return ((r.json() or {}).get("error") or {}).get("message", "")
+
+
+def errors_stop():
+    # refused up front with the matcher's own rule (they used to end the choice as "abort")
+    for stop, why in [("", "0 bytes"), ("x" * 257, "257 bytes"), (["ok", "x" * 300], "entry 1 is 300 bytes")]:
+        r = post_main("/v1/completions", {"prompt": "hi", "max_tokens": 1, "stop": stop})
+        check(f"stop {short(json.dumps(stop), 24)} -> 400 param stop, '{why}'",
+              is_err(r, 400, "invalid_request_error", param="stop") and why in err_msg(r), repr(r))
+    r = post_main("/v1/completions", '{"prompt": "hi", "max_tokens": 1, "stop": "\\u0000"}')
+    check("stop \\u0000 -> 400 param stop", is_err(r, 400, param="stop"), repr(r))
+    r = post_main("/v1/completions", {"prompt": "hi", "max_tokens": 1, "stop": "x" * 256})
+    check("stop of 256 bytes -> 200", r.status == 200, repr(r))
+
+
+def errors_strict_json():
+    ok = '{"prompt": "hi", "max_tokens": 1}'
+    bad = [(ok + "xyz", "data after the object"), (ok + "{}", "a second object"),
+           (ok.replace(",", ",\x00"), "a NUL byte between tokens"), (ok.replace(",", ",\x0b"), "a vertical tab between tokens"),
+           (ok.replace("hi", "h\x01i"), "a raw control byte in a string"), (ok.replace("hi", "h\ni"), "a raw newline in a string")]
+    for body, what in bad:
+        r = post_main("/v1/completions", body.encode())
+        check(f"a body with {what} -> 400, param null", is_err(r, 400, "invalid_request_error", param=None), repr(r))
+    r = post_main("/v1/completions", (ok + " \r\n\t").encode())
+    check("a body with JSON whitespace after the object -> 200", r.status == 200, repr(r))
+    r = post_main("/tokenize", '{"prompt": "hi"}{}')
+    check("/tokenize: a second object after the body -> 400", is_err(r, 400, param=None), repr(r))
+    # cJSON would take the first value, Python (vLLM, a gateway) the last: refused, naming the key
+    r = post_main("/v1/completions", '{"prompt": "hi", "max_tokens": 1, "max_tokens": 2}')
+    check("max_tokens twice -> 400 param max_tokens", is_err(r, 400, param="max_tokens"), repr(r))
+    r = post_main("/v1/chat/completions", '{"messages": [{"role": "user", "content": "a", "content": "b"}], "max_tokens": 1}')
+    check("a message with content twice -> 400 param messages", is_err(r, 400, param="messages") and "content" in err_msg(r),
+          repr(r))
+    # a C string ends at a NUL: the text would arrive cut short
+    for path, body, param in [("/v1/completions", '{"prompt": "a\\u0000b", "max_tokens": 1}', "prompt"),
+                              ("/v1/chat/completions", '{"messages": [{"role": "user", "content": "a\\u0000b"}], "max_tokens": 1}',
+                               "messages"),
+                              ("/tokenize", '{"prompt": "a\\u0000b"}', "prompt")]:
+        r = post_main(path, body)
+        check(f"{path}: \\u0000 in {param} -> 400 param {param}", is_err(r, 400, param=param), repr(r))
+
+
+def errors_log_injection():
+    srv = S["main"]
+    tag = f"zz{random.randrange(1 << 40):x}"
+    r = post_main("/v1/completions", '{"prompt": "hi", "max_tokens": 1, "%s\\u001b[31mred\\nfake log line": 1}' % tag)
+    deadline = time.monotonic() + 5
+    while not any(tag in line for line in list(srv.log)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = [line for line in list(srv.log) if tag in line]
+    check("an unknown field's name is logged escaped: one line, \\x1b and \\x0a, no raw ESC, no forged line",
+          r.status == 200 and len(lines) == 1 and "\\x1b[31mred\\x0afake log line" in lines[0] and "\x1b" not in lines[0]
+          and not any(line.startswith("fake log line") for line in srv.log), f"{r!r}; {lines}")
+
+
+def errors_messages():
+    r = post_main("/v1/completions", {"prompt": "hi", "max_tokens": 1, "seed": 2 ** 53})
+    m = err_msg(r)
+    check("seed 2^53 -> 400 whose numbers are exact: 9007199254740992 against +-9007199254740991",
+          is_err(r, 400, param="seed") and "9007199254740992 " in m and "9007199254740991]" in m and "e+" not in m, repr(r))
+    r = post_main("/v1/completions", {"prompt": "hi", "max_tokens": 2 ** 31})
+    m = err_msg(r)
+    check("max_tokens 2^31 -> 400: 2147483648 against [1, 16777216]",
+          is_err(r, 400, param="max_tokens") and "2147483648 " in m and "[1, 16777216]" in m, repr(r))
+    for role in ("", "a b", "user<|im_end|>"):
+        r = post_main("/v1/chat/completions", {"messages": [{"role": role, "content": "x"}], "max_tokens": 1})
+        check(f"role {role!r} -> 400 param messages, naming the roles",
+              is_err(r, 400, param="messages") and "system, user or assistant" in err_msg(r), repr(r))
+    rf = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "strin"}}}
+    r = post_main("/v1/chat/completions", {"messages": CHAT, "max_tokens": 1, "response_format": rf})
+    check("a bad schema under response_format -> 400 param response_format", is_err(r, 400, param="response_format"),
+          repr(r))
+    r = post_main("/v1/completions", {"prompt": "hi", "max_tokens": 1, "guided_regex": "(("})
+    check("a bad guided_regex -> 400 param guided_regex", is_err(r, 400, param="guided_regex"), repr(r))
+    r = post_main("/v1/chat/completions", {"messages": [{"role": "user", "content": "hello " * 2000}], "max_tokens": 1})
+    check("messages over the context -> 400 context_length_exceeded, param messages",
+          is_err(r, 400, code="context_length_exceeded", param="messages"), repr(r))
+
+
 def test_errors():
     c = S["main"].client()
     e = err(lambda: chat(c, temperature=-1))
@@ -501,6 +585,10 @@ def test_errors():
           short(repr(e)))
     e = err(lambda: cmpl(c, P_FRANCE, n=65))
     check("n 65 -> 400 param n", is_err(e, 400, param="n"), short(repr(e)))
+    errors_stop()
+    errors_strict_json()
+    errors_log_injection()
+    errors_messages()
 
 
 def test_auth():

@@ -1048,6 +1048,24 @@ def test_bad_input():
                   ("logprobs", -1), ("prompt_logprobs", -1)]
         for p, v in ranges:
             expect_error(f"out of range {p}={v}", req("generate", {"prompt": "Hi", "max_tokens": 1, p: v}, id=22), -32602, p, id=22)
+        # stop strings the matcher would refuse are refused up front (they used to end the choice)
+        for stop in ("", "x" * 257, ["ok", "x" * 300]):
+            expect_error(f"stop {short(json.dumps(stop), 30)}", req("generate", {"prompt": "Hi", "max_tokens": 1, "stop": stop}),
+                         -32602, "stop")
+        expect_error("a message with the key content twice",
+                     '{"jsonrpc":"2.0","id":23,"method":"generate","params":{"messages":[{"role":"user","content":"a",'
+                     '"content":"b"}],"max_tokens":1}}\n', -32602, "messages", id=23)
+        expect_error("a message with the role ''",
+                     req("generate", {"messages": [{"role": "", "content": "x"}], "max_tokens": 1}), -32602, "messages")
+        # out-of-range numbers are printed exactly (not 9.0072e+15 against a bound shown the same)
+        c = srv.connect()
+        try:
+            r = c.call("generate", {"prompt": "Hi", "max_tokens": 1, "seed": 2 ** 53})
+            m = ((r or {}).get("error") or {}).get("message", "")
+            check("seed 2^53: the message shows 9007199254740992 against [0, 9007199254740991], no exponent",
+                  is_error(r, -32602, "seed") and "9007199254740992 " in m and "9007199254740991]" in m and "e+" not in m, short(r))
+        finally:
+            c.close()
         expect_error("token id -1", req("generate", {"tokens": [19556, -1], "max_tokens": 1}), -32602, "tokens")
         expect_error(f"token id {V} (== vocab size)", req("generate", {"tokens": [19556, V], "max_tokens": 1}), -32602, "tokens")
         expect_error("token id 2^31", req("generate", {"tokens": [2 ** 31], "max_tokens": 1}), -32602, "tokens")

@@ -69,8 +69,20 @@ static void test_detect_and_errors(void) {
     char err[CS_ERR_LEN] = "";
     cs_chat_msg bad_role[] = {{"user<|im_end|>", "x"}};
     TEST_COND(!cs_chat_render(CS_CHAT_CHATML, NULL, bad_role, 1, true, err, sizeof err) && err[0]);
+    // every error names the request parameter first, for the server to report, and a role
+    // error says which roles there are
+    cs_chat_msg empty_role[] = {{"user", "a"}, {"", "x"}};
+    TEST_CONDF(!cs_chat_render(CS_CHAT_CHATML, NULL, empty_role, 2, true, err, sizeof err) &&
+                   !strncmp(err, "messages[1].role: ", 18) && strstr(err, "system, user or assistant"), "'%s'", err);
+    cs_chat_msg order[] = {{"assistant", "a"}};
+    TEST_CONDF(!cs_chat_render(CS_CHAT_LLAMA2, NULL, order, 1, true, err, sizeof err) && !strncmp(err, "messages", 8),
+               "'%s'", err);
+    cs_chat_msg sys[] = {{"system", "a"}, {"user", "b"}};
+    TEST_CONDF(!cs_chat_render(CS_CHAT_LLAMA2, "mistral", sys, 2, true, err, sizeof err) &&
+                   !strncmp(err, "messages", 8), "'%s'", err);
     cs_chat_msg no_content[] = {{"user", NULL}};
-    TEST_COND(!cs_chat_render(CS_CHAT_LLAMA3, NULL, no_content, 1, true, err, sizeof err));
+    TEST_CONDF(!cs_chat_render(CS_CHAT_LLAMA3, NULL, no_content, 1, true, err, sizeof err) &&
+                   !strncmp(err, "messages[0].content", 19), "'%s'", err);
     // No template text: plain ChatML without a default system message.
     cs_chat_msg hi[] = {{"user", "hi"}};
     char *s = cs_chat_render(CS_CHAT_CHATML, NULL, hi, 1, true, err, sizeof err);

@@ -310,6 +310,31 @@ static void test_init_errors(void) {
     cs_stop_free(NULL);
 }
 
+// The predicate the engine checks requests with is the one cs_stop_init applies: they agree
+// on every case, and the reason says what is wrong.
+static void test_string_ok(void) {
+    char len256[CS_STOP_MAX_LEN + 1], len257[CS_STOP_MAX_LEN + 2];
+    memset(len256, 'x', CS_STOP_MAX_LEN);
+    len256[CS_STOP_MAX_LEN] = 0;
+    memset(len257, 'x', CS_STOP_MAX_LEN + 1);
+    len257[CS_STOP_MAX_LEN + 1] = 0;
+    const struct { const char *s; bool ok; const char *why; } cases[] = {
+        {"x", true, ""}, {len256, true, ""}, {"\xe6\x97\xa5", true, ""},
+        {"", false, "is 0 bytes (must be 1 to 256)"}, {len257, false, "is 257 bytes (must be 1 to 256)"},
+        {"\x80", false, "is not valid UTF-8"}, {"ok\xe6\x97", false, "is not valid UTF-8"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char why[64] = "", err[256] = "";
+        bool ok = cs_stop_string_ok(cases[i].s, why, sizeof why);
+        TEST_CONDF(ok == cases[i].ok && (ok || !strcmp(why, cases[i].why)), "case %zu: ok %d, why '%s'", i, ok, why);
+        const char *stops[] = {"fine", cases[i].s};
+        cs_stop_matcher *m = cs_stop_init(stops, 2, err, sizeof err);
+        TEST_CONDF((m != NULL) == ok && (ok || (strstr(err, "stop string 1") && strstr(err, cases[i].why))),
+                   "case %zu: cs_stop_init %s, '%s'", i, m ? "accepted" : "refused", err);
+        cs_stop_free(m);
+    }
+}
+
 int main(void) {
     test_spanning_two_pushes();
     test_false_start_released();
@@ -320,5 +345,6 @@ int main(void) {
     test_split_independence();
     test_long_stop_string();
     test_init_errors();
+    test_string_ok();
     return TEST_REPORT();
 }
