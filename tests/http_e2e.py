@@ -14,6 +14,7 @@ Prints one line per check; exits 1 when any check fails. Options: -k SUBSTR, -v.
 import json
 import os
 import random
+import resource
 import re
 import select
 import signal
@@ -48,13 +49,14 @@ NAME = {}  # served model name per server
 
 
 class Server(R.Server):  # tail, terminate and kill come from rpc_e2e's
-    def __init__(self, name, extra, model=MODEL):
+    def __init__(self, name, extra, model=MODEL, nofile=None):
         self.name, self.port = name, R.free_port()
         self.args = [BIN, "serve", "--model", model, "--host", "127.0.0.1", "--port", "0",
                      "--http-port", str(self.port)] + extra
         self.log, self.listening, self.ready = [], threading.Event(), threading.Event()
+        limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))) if nofile else None
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+                                     stderr=subprocess.PIPE, preexec_fn=limit)
         threading.Thread(target=self._read_stderr, daemon=True).start()
 
     def _read_stderr(self):
@@ -711,6 +713,41 @@ def test_raw_framing():
           a.status == 200 and b.status == 200 and c.closed_within(3), f"{a!r}; {b!r}")
     c.close()
 
+    # pipelined requests with different bodies, the first answered at once: each runs with its own
+    # body (the second was once read from the first's offset)
+    def tok(prompt, extra=b""):
+        body = json.dumps({"prompt": prompt}).encode()
+        return (b"POST /tokenize HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n" % len(body)) + extra + b"\r\n" + body
+    alone = [http(port, "POST", "/tokenize", {"prompt": p}).json().get("tokens") for p in ("apple", "zebra")]
+    c = Conn(port)
+    c.send(tok("apple", b"X-Pad: 1234567890\r\n") + tok("zebra", b"Connection: close\r\n"))
+    a, b = c.response(), c.response()
+    check("two pipelined /tokenize requests with different bodies: each answered from its own body",
+          a.status == 200 and b.status == 200 and [a.json().get("tokens"), b.json().get("tokens")] == alone
+          and alone[0] != alone[1], f"{a!r}; {b!r}; alone {alone}")
+    c.close()
+    c = Conn(port)
+    c.send(req("GET", "/health") + req("POST", "/v1/completions", {"prompt": "Hi", "max_tokens": 1, "temperature": 0},
+                                       {"Connection": "close"}))
+    a, b = c.response(), c.response()
+    check("/health then a completion, pipelined: the completion runs (200)",
+          a.status == 200 and b.status == 200 and (b.json() or {}).get("object") == "text_completion", f"{a!r}; {b!r}")
+    c.close()
+    c = Conn(port)
+    c.send(req("GET", "/health", version="HTTP/1.0", host=False, headers={"Connection": "keep-alive"}))
+    r = c.response()
+    c.send(req("GET", "/health", version="HTTP/1.0", host=False))
+    r2 = c.response()
+    check("HTTP/1.0 with Connection: keep-alive -> 'Connection: keep-alive' in the answer, the connection reused",
+          r.status == 200 and r.headers.get("connection", "").lower() == "keep-alive" and r2.status == 200,
+          f"{r!r}; {r2!r}")
+    c.close()
+    c = Conn(port)
+    c.send(req("POST", "/tokenize", {"prompt": "hi"}, {"Expect": "something-else"}))
+    r = c.response()
+    check("Expect other than 100-continue -> 417", r.status == 417, repr(r))
+    c.close()
+
     # 2,000 pipelined requests in one send: answered in order, in linear time
     c = Conn(port)
     t0 = time.monotonic()
@@ -788,6 +825,66 @@ def test_raw_limits():
     check("a 1 MiB header -> 431 and close; the server stays up",
           isinstance(r, Resp) and r.status == 431 and c.closed_within(3) and healthy(S["main"]), repr(r))
     c.close()
+
+    # a large body of token ids: refused, and the parse's memory handed back afterwards
+    def rss_mb(pid):
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0
+    srv = S["main"]
+    before = rss_mb(srv.proc.pid)
+    r = http(port, "POST", "/v1/completions", b'{"prompt": [' + b"1," * 4999999 + b'1], "max_tokens": 1}', timeout=60)
+    deadline = time.monotonic() + 3  # the memory is handed back after the answer is written
+    while (after := rss_mb(srv.proc.pid)) >= before + 100 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    check(f"5,000,000 prompt ids (10 MB of JSON) -> 400; resident memory {before:.0f} -> {after:.0f} MiB afterwards",
+          is_err(r, 400) and after < before + 100 and healthy(srv), repr(r))
+
+
+def test_fd_limit():
+    """Under a low open-files limit the server lowers --max-connections to fit beside its own
+    files, answers the connections past it with 503 at once, and does not spin."""
+    srv = Server("fds", ["--max-model-len", "256", "--kv-cache-memory", KV], nofile=128)
+    held = []
+    try:
+        ok = srv.wait(srv.ready, 60)
+        lowered = any("--max-connections lowered from 1024 to 64" in line for line in srv.log)
+        check("open files limited to 128: the server lowers --max-connections to 64 and says so", ok and lowered,
+              srv.tail(5))
+        if not ok:
+            return
+        for _ in range(64):
+            c = Conn(srv.port)
+            held.append(c)
+            c.send(req("GET", "/health"))
+            c.response()
+        ticks0 = sum(int(x) for x in open(f"/proc/{srv.proc.pid}/stat").read().rsplit(")", 1)[1].split()[11:13])
+        t0 = time.monotonic()
+        c = Conn(srv.port)
+        try:
+            r = c.response(5)
+        except (Closed, TimeoutError) as e:
+            r = repr(e)
+        finally:
+            c.close()
+        dt = time.monotonic() - t0
+        time.sleep(1.0)
+        ticks = sum(int(x) for x in open(f"/proc/{srv.proc.pid}/stat").read().rsplit(")", 1)[1].split()[11:13]) - ticks0
+        cpu = ticks / os.sysconf("SC_CLK_TCK")
+        check(f"the 65th connection -> 503 too many connections at once ({dt:.2f} s); the server idles "
+              f"({cpu:.2f} s of CPU in the next second)",
+              isinstance(r, Resp) and r.status == 503 and b"too many connections" in r.body and dt < 2 and cpu < 0.3,
+              repr(r))
+        for c in held:
+            c.close()
+        held = []
+        time.sleep(0.3)
+        check("connections closed: the server answers again", healthy(srv))
+    finally:
+        for c in held:
+            c.close()
+        srv.kill()
 
 
 def test_disconnect():
@@ -984,7 +1081,7 @@ def test_loading():
 # main
 
 TESTS = [test_chat, test_completions, test_structured_output, test_extensions, test_logprobs, test_errors, test_auth,
-         test_raw_endpoints, test_raw_framing, test_raw_limits, test_disconnect, test_overload, test_metrics,
+         test_raw_endpoints, test_raw_framing, test_raw_limits, test_fd_limit, test_disconnect, test_overload, test_metrics,
          test_loading]
 
 
