@@ -470,7 +470,7 @@ static uint64_t hash_salt(const char *s) {
 static int encode_prompt(const cs_tokenizer *tok, const char *text, size_t len, int flags, int limit, int32_t **ids) {
     *ids = malloc(sizeof(int32_t) * ((size_t)limit + 1));
     if (!*ids) return CS_ERR_NOMEM;
-    int n = cs_tokenizer_encode(tok, text, len, flags, *ids, limit + 1);
+    int n = cs_tokenizer_encode(tok, text, len, flags | CS_TOK_STOP_PAST_CAP, *ids, limit + 1); // > limit: too long
     if (n < 0 || n > limit) {
         free(*ids);
         *ids = NULL;
@@ -520,7 +520,7 @@ static int request_prompt(cs_engine *e, const cs_request *q, eng_req *r, char *e
     free(text);
     if (n == CS_ERR_NOMEM) return engine_err(err, errlen, CS_ENGINE_ENOMEM, "out of memory");
     if (n > e->max_model_len)
-        return engine_err(err, errlen, CS_ENGINE_ETOOLARGE, "prompt is %d tokens; the context is %d", n, e->max_model_len);
+        return engine_err(err, errlen, CS_ENGINE_ETOOLARGE, "prompt is more than %d tokens, the context", e->max_model_len);
     if (n < 1) return engine_err(err, errlen, CS_ENGINE_EINVAL, "prompt: empty");
     r->n_prompt = n;
     return 0;
@@ -729,7 +729,7 @@ void cs_engine_stats_get(cs_engine *e, cs_engine_stats *st) {
 }
 
 int cs_engine_tokenize(cs_engine *e, const char *text, size_t len, bool add_special, int32_t *ids, int cap) {
-    int flags = CS_TOK_PARSE_SPECIAL | (add_special ? CS_TOK_ADD_SPECIAL : 0);
+    int flags = CS_TOK_PARSE_SPECIAL | (add_special ? CS_TOK_ADD_SPECIAL : 0) | (cap > 0 ? CS_TOK_STOP_PAST_CAP : 0);
     return cs_tokenizer_encode(e->file->tok, text, len, flags, ids, cap);
 }
 

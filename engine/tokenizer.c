@@ -41,7 +41,11 @@ typedef struct work {
     char *word; // ignore_merges: the word as vocabulary text
     size_t word_cap;
     bool nomem;
+    bool stop_past_cap; // CS_TOK_STOP_PAST_CAP
 } work;
+
+// Whether encoding ends here: out of memory, or past cap when only "too long" matters.
+static bool stop(const work *w) { return w->nomem || (w->stop_past_cap && w->n > w->cap); }
 
 static bool grow(void **p, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return true;
@@ -220,7 +224,7 @@ static void encode_bytelevel(work *w, const char *s, size_t len) {
     cs_pretok_iter it;
     cs_pretok_iter_init(&it, w->t->pretok, s, len);
     size_t start, n;
-    while (cs_pretok_iter_next(&it, &start, &n) && !w->nomem) bpe_word(w, s + start, n);
+    while (!stop(w) && cs_pretok_iter_next(&it, &start, &n)) bpe_word(w, s + start, n);
 }
 
 static const char SPACE_MARK[3] = {'\xE2', '\x96', '\x81'}; // U+2581
@@ -255,13 +259,13 @@ static void encode_spm(work *w, const char *s, size_t len, bool at_start) {
         return;
     }
     size_t word = 0;
-    for (size_t i = 1; i + 3 <= m; i++) {
+    for (size_t i = 1; i + 3 <= m && !stop(w); i++) {
         if (memcmp(w->norm + i, SPACE_MARK, 3) != 0) continue;
         bpe_word(w, w->norm + word, i - word);
         word = i;
         i += 2;
     }
-    bpe_word(w, w->norm + word, m - word);
+    if (!stop(w)) bpe_word(w, w->norm + word, m - word);
 }
 
 static void encode_segment(work *w, const char *s, size_t len, bool at_start) {
@@ -291,11 +295,11 @@ static int32_t match_added(const cs_tokenizer *t, const char *s, size_t len, siz
 int cs_tokenizer_encode(const cs_tokenizer *t, const char *text, size_t len, int flags,
                         int32_t *ids, int cap) {
     if (cap < 0 || (cap > 0 && !ids) || (len > 0 && !text)) return CS_ERR_INVALID;
-    work w = {.t = t, .ids = ids, .cap = (size_t)cap};
+    work w = {.t = t, .ids = ids, .cap = (size_t)cap, .stop_past_cap = flags & CS_TOK_STOP_PAST_CAP};
     bool parse_special = flags & CS_TOK_PARSE_SPECIAL;
     if ((flags & CS_TOK_ADD_SPECIAL) && t->add_bos && t->bos >= 0) put(&w, t->bos);
     size_t seg = 0;
-    for (size_t p = 0; p < len && !w.nomem; p++) {
+    for (size_t p = 0; p < len && !stop(&w); p++) {
         if (!t->added_first[(unsigned char)text[p]]) continue;
         size_t mlen = 0;
         int32_t id = match_added(t, text, len, p, parse_special, &mlen);
@@ -305,7 +309,7 @@ int cs_tokenizer_encode(const cs_tokenizer *t, const char *text, size_t len, int
         seg = p + mlen;
         p = seg - 1;
     }
-    if (seg < len) encode_segment(&w, text + seg, len - seg, seg == 0);
+    if (seg < len && !stop(&w)) encode_segment(&w, text + seg, len - seg, seg == 0);
     if ((flags & CS_TOK_ADD_SPECIAL) && t->add_eos && t->eos >= 0) put(&w, t->eos);
     free(w.syms);
     free(w.heap);

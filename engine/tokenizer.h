@@ -41,6 +41,9 @@ typedef enum cs_pretok {
 enum {
     CS_TOK_ADD_SPECIAL = 1,   // add BOS (and EOS) where the model's config asks for them
     CS_TOK_PARSE_SPECIAL = 2, // text like "<|im_start|>" becomes the special token
+    CS_TOK_STOP_PAST_CAP = 4, // stop at the first pre-tokenised word past cap ids: the return
+                              // is then only known to be > cap (a length check, not a count);
+                              // SentencePiece without a split takes a whole segment as one word
 };
 
 cs_status cs_tokenizer_from_gguf(const struct cs_gguf *g, cs_tokenizer **out, char *err,
@@ -81,7 +84,8 @@ size_t cs_tokenizer_max_token_bytes(const cs_tokenizer *tok);
 size_t cs_tokenizer_token_bytes(const cs_tokenizer *tok, int32_t id, char *out, size_t cap);
 
 // Encodes len bytes of UTF-8 text. Writes at most cap ids and returns how many the text needs
-// (call again with a larger buffer if that is > cap), or a negative cs_status.
+// (call again with a larger buffer if that is > cap; with CS_TOK_STOP_PAST_CAP, only that it
+// is more than cap), or a negative cs_status.
 int cs_tokenizer_encode(const cs_tokenizer *tok, const char *text, size_t len, int flags,
                         int32_t *ids, int cap);
 

@@ -504,7 +504,7 @@ static void tokenize(rpc_server *s, rpc_conn *c, const char *body, size_t len) {
     } else if (n < 0) {
         http_error(s, c, 503, NULL, NULL, "out of memory");
     } else if (n > MAX_TOKENIZE) {
-        http_error(s, c, 400, templated ? "messages" : "prompt", NULL, "%d tokens; /tokenize answers at most %d", n,
+        http_error(s, c, 400, templated ? "messages" : "prompt", NULL, "more than %d tokens, the most /tokenize answers",
                    MAX_TOKENIZE);
     } else {
         cJSON *r = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(r, "tokens");

@@ -579,6 +579,14 @@ def test_errors():
     check("a prompt over the context -> BadRequestError, code context_length_exceeded",
           isinstance(e, openai.BadRequestError) and is_err(e, 400, "invalid_request_error", "context_length_exceeded"),
           short(repr(e)))
+    t0 = time.monotonic()
+    r = http(S["main"].port, "POST", "/v1/completions", {"prompt": "hello " * 4000000, "max_tokens": 1}, timeout=60)
+    dt = time.monotonic() - t0
+    check(f"a 24 MB prompt -> 400 context_length_exceeded after tokenizing only past the context ({dt:.2f} s)",
+          is_err(r, 400, code="context_length_exceeded") and "more than 1024 tokens" in r.body.decode(), repr(r))
+    r = http(S["main"].port, "POST", "/tokenize", {"prompt": "hello " * 4000000})
+    check("/tokenize of a 24 MB prompt -> 400: more tokens than it answers", is_err(r, 400, param="prompt")
+          and "more than" in r.body.decode(), repr(r))
     e = err(lambda: chat(c, max_tokens=100000))
     check("max_tokens 100000 -> 400 context_length_exceeded",
           isinstance(e, openai.BadRequestError) and is_err(e, 400, code="context_length_exceeded"), short(repr(e)))

@@ -224,6 +224,25 @@ static void test_splits(void) {
 }
 
 // --- the default model -------------------------------------------------------------------
+// CS_TOK_STOP_PAST_CAP: below the count, the return is past cap (and, well below it, short
+// of the count: it stopped) and the ids written are the full encoding's first ones; at or
+// above it, the exact count and ids.
+static void test_stop_past_cap(const cs_tokenizer *tok, const char *what) {
+    const char *t = "Hello world, this is a test of stopping early. <|im_start|>And a second part; more words.";
+    int32_t full[128], part[128];
+    int need = cs_tokenizer_encode(tok, t, strlen(t), CS_TOK_PARSE_SPECIAL, full, 128);
+    TEST_CONDF(need > 8 && need <= 128, "%s: %d ids", what, need);
+    for (int cap = 1; cap <= need + 1 && need <= 128; cap++) {
+        for (int i = 0; i < 128; i++) part[i] = -7;
+        int n = cs_tokenizer_encode(tok, t, strlen(t), CS_TOK_PARSE_SPECIAL | CS_TOK_STOP_PAST_CAP, part, cap);
+        // stopped early: well below the count, it did not run to the end
+        bool ok = cap < need ? n > cap && n <= need && (2 * cap > need || n < need) : n == need;
+        int written = n < cap ? n : cap;
+        ok = ok && memcmp(part, full, sizeof(int32_t) * (size_t)written) == 0 && part[cap] == -7;
+        TEST_CONDF(ok, "%s: stop past cap %d: returned %d of %d", what, cap, n, need);
+    }
+}
+
 static void test_model_facts(const cs_tokenizer *tok) {
     TEST_COND(cs_tokenizer_kind(tok) == CS_TOK_BYTE_BPE);
     TEST_COND(cs_tokenizer_pretok(tok) == CS_PRETOK_SMOLLM);
@@ -340,6 +359,7 @@ static void test_default_model(void) {
         return;
     }
     test_model_facts(tok);
+    test_stop_past_cap(tok, "smollm2 gguf");
     test_parity(tok, "tests/fixtures/tokenizer_smollm2.tsv", 1, "smollm2 gguf");
     test_stream_split_char(tok);
     test_long_inputs(tok);

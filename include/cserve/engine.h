@@ -202,7 +202,10 @@ typedef struct cs_engine_stats {
 
 void cs_engine_stats_get(cs_engine *e, cs_engine_stats *st);
 
-/* The tokenizer and template, for callers that need them (RPC tokenize/detokenize). */
+/* The tokenizer and template, for callers that need them (RPC tokenize/detokenize).
+ * cs_engine_tokenize returns the ids text needs, writing at most cap; with cap > 0 it stops
+ * once the text needs more than cap (the return is then only known to be > cap), so a huge
+ * text is refused without tokenizing all of it. Count with cap 0, then fill. */
 int cs_engine_tokenize(cs_engine *e, const char *text, size_t len, bool add_special, int32_t *ids,
                        int cap);
 int cs_engine_vocab_size(const cs_engine *e);
