@@ -338,8 +338,11 @@ template <int HD> __global__ void __launch_bounds__(MERGE_NT) attn_decode_merge(
     const long long covered = (long long)a.n_split * a.chunk_len;
     const int kv = (int)min((long long)a.kv_len[s], covered);
     const int nc = kv <= 0 ? 0 : (kv + a.chunk_len - 1) / a.chunk_len;
+    // the chunk grid has finished and its writes are visible; waited for also by a CTA with
+    // nothing to merge, so that this grid ending implies the chunk grid ended (what the next
+    // kernel in the stream, launched normally, reads)
+    pdl_wait();
     if (nc <= 1) return; // written by attn_decode_chunk directly (the whole CTA returns)
-    pdl_wait();          // the chunk grid has finished and its writes are visible
 
     const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
     const float x = t < nc ? a.lse[row * a.n_split + t] : -INFINITY;
@@ -397,14 +400,17 @@ template <int HD> __global__ void __launch_bounds__(MERGE_NT) attn_decode_merge(
 
 // ---- host side -----------------------------------------------------------------------------
 
+// Whether the current device runs programmatic dependent launches (sm_90 and newer), asked
+// once per device.
 bool pdl_supported() {
-    static const bool ok = [] {
-        int dev = 0, major = 0;
-        CUDA_CHECK(cudaGetDevice(&dev));
+    static std::atomic<int> cc_major[CS_CUDA_MAX_DEVICES];
+    const int dev = cs_cuda_current_device();
+    int major = cc_major[dev].load(std::memory_order_relaxed);
+    if (major == 0) {
         CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-        return major >= 9;
-    }();
-    return ok;
+        cc_major[dev].store(major, std::memory_order_relaxed);
+    }
+    return major >= 9;
 }
 
 // Sets the kernel's shared-memory limit and returns how many CTAs fit on an SM, once per
