@@ -50,6 +50,7 @@ static const char *error_type(int status) {
 // Ends the current request: the next pipelined one may start.
 static void end_request(rpc_server *s, rpc_conn *c) {
     c->busy = false;
+    c->head_only = false;
     c->call = NULL;
     c->continue_sent = false;
     c->t_idle = cs_now_s();
@@ -80,7 +81,7 @@ void http_respond(rpc_server *s, rpc_conn *c, int status, const char *content_ty
                   const char *extra) {
     if (c->fd < 0) return;
     write_head(s, c, status, content_type, (long long)len, extra);
-    if (rpc_write(s, c, body, len)) end_request(s, c);
+    if (rpc_write(s, c, body, c->head_only ? 0 : len)) end_request(s, c); // HEAD: the length, no body
 }
 
 void http_error(rpc_server *s, rpc_conn *c, int status, const char *param, const char *code, const char *fmt, ...) {
@@ -171,7 +172,8 @@ static void run_request(rpc_server *s, rpc_conn *c, const http_request *req, con
         http_error(s, c, 401, NULL, "invalid_api_key", "invalid or missing API key: send Authorization: Bearer KEY");
         return;
     }
-    oa_dispatch(s, c, req->method, path, body, len);
+    c->head_only = !strcmp(req->method, "HEAD"); // answered as GET, without the body
+    oa_dispatch(s, c, c->head_only ? "GET" : req->method, path, body, len);
 #ifdef __GLIBC__
     // a big body's parse tree (tens of bytes a JSON value: ~1 GB for 32 MiB of token ids) is
     // freed by now; hand the pages back instead of keeping the peak for the process's life

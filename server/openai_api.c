@@ -562,7 +562,7 @@ void oa_dispatch(rpc_server *s, rpc_conn *c, const char *method, const char *pat
     }
     if (route < 0 && allowed) {
         char allow[64];
-        snprintf(allow, sizeof allow, "Allow: %s\r\n", allowed);
+        snprintf(allow, sizeof allow, "Allow: %s\r\n", strcmp(allowed, "GET") ? allowed : "GET, HEAD");
         static const char msg[] = "{\"error\":{\"message\":\"method not allowed\",\"type\":\"invalid_request_error\","
                                   "\"param\":null,\"code\":null}}";
         http_respond(s, c, 405, "application/json", msg, sizeof msg - 1, allow);

@@ -48,6 +48,7 @@ typedef struct rpc_conn {
     bool continue_sent;      // "100 Continue" sent for the request in `in`
     bool lingering;          // error sent and write side shut: input is discarded until EOF
     bool http10;             // the request being answered is HTTP/1.0: no chunked streams
+    bool head_only;          // the request being answered is HEAD: GET's status and headers alone
     bool peer_eof;           // the client shut its side: what it sent is answered, then we close
     size_t need;             // bytes of the request in `in` (head + body) once its head parsed; 0: unknown
     size_t scanned;          // bytes of a partial head already parsed (parsed again only after a '\n')

@@ -650,6 +650,18 @@ def test_raw_endpoints():
     check("unknown path -> 404 not_found_error", is_err(r, 404, "not_found_error"), repr(r))
     r = http(port, "GET", "/v1/completions")
     check("GET /v1/completions -> 405 with Allow: POST", r.status == 405 and "POST" in r.headers.get("allow", ""), repr(r))
+    # HEAD: GET's status and headers, Content-Length included, and no body; the connection goes on
+    models = http(port, "GET", "/v1/models")
+    c = Conn(port)
+    c.send(req("HEAD", "/v1/models") + req("HEAD", "/v1/completions") + req("GET", "/health"))
+    deadline = time.monotonic() + 10
+    heads = [c._until(b"\r\n\r\n", deadline).decode("latin-1") for _ in range(2)]
+    after = c.response()
+    c.close()
+    check("HEAD /v1/models -> 200 with GET's Content-Length and no body; HEAD of a POST path -> 405; then GET "
+          "answered on the same connection",
+          heads[0].startswith("HTTP/1.1 200") and f"Content-Length: {len(models.body)}" in heads[0]
+          and heads[1].startswith("HTTP/1.1 405") and after.status == 200 and after.body == b"", f"{heads}; {after!r}")
 
 
 def test_raw_framing():
