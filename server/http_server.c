@@ -247,6 +247,9 @@ void http_on_input(rpc_server *s, rpc_conn *c) {
         memmove(c->in.p, c->in.p + off, c->in.len - off);
         c->in.len -= off;
     }
+    // a keep-alive connection that once sent a big body does not hold its buffer (up to
+    // --max-body-bytes) while it waits for the next request
+    if (!c->busy) rpc_buf_shrink(&c->in, 64 << 10);
 }
 
 void http_check_timers(rpc_server *s, rpc_conn *c, double now) {

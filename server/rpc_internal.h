@@ -159,6 +159,8 @@ void rpc_pending_free(rpc_pending *p);
 
 // buffers
 bool rpc_buf_append(rpc_buf *b, const char *data, size_t n);
+// Gives back most of a buffer that grew past 4x max(len, keep) (a big body once came).
+void rpc_buf_shrink(rpc_buf *b, size_t keep);
 void rpc_buf_free(rpc_buf *b);
 
 #endif

@@ -112,6 +112,15 @@ bool rpc_buf_append(rpc_buf *b, const char *data, size_t n) {
     return true;
 }
 
+void rpc_buf_shrink(rpc_buf *b, size_t keep) {
+    size_t want = b->len > keep ? b->len : keep;
+    if (b->cap <= 4 * want) return;
+    char *q = realloc(b->p, want);
+    if (!q) return; // the larger block is still valid
+    b->p = q;
+    b->cap = want;
+}
+
 void rpc_buf_free(rpc_buf *b) {
     free(b->p);
     memset(b, 0, sizeof *b);

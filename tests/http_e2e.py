@@ -860,6 +860,19 @@ def test_raw_limits():
         time.sleep(0.1)
     check(f"5,000,000 prompt ids (10 MB of JSON) -> 400; resident memory {before:.0f} -> {after:.0f} MiB afterwards",
           is_err(r, 400) and after < before + 100 and healthy(srv), repr(r))
+    # 20 keep-alive connections that each sent a 10 MB body do not keep its buffer while idle
+    before = rss_mb(srv.proc.pid)
+    conns, answers = [], []
+    for _ in range(20):
+        c = Conn(port)
+        conns.append(c)
+        c.send(req("POST", "/tokenize", b'{"prompt": "' + b"a" * (10 << 20) + b'"'))  # unterminated: 400
+        answers.append(c.response(30).status)
+    after = rss_mb(srv.proc.pid)
+    for c in conns:
+        c.close()
+    check(f"20 idle keep-alive connections after a 10 MB body each: resident memory {before:.0f} -> {after:.0f} MiB",
+          answers == [400] * 20 and after < before + 100, str(answers))
 
 
 def test_fd_limit():
