@@ -499,14 +499,22 @@ static bool auth(rpc_server *s, rpc_conn *c, const cJSON *id, const char *method
     return false;
 }
 
+// Answers invalid params and returns false when params (an object) holds a key twice: cJSON
+// would read the first, a Python client the last.
+static bool unique_params(rpc_server *s, rpc_conn *c, const cJSON *id, const cJSON *params) {
+    if (!cJSON_IsObject(params)) return true;
+    rpc_reader rd = {.params = params};
+    if (rpc_unique_keys(&rd, params, NULL, "params")) return true;
+    rpc_send_error(s, c, id, RPC_INVALID_PARAMS, rd.bad_param, "%s", rd.msg);
+    return false;
+}
+
 void rpc_dispatch(rpc_server *s, rpc_conn *c, const char *line, size_t len) {
-    if (!rpc_valid_utf8(line, len)) {
-        rpc_send_error(s, c, NULL, RPC_PARSE_ERROR, NULL, "parse error: the line is not valid UTF-8");
-        return;
-    }
-    cJSON *req = cJSON_ParseWithLength(line, len);
+    char why[200];
+    int nul_member;
+    cJSON *req = rpc_parse_json(line, len, "the line", &nul_member, why, sizeof why);
     if (!req) {
-        rpc_send_error(s, c, NULL, RPC_PARSE_ERROR, NULL, "parse error: not a JSON value (or nested too deep)");
+        rpc_send_error(s, c, NULL, RPC_PARSE_ERROR, NULL, "parse error: %s", why);
         return;
     }
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "id");
@@ -523,6 +531,11 @@ void rpc_dispatch(rpc_server *s, rpc_conn *c, const char *line, size_t len) {
         rpc_send_error(s, c, id, RPC_INVALID_REQUEST, NULL, "invalid request: needs \"jsonrpc\": \"2.0\" and a method");
     } else if (cJSON_GetObjectItemCaseSensitive(req, "id") && !id) {
         rpc_send_error(s, c, NULL, RPC_INVALID_REQUEST, NULL, "invalid request: id must be an integer or a string");
+    } else if (nul_member >= 0 || !unique_params(s, c, id, params)) {
+        // a C string ends at the NUL: the text would arrive cut short (a repeated key: answered)
+        if (nul_member >= 0)
+            rpc_send_error(s, c, id, RPC_INVALID_PARAMS, "params", "params: a string holds \\u0000 (NUL), which cannot "
+                           "be passed on");
     } else if (!auth(s, c, id, method->valuestring, params)) {
         // answered (and closing when refused)
     } else if (!rpc_engine(s) && id && strcmp(method->valuestring, "health") && strcmp(method->valuestring, "auth")) {

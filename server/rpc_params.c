@@ -243,33 +243,43 @@ bool rpc_unique_keys(rpc_reader *r, const cJSON *obj, const char *param, const c
     return !dup;
 }
 
-cJSON *rpc_parse_object(rpc_reader *r, const char *body, size_t len) {
-    memset(r, 0, sizeof *r);
-    if (!rpc_valid_utf8(body, len)) {
-        snprintf(r->msg, sizeof r->msg, "the body is not valid UTF-8");
+cJSON *rpc_parse_json(const char *text, size_t len, const char *what, int *nul_member, char *msg, size_t cap) {
+    if (!rpc_valid_utf8(text, len)) {
+        snprintf(msg, cap, "%s is not valid UTF-8", what);
         return NULL;
     }
-    int nul_member;
-    size_t bad = json_precheck(body, len, &nul_member);
+    size_t bad = json_precheck(text, len, nul_member);
     if (bad < len) {
-        snprintf(r->msg, sizeof r->msg, "the body is not valid JSON: control byte 0x%02x at offset %zu (inside strings "
-                 "it must be escaped; between tokens only space, tab, CR and LF may appear)", (unsigned char)body[bad], bad);
+        snprintf(msg, cap, "%s is not valid JSON: control byte 0x%02x at offset %zu (inside strings it must be escaped; "
+                 "between tokens only space, tab, CR and LF may appear)", what, (unsigned char)text[bad], bad);
         return NULL;
     }
     const char *end = NULL;
-    cJSON *json = cJSON_ParseWithLengthOpts(body, len, &end, false);
+    cJSON *json = cJSON_ParseWithLengthOpts(text, len, &end, false);
     if (!json) {
-        snprintf(r->msg, sizeof r->msg, "the body is not valid JSON (or is nested too deep)");
+        snprintf(msg, cap, "%s is not valid JSON (or is nested too deep)", what);
         return NULL;
     }
-    size_t used = (size_t)(end - body);
-    while (used < len && (body[used] == ' ' || body[used] == '\t' || body[used] == '\n' || body[used] == '\r')) used++;
-    if (used < len) snprintf(r->msg, sizeof r->msg, "the body is not valid JSON: more data after the value, at offset %zu", used);
-    else if (!cJSON_IsObject(json)) snprintf(r->msg, sizeof r->msg, "the body is not a JSON object");
-    if (used < len || !cJSON_IsObject(json)) {
+    size_t used = (size_t)(end - text);
+    while (used < len && (text[used] == ' ' || text[used] == '\t' || text[used] == '\n' || text[used] == '\r')) used++;
+    if (used < len) {
+        snprintf(msg, cap, "%s is not valid JSON: more data after the value, at offset %zu", what, used);
         cJSON_Delete(json);
         return NULL;
     }
+    return json;
+}
+
+cJSON *rpc_parse_object(rpc_reader *r, const char *body, size_t len) {
+    memset(r, 0, sizeof *r);
+    int nul_member;
+    cJSON *json = rpc_parse_json(body, len, "the body", &nul_member, r->msg, sizeof r->msg);
+    if (json && !cJSON_IsObject(json)) {
+        snprintf(r->msg, sizeof r->msg, "the body is not a JSON object");
+        cJSON_Delete(json);
+        json = NULL;
+    }
+    if (!json) return NULL;
     r->params = json;
     const cJSON *holder = nul_member >= 0 ? cJSON_GetArrayItem(json, nul_member) : NULL;
     if (nul_member >= 0) // a C string ends at the NUL: the text would arrive cut short

@@ -57,6 +57,10 @@ void rpc_read_stop(rpc_reader *r, cs_request *q);
 // the parameter, when a member holds \u0000 (a C string would end there) or a key appears
 // twice. Resets r first.
 cJSON *rpc_parse_object(rpc_reader *r, const char *body, size_t len);
+// The strict parse alone, of any JSON value: NULL with msg ("<what> is not ...") when text
+// breaks the rules above; *nul_member as for rpc_parse_object (-1: no \u0000 in an object's
+// member at the top level).
+cJSON *rpc_parse_json(const char *text, size_t len, const char *what, int *nul_member, char *msg, size_t cap);
 // Fails r, naming param (the key itself when param is NULL), when obj holds a key twice:
 // cJSON would read the first, Python (and so most gateways) the last. what names obj in the
 // message ("messages[2]").

@@ -996,6 +996,13 @@ def test_bad_input():
         expect_error("malformed JSON", '{"jsonrpc":"2.0","id":1,"method":"health"\n', -32700, id=None)
         expect_error("garbage line", "hello there\n", -32700, id=None)
         expect_error("truncated JSON", '{"jsonrpc":"2.0","id":1,"method":\n', -32700, id=None)
+        expect_error("data after the JSON value", '{"jsonrpc":"2.0","id":1,"method":"health"} x\n', -32700, id=None)
+        expect_error("a raw control byte (0x01) inside a string",
+                     '{"jsonrpc":"2.0","id":1,"method":"tokenize","params":{"text":"a\x01b"}}\n', -32700, id=None)
+        expect_error("a key twice in params", '{"jsonrpc":"2.0","id":7,"method":"tokenize","params":{"text":"a",'
+                     '"text":"b"}}\n', -32602, param="text", id=7)
+        expect_error("\\u0000 in a prompt", '{"jsonrpc":"2.0","id":8,"method":"tokenize","params":{"text":"a\\u0000b"}}\n',
+                     -32602, param="params", id=8)
         expect_error("invalid UTF-8 in a string (0xff 0xfe)",
                      b'{"jsonrpc":"2.0","id":1,"method":"tokenize","params":{"text":"a\xff\xfeb"}}\n', (-32700, -32600, -32602))
         expect_error("invalid UTF-8: overlong encoding in a prompt",
