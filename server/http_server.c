@@ -222,6 +222,11 @@ void http_on_input(rpc_server *s, rpc_conn *c) {
             break;
         }
         size_t need = req.head_len + (size_t)(req.content_length > 0 ? req.content_length : 0);
+        if (len < need && !rpc_body_reserve(s, c, need - req.head_len)) {
+            c->keep_alive = false; // the body that follows cannot be skipped: answer and close
+            http_error(s, c, 503, NULL, NULL, "the server is receiving too many large request bodies: retry");
+            break;
+        }
         if (len < need) { // the body is still coming
             c->busy = false;
             c->need = need;
@@ -232,6 +237,7 @@ void http_on_input(rpc_server *s, rpc_conn *c) {
             break;
         }
         c->need = 0;
+        rpc_body_release(s, c); // in memory now, and read by the request at once
         run_request(s, c, &req, buf);
         if (c->fd < 0) return;
         // the request's bytes are consumed whether it was answered or is running

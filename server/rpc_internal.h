@@ -49,6 +49,7 @@ typedef struct rpc_conn {
     bool lingering;          // error sent and write side shut: input is discarded until EOF
     bool http10;             // the request being answered is HTTP/1.0: no chunked streams
     bool head_only;          // the request being answered is HEAD: GET's status and headers alone
+    size_t body_reserved;    // the body still arriving, counted in the server's budget (rpc_body_reserve)
     bool peer_eof;           // the client shut its side: what it sent is answered, then we close
     size_t need;             // bytes of the request in `in` (head + body) once its head parsed; 0: unknown
     size_t scanned;          // bytes of a partial head already parsed (parsed again only after a '\n')
@@ -159,6 +160,11 @@ void rpc_pending_free(rpc_pending *p);
 
 // buffers
 bool rpc_buf_append(rpc_buf *b, const char *data, size_t n);
+// Request bodies still arriving are held in memory, so their total is bounded: 8 bodies of
+// --max-body-bytes (at least 256 MiB). A body that does not fit gets 503 (c->body_reserved
+// is given back when the body is complete or the connection closes).
+bool rpc_body_reserve(rpc_server *s, rpc_conn *c, size_t n);
+void rpc_body_release(rpc_server *s, rpc_conn *c);
 // Gives back most of a buffer that grew past 4x max(len, keep) (a big body once came).
 void rpc_buf_shrink(rpc_buf *b, size_t keep);
 void rpc_buf_free(rpc_buf *b);

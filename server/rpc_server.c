@@ -55,6 +55,7 @@ struct rpc_server {
     int spare_fd;            // held open so that a client can be told 503 when fds run out
     double accept_resume;    // when > 0: listeners paused (out of fds) until then
     double t_fd_log;         // the last "out of file descriptors" line (one per 10 s)
+    size_t body_reserved;    // request bodies still arriving, all connections (rpc_body_reserve)
 };
 
 void rpc_params_default(rpc_params *p) {
@@ -110,6 +111,20 @@ bool rpc_buf_append(rpc_buf *b, const char *data, size_t n) {
     if (n) memcpy(b->p + b->len, data, n); // data may be NULL when n is 0
     b->len += n;
     return true;
+}
+
+bool rpc_body_reserve(rpc_server *s, rpc_conn *c, size_t n) {
+    size_t budget = 8 * s->p.max_body > ((size_t)256 << 20) ? 8 * s->p.max_body : (size_t)256 << 20;
+    if (c->body_reserved) return true; // reserved when its head first came
+    if (s->body_reserved + n > budget) return false;
+    s->body_reserved += n;
+    c->body_reserved = n;
+    return true;
+}
+
+void rpc_body_release(rpc_server *s, rpc_conn *c) {
+    s->body_reserved -= c->body_reserved;
+    c->body_reserved = 0;
 }
 
 void rpc_buf_shrink(rpc_buf *b, size_t keep) {
@@ -308,6 +323,7 @@ static void route_events(rpc_server *s) {
 
 static void close_conn(rpc_server *s, rpc_conn *c) {
     if (c->fd < 0) return;
+    rpc_body_release(s, c);
     epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     c->fd = -1;
@@ -439,7 +455,8 @@ static void peer_gone(rpc_server *s, rpc_conn *c) {
 // buffered up to one request's limits, then reading pauses until the request ends.
 static void read_http(rpc_server *s, rpc_conn *c) {
     char buf[65536];
-    size_t cap = s->p.max_header + s->p.max_body;
+    // behind a running request, pipelined heads only: its body, and the memory for it, waits
+    size_t cap = c->busy ? s->p.max_header : s->p.max_header + s->p.max_body;
     // at most 4 MiB per wakeup: a fast sender cannot hold the loop (epoll calls again)
     for (int reads = 0; reads < 64; reads++) {
         if (!c->lingering && c->in.len >= cap) {

@@ -860,6 +860,26 @@ def test_raw_limits():
         time.sleep(0.1)
     check(f"5,000,000 prompt ids (10 MB of JSON) -> 400; resident memory {before:.0f} -> {after:.0f} MiB afterwards",
           is_err(r, 400) and after < before + 100 and healthy(srv), repr(r))
+    # bodies still arriving are held in memory: at most 8 of --max-body-bytes (32 MiB) at once
+    big = [Conn(port) for _ in range(9)]
+    for c in big:
+        c.send(b"POST /tokenize HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n{" % (32 << 20))
+    try:
+        r = big[8].response(5)
+    except (Closed, TimeoutError) as e:
+        r = repr(e)
+    small = http(port, "POST", "/tokenize", {"prompt": "still here"})
+    for c in big:
+        c.close()
+    time.sleep(0.3)
+    again = Conn(port)
+    again.send(b"POST /tokenize HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n{" % (32 << 20))
+    quiet = not select.select([again.sock], [], [], 0.5)[0]  # taken: the server waits for the body
+    again.close()
+    check("9 bodies of 32 MiB announced at once: the 9th -> 503 and close; a small request still answered; "
+          "closing them gives the room back",
+          isinstance(r, Resp) and r.status == 503 and small.status == 200 and quiet, f"{r!r}; {small!r}; quiet {quiet}")
+
     # 20 keep-alive connections that each sent a 10 MB body do not keep its buffer while idle
     before = rss_mb(srv.proc.pid)
     conns, answers = [], []
