@@ -37,7 +37,7 @@ static int check(const char *buf, size_t len, size_t max_head, http_request *out
         size_t n;
         if (!http_header_get(q, "Content-Length", &n) != (q->content_length == -1)) abort();
     } else if (r == HTTP_HEAD_BAD) {
-        if (*status != 400 && *status != 431 && *status != 501 && *status != 505) abort();
+        if (*status != 400 && *status != 417 && *status != 431 && *status != 501 && *status != 505) abort();
         if (!why || !*why) abort();
     } else if (r != HTTP_HEAD_PARTIAL || *status != 0 || why || len >= max_head) {
         abort();

@@ -41,6 +41,9 @@ BIN, MODEL = R.BIN, R.MODEL
 check, short = R.check, R.short
 VERBOSE = "-v" in sys.argv
 KV = str(128 << 20)
+# AddressSanitizer's allocator holds freed memory in quarantine: resident-memory checks are
+# for the release build only
+SANITIZED = b"__asan_init" in open(BIN, "rb").read() if os.path.isfile(BIN) else False
 S = {}
 NAME = {}  # served model name per server
 
@@ -859,7 +862,7 @@ def test_raw_limits():
     while (after := rss_mb(srv.proc.pid)) >= before + 100 and time.monotonic() < deadline:
         time.sleep(0.1)
     check(f"5,000,000 prompt ids (10 MB of JSON) -> 400; resident memory {before:.0f} -> {after:.0f} MiB afterwards",
-          is_err(r, 400) and after < before + 100 and healthy(srv), repr(r))
+          is_err(r, 400) and (after < before + 100 or SANITIZED) and healthy(srv), repr(r))
     # bodies still arriving are held in memory: at most 8 of --max-body-bytes (32 MiB) at once
     big = [Conn(port) for _ in range(9)]
     for c in big:
@@ -892,7 +895,7 @@ def test_raw_limits():
     for c in conns:
         c.close()
     check(f"20 idle keep-alive connections after a 10 MB body each: resident memory {before:.0f} -> {after:.0f} MiB",
-          answers == [400] * 20 and after < before + 100, str(answers))
+          answers == [400] * 20 and (after < before + 100 or SANITIZED), str(answers))
 
 
 def test_fd_limit():
