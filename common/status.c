@@ -3,8 +3,13 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+// Control bytes become '?': messages quote names and strings from model files and requests,
+// and one holding a newline or an escape sequence could forge log lines or drive the terminal.
 void cs_verrf(char *err, size_t errlen, const char *fmt, va_list ap) {
-    if (err && errlen > 0) vsnprintf(err, errlen, fmt, ap);
+    if (!err || errlen == 0) return;
+    vsnprintf(err, errlen, fmt, ap);
+    for (char *p = err; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
 }
 
 cs_status cs_errf(char *err, size_t errlen, cs_status st, const char *fmt, ...) {

@@ -1,9 +1,10 @@
 #include "cli.h"
 
-#include <stdio.h>
-#include <stdlib.h>
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cserve/engine.h"
@@ -48,6 +49,15 @@ bool cs_cli_int(const char *name, const char *s, long lo, long hi, int *out) {
     return true;
 }
 
+bool cs_cli_text(int argc, char **argv, int *i, const char *name, const char **value, bool *bad) {
+    if (!cs_cli_value(argc, argv, i, name, value, bad)) return false;
+    if (!*bad && !**value) {
+        fprintf(stderr, "error: %s: the value is empty\n", name);
+        *bad = true;
+    }
+    return true;
+}
+
 bool cs_cli_float(const char *name, const char *s, double lo, double hi, float *out) {
     char *end;
     errno = 0;
@@ -64,7 +74,7 @@ bool cs_cli_u64(const char *name, const char *s, uint64_t *out) {
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-') {
+    if (errno || end == s || *end || !isdigit((unsigned char)s[0])) { // strtoull takes " -1" as 2^64 - 1
         fprintf(stderr, "error: %s: '%s' is not an unsigned 64-bit integer\n", name, s);
         return false;
     }

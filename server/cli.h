@@ -15,6 +15,9 @@ const char *cs_cli_model_path(const char *flag_value);
 // advances *i past what it used and returns true; a missing value prints an error and sets
 // *bad.
 bool cs_cli_value(int argc, char **argv, int *i, const char *name, const char **value, bool *bad);
+// cs_cli_value for a name, path or key, which must not be empty (an unset shell variable
+// would otherwise pass as one: --api-key "$KEY" turning auth on with an empty key).
+bool cs_cli_text(int argc, char **argv, int *i, const char *name, const char **value, bool *bad);
 
 // True for "--help" and "-h".
 bool cs_cli_is_help(const char *arg);

@@ -72,7 +72,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         }
         if (!strcmp(argv[i], "--json")) o->json = true;
         else if (!strcmp(argv[i], "--no-prefix-caching")) o->ep.enable_prefix_caching = false;
-        else if (cs_cli_value(argc, argv, &i, "--model", &o->model, &bad) ||
+        else if (cs_cli_text(argc, argv, &i, "--model", &o->model, &bad) ||
                  cs_cli_value(argc, argv, &i, "--prompts", &o->prompts_file, &bad)) {
         } else if (cs_cli_value(argc, argv, &i, "--num-prompts", &v, &bad)) {
             bad = bad || !cs_cli_int("--num-prompts", v, 1, 1 << 20, &o->num_prompts);
@@ -160,13 +160,17 @@ static int read_lines(const char *path, char ***lines) {
 // printing the error.
 static int build_prompts(cs_engine *e, const bench_opts *o, char **lines, int n_lines, bench_req *reqs, int n) {
     int vocab = cs_engine_vocab_size(e);
+    // random ids skip the first 100 (where vocabularies keep their special tokens) when the
+    // vocabulary is large enough to leave some
+    int32_t lo = vocab > 200 ? 100 : 0;
+    uint64_t span = (uint64_t)(vocab - lo);
     uint64_t s = o->seed;
     int32_t *prefix = malloc(sizeof(int32_t) * (o->prefix_len + 1));
     if (!prefix) {
         fprintf(stderr, "error: out of memory for prompts\n");
         return CS_EXIT_RUNTIME;
     }
-    for (int k = 0; k < o->prefix_len; k++) prefix[k] = (int32_t)(100 + cs_splitmix64(&s) % (uint64_t)(vocab - 100));
+    for (int k = 0; k < o->prefix_len; k++) prefix[k] = (int32_t)(lo + cs_splitmix64(&s) % span);
     int rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
         bench_req *q = &reqs[i];
@@ -187,7 +191,7 @@ static int build_prompts(cs_engine *e, const bench_opts *o, char **lines, int n_
             cs_engine_tokenize(e, text, strlen(text), o->prefix_len == 0, q->ids + o->prefix_len, own);
         else
             for (int k = o->prefix_len; k < q->n_ids; k++)
-                q->ids[k] = (int32_t)(100 + cs_splitmix64(&s) % (uint64_t)(vocab - 100));
+                q->ids[k] = (int32_t)(lo + cs_splitmix64(&s) % span);
     }
     free(prefix);
     return rc;

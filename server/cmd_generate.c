@@ -97,7 +97,7 @@ static int parse_opts(int argc, char **argv, gen_opts *o) {
         }
         if (!strcmp(argv[i], "--chat")) o->chat = true;
         else if (!strcmp(argv[i], "--ignore-eos")) o->gen.ignore_eos = true;
-        else if (cs_cli_value(argc, argv, &i, "--model", &o->model, &bad) ||
+        else if (cs_cli_text(argc, argv, &i, "--model", &o->model, &bad) ||
                  cs_cli_value(argc, argv, &i, "--prompt", &o->prompt, &bad) ||
                  cs_cli_value(argc, argv, &i, "--system", &o->system, &bad) ||
                  parse_sampling(argc, argv, &i, o, &bad) ||

@@ -108,7 +108,7 @@ int cs_cmd_info(int argc, char **argv) {
                    "  --quant ...   also show the weight bytes after load-time quantisation\n");
             return CS_EXIT_OK;
         }
-        if (cs_cli_value(argc, argv, &i, "--model", &model, &bad) ||
+        if (cs_cli_text(argc, argv, &i, "--model", &model, &bad) ||
             cs_cli_quant_opt(argc, argv, &i, &quant_name, &group, &bad)) {
             if (bad) return CS_EXIT_BAD_INPUT;
             continue;

@@ -32,7 +32,7 @@ static int parse_opts(int argc, char **argv, ppl_opts *o) {
                    "  --threads N  CPU threads (default: all cores)\n" CS_CLI_QUANT_HELP);
             return -1;
         }
-        if (cs_cli_value(argc, argv, &i, "--model", &o->model, &bad) ||
+        if (cs_cli_text(argc, argv, &i, "--model", &o->model, &bad) ||
             cs_cli_value(argc, argv, &i, "--file", &o->file, &bad) ||
             cs_cli_quant_opt(argc, argv, &i, &o->quant, &o->quant_group, &bad)) {
         } else if (cs_cli_value(argc, argv, &i, "--ctx", &v, &bad)) {

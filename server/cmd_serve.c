@@ -61,11 +61,11 @@ static int parse_opts(int argc, char **argv, cs_engine_params *ep, rpc_params *r
         }
         if (!strcmp(argv[i], "--no-prefix-caching")) ep->enable_prefix_caching = false;
         else if (!strcmp(argv[i], "--no-forced-runs")) ep->no_forced_runs = true;
-        else if (cs_cli_value(argc, argv, &i, "--model", &ep->model_path, &bad) ||
-                 cs_cli_value(argc, argv, &i, "--host", &rp->host, &bad) ||
-                 cs_cli_value(argc, argv, &i, "--socket", &rp->socket_path, &bad) ||
-                 cs_cli_value(argc, argv, &i, "--api-key", &rp->api_key, &bad) ||
-                 cs_cli_value(argc, argv, &i, "--served-model-name", &rp->served_model_name, &bad)) {
+        else if (cs_cli_text(argc, argv, &i, "--model", &ep->model_path, &bad) ||
+                 cs_cli_text(argc, argv, &i, "--host", &rp->host, &bad) ||
+                 cs_cli_text(argc, argv, &i, "--socket", &rp->socket_path, &bad) ||
+                 cs_cli_text(argc, argv, &i, "--api-key", &rp->api_key, &bad) ||
+                 cs_cli_text(argc, argv, &i, "--served-model-name", &rp->served_model_name, &bad)) {
         } else if (cs_cli_device_opt(argc, argv, &i, ep, &bad)) {
         } else if (cs_cli_value(argc, argv, &i, "--log-level", &v, &bad)) {
             bad = bad || !parse_level(v, &rp->log_level);

@@ -29,7 +29,7 @@ static int parse_opts(int argc, char **argv, tok_opts *o) {
         if (!strcmp(argv[i], "--ids")) o->ids_only = true;
         else if (!strcmp(argv[i], "--no-add-special")) o->add_special = false;
         else if (!strcmp(argv[i], "--no-parse-special")) o->parse_special = false;
-        else if (cs_cli_value(argc, argv, &i, "--model", &o->model, &bad) ||
+        else if (cs_cli_text(argc, argv, &i, "--model", &o->model, &bad) ||
                  cs_cli_value(argc, argv, &i, "--text", &o->text, &bad) ||
                  cs_cli_value(argc, argv, &i, "--file", &o->file, &bad)) {
             if (bad) return CS_EXIT_BAD_INPUT;

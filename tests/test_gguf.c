@@ -280,8 +280,17 @@ static int write_seeds(const char *dir) {
     return 0;
 }
 
+// A message quoting a hostile name stays one printable line (common/status.c).
+static void test_error_text(void) {
+    char err[64];
+    TEST_COND(cs_errf(err, sizeof err, CS_ERR_FORMAT, "unsupported architecture '%s'", "ll\x1b[31mama\n\a") ==
+              CS_ERR_FORMAT);
+    TEST_CONDF(!strcmp(err, "unsupported architecture 'll?[31mama?" "?'"), "got '%s'", err); // no trigraph
+}
+
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "--write-seeds")) return write_seeds(argv[2]);
+    test_error_text();
     test_read_back(3, 32);
     test_read_back(2, 32);
     test_read_back(3, 64);
