@@ -9,29 +9,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-// Opens path for reading if it is a regular file. O_NONBLOCK so that a FIFO (or a device)
-// is refused at once instead of blocking the open until a writer comes; it changes nothing
-// for a regular file. Returns the fd, or -1 with err set.
-static int open_regular(const char *path, struct stat *st, char *err, size_t errlen) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) {
-        cs_errf(err, errlen, CS_ERR_IO, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
-        close(fd);
-        cs_errf(err, errlen, CS_ERR_IO, "%s: not a regular file", path);
-        return -1;
-    }
-    return fd;
-}
-
 cs_status cs_file_map_open(const char *path, cs_file_map *m, char *err, size_t errlen) {
     m->data = NULL;
     m->size = 0;
+    // a FIFO blocks this open until a writer comes, as for any reader (tests/http_e2e.py holds
+    // a server's model load that way), and is refused once opened: not a regular file
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return cs_errf(err, errlen, CS_ERR_IO, "%s: %s", path, strerror(errno));
     struct stat st;
-    int fd = open_regular(path, &st, err, errlen);
-    if (fd < 0) return CS_ERR_IO;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return cs_errf(err, errlen, CS_ERR_IO, "%s: not a regular file", path);
+    }
     if (st.st_size > 0) {
         void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) {
@@ -56,14 +45,8 @@ void cs_file_unmap(cs_file_map *m) {
 cs_status cs_file_read_all(const char *path, size_t max_bytes, char **out, size_t *len,
                            char *err, size_t errlen) {
     *out = NULL;
-    struct stat st;
-    int fd = open_regular(path, &st, err, errlen);
-    if (fd < 0) return CS_ERR_IO;
-    FILE *f = fdopen(fd, "rb");
-    if (!f) {
-        close(fd);
-        return cs_errf(err, errlen, CS_ERR_IO, "%s: %s", path, strerror(errno));
-    }
+    FILE *f = fopen(path, "rb");
+    if (!f) return cs_errf(err, errlen, CS_ERR_IO, "%s: %s", path, strerror(errno));
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap + 1);
     if (!buf) {

@@ -35,8 +35,6 @@ expect_error "serve --api-key '' (an unset variable must not turn auth on with a
 expect_error "--model ''" "--model: the value is empty" info --model ""
 expect_error "--seed ' -1' (strtoull would take it as 2^64 - 1)" "is not an unsigned 64-bit integer" \
     bench --seed " -1" --num-prompts 1
-mkfifo "$tmp/fifo.gguf"
-expect_error "a FIFO (refused at once, not a hang)" "not a regular file" info --model "$tmp/fifo.gguf"
 printf 'not a gguf at all' >"$tmp/junk.gguf"
 expect_error "wrong magic" "bad magic" info --model "$tmp/junk.gguf"
 
