@@ -86,15 +86,6 @@ static cs_status get_bool(const cJSON *o, const char *key, bool def, bool *out, 
     return CS_OK;
 }
 
-// Copies s into buf for an error message: at most cap-1 bytes, control bytes as '?', so a
-// hostile name cannot break the one-line error.
-static const char *printable(const char *s, char *buf, size_t cap) {
-    size_t i = 0;
-    for (; s[i] && i + 1 < cap; i++) buf[i] = (unsigned char)s[i] < 0x20 ? '?' : s[i];
-    buf[i] = 0;
-    return buf;
-}
-
 static cs_status parse_arch(const cJSON *root, cs_arch *arch, char *err, size_t errlen) {
     static const struct {
         const char *hf, *model_type;
@@ -131,11 +122,10 @@ static cs_status parse_arch(const cJSON *root, cs_arch *arch, char *err, size_t 
             return CS_OK;
         }
     }
-    char buf[80];
-    return cs_errf(err, errlen, CS_ERR_UNSUPPORTED,
-                   WHERE ": architecture '%s' is not supported (LlamaForCausalLM, "
+    return cs_errf(err, errlen, CS_ERR_UNSUPPORTED, // cs_errf makes the quoted name one printable line
+                   WHERE ": architecture '%.79s' is not supported (LlamaForCausalLM, "
                    "MistralForCausalLM, Qwen2ForCausalLM)",
-                   printable(name, buf, sizeof buf));
+                   name);
 }
 
 // rope_scaling: null, {"type"|"rope_type": "linear", "factor"} or the llama3 form.
@@ -180,21 +170,17 @@ static cs_status parse_rope_scaling(const cJSON *root, cs_model_config *c, char 
                            WHERE ": rope_scaling: high_freq_factor must exceed low_freq_factor");
         return CS_OK;
     }
-    char buf[48];
     return cs_errf(err, errlen, CS_ERR_UNSUPPORTED,
-                   WHERE ": rope_scaling type '%s' is not supported (linear, llama3)",
-                   printable(t, buf, sizeof buf));
+                   WHERE ": rope_scaling type '%.47s' is not supported (linear, llama3)", t);
 }
 
 // Features of the three configs that would change the graph and that we do not implement.
 static cs_status check_unsupported(const cJSON *root, char *err, size_t errlen) {
     const cJSON *act = item(root, "hidden_act");
     if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu") != 0)) {
-        char buf[32];
         return cs_errf(err, errlen, CS_ERR_UNSUPPORTED,
-                       WHERE ": hidden_act '%s' is not supported (silu)",
-                       cJSON_IsString(act) ? printable(act->valuestring, buf, sizeof buf)
-                                           : json_type_name(act));
+                       WHERE ": hidden_act '%.31s' is not supported (silu)",
+                       cJSON_IsString(act) ? act->valuestring : json_type_name(act));
     }
     bool mlp_bias = false, sliding = false;
     cs_status s;

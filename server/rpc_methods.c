@@ -531,11 +531,11 @@ void rpc_dispatch(rpc_server *s, rpc_conn *c, const char *line, size_t len) {
         rpc_send_error(s, c, id, RPC_INVALID_REQUEST, NULL, "invalid request: needs \"jsonrpc\": \"2.0\" and a method");
     } else if (cJSON_GetObjectItemCaseSensitive(req, "id") && !id) {
         rpc_send_error(s, c, NULL, RPC_INVALID_REQUEST, NULL, "invalid request: id must be an integer or a string");
-    } else if (nul_member >= 0 || !unique_params(s, c, id, params)) {
-        // a C string ends at the NUL: the text would arrive cut short (a repeated key: answered)
-        if (nul_member >= 0)
-            rpc_send_error(s, c, id, RPC_INVALID_PARAMS, "params", "params: a string holds \\u0000 (NUL), which cannot "
-                           "be passed on");
+    } else if (nul_member >= 0) { // a C string ends at the NUL: the text would arrive cut short
+        rpc_send_error(s, c, id, RPC_INVALID_PARAMS, "params", "params: a string holds \\u0000 (NUL), which cannot "
+                       "be passed on");
+    } else if (!unique_params(s, c, id, params)) {
+        // answered
     } else if (!auth(s, c, id, method->valuestring, params)) {
         // answered (and closing when refused)
     } else if (!rpc_engine(s) && id && strcmp(method->valuestring, "health") && strcmp(method->valuestring, "auth")) {

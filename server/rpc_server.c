@@ -3,6 +3,7 @@
 // belong to, and shut down gracefully.
 #define _GNU_SOURCE // accept4
 #include "common/clock.h"
+#include "common/status.h"
 #include "rpc_server.h"
 
 #include <pthread.h>
@@ -84,11 +85,12 @@ bool rpc_shutting_down(rpc_server *s) { return s->shutting_down; }
 
 void rpc_logf(rpc_server *s, int level, const char *fmt, ...) {
     if (level > s->p.log_level) return;
+    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    cs_verrf(line, sizeof line, fmt, ap); // one line: control bytes from clients become '?'
     va_end(ap);
-    fputc('\n', stderr);
+    fprintf(stderr, "%s\n", line);
 }
 
 void rpc_log_request(rpc_server *s, const rpc_pending *p, const cs_event *d) {

@@ -26,12 +26,12 @@
 #include <stdint.h>
 
 #include <algorithm>
-#include <atomic>
 
 #include "../../common/assert.h"
 #include "cuda_check.h"
 #include "cuda_kernels.h"
 #include "mma.cuh"
+#include "per_device.cuh"
 
 namespace {
 
@@ -404,13 +404,11 @@ template <int HD> __global__ void __launch_bounds__(MERGE_NT) attn_decode_merge(
 // once per device.
 bool pdl_supported() {
     static std::atomic<int> cc_major[CS_CUDA_MAX_DEVICES];
-    const int dev = cs_cuda_current_device();
-    int major = cc_major[dev].load(std::memory_order_relaxed);
-    if (major == 0) {
+    return once_per_device(cc_major, [](int dev) {
+        int major = 0;
         CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-        cc_major[dev].store(major, std::memory_order_relaxed);
-    }
-    return major >= 9;
+        return major;
+    }) >= 9;
 }
 
 // Sets the kernel's shared-memory limit and returns how many CTAs fit on an SM, once per
@@ -418,16 +416,13 @@ bool pdl_supported() {
 // tensor-parallel rank must set it on its own GPU.
 template <int HD, int H2> int chunk_occupancy() {
     static std::atomic<int> occ[CS_CUDA_MAX_DEVICES];
-    const int dev = cs_cuda_current_device();
-    int n = occ[dev].load(std::memory_order_relaxed);
-    if (n == 0) {
+    return once_per_device(occ, [](int) {
         CUDA_CHECK(cudaFuncSetAttribute(attn_decode_chunk<HD, H2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         Cfg<HD>::SMEM));
+        int n = 0;
         CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_chunk<HD, H2>, NT, Cfg<HD>::SMEM));
-        occ[dev].store(n > 0 ? n : 1, std::memory_order_relaxed);
-        n = n > 0 ? n : 1;
-    }
-    return n;
+        return n > 0 ? n : 1;
+    });
 }
 
 template <int HD, int H2> void launch_chunk(const DecodeArgs &a, unsigned grid, cudaStream_t st) {

@@ -6,6 +6,7 @@
 #include "../../common/assert.h"
 #include "cuda_check.h"
 #include "cuda_kernels.h"
+#include "per_device.cuh"
 
 extern "C" int cs_cuda_device_count(void) {
     int n = 0;
@@ -25,12 +26,9 @@ extern "C" int cs_cuda_current_device(void) {
 
 extern "C" int cs_cuda_sm_count(void) {
     static std::atomic<int> cached[CS_CUDA_MAX_DEVICES];
-    const int dev = cs_cuda_current_device();
-    int n = cached[dev].load(std::memory_order_relaxed);
-    if (n == 0) {
+    return once_per_device(cached, [](int dev) {
+        int n = 0;
         CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
-        if (n < 1) n = 1;
-        cached[dev].store(n, std::memory_order_relaxed);
-    }
-    return n;
+        return n < 1 ? 1 : n;
+    });
 }
